@@ -1,0 +1,110 @@
+/**
+ * Configuration from the environment (and a `.env` file when present), with the old FastAPI
+ * service's variable names, defaults and meaning. Invalid values are all reported at once, one
+ * line each, naming the variable, the value and what is allowed.
+ */
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+
+/** The service's settings, parsed and typed. */
+export interface Config {
+  /** Interface to listen on. @default '0.0.0.0' */
+  host: string;
+  /** Port for HTTP, GraphQL and WebSocket. @default 9000 */
+  port: number;
+  /** More logging. @default false */
+  debug: boolean;
+  /** ComfyUI servers (workers). @default ['http://127.0.0.1:8188'] */
+  comfyuiUrls: string[];
+  /** Longest wait for one image, in seconds. @default 300 */
+  comfyuiTimeoutS: number;
+  /** Largest accepted upload, in bytes. @default 10485760 */
+  maxFileSize: number;
+  /** Tasks processed at once. @default 3 */
+  maxConcurrentTasks: number;
+  /** Finished tasks older than this are deleted. @default 7 */
+  taskCleanupDays: number;
+  /** Database, uploads and images. @default './data' */
+  dataDir: string;
+  /** Base of absolute URLs in replies, e.g. https://gpu.example.com. @default undefined (relative URLs) */
+  publicUrl: string | undefined;
+  /** Allowed browser origins; empty means any origin (never with credentials). @default [] */
+  corsOrigins: string[];
+  /** A workflow binding file (or API prompt with a sibling binding). @default the built-in Flux Kontext workflow */
+  workflow: string | undefined;
+}
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'True', 'False'], { error: 'must be true or false' }).transform((v) => ['true', '1', 'yes', 'True'].includes(v));
+const int = (min: number, max: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int(error).min(min, error).max(max, error);
+};
+const list = (item: z.ZodType<string>) =>
+  z.string().transform((s, ctx) => {
+    const parts = s.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const p of parts) {
+      const r = item.safeParse(p);
+      if (!r.success) ctx.addIssue({ code: 'custom', message: `'${p}' ${r.error.issues[0]?.message ?? 'is not valid'}` });
+    }
+    return parts;
+  });
+
+const EnvSchema = z.object({
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(9000),
+  DEBUG: bool.default(false),
+  COMFYUI_URL: list(httpUrl).refine((l) => l.length > 0, 'must list at least one ComfyUI URL').default(['http://127.0.0.1:8188']),
+  COMFYUI_TIMEOUT: int(1, 86_400).default(300),
+  MAX_FILE_SIZE: int(1024, 1024 ** 3).default(10_485_760),
+  MAX_CONCURRENT_TASKS: int(1, 1000).default(3),
+  TASK_CLEANUP_DAYS: int(0, 36_500).default(7),
+  DATA_DIR: z.string().min(1).default('./data'),
+  PUBLIC_URL: httpUrl.optional(),
+  CORS_ORIGINS: list(httpUrl).default([]),
+  WORKFLOW: z.string().min(1).optional(),
+});
+
+/** Invalid configuration; `problems` has one line per variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+  }
+}
+
+/** Parses the given environment. @default process.env, after loading `.env` from the working directory */
+export function loadConfig(env: Record<string, string | undefined> = readEnv()): Config {
+  // Empty strings mean "not set", as in most .env files.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const name = String(i.path[0]);
+        return `${name}=${JSON.stringify(env[name] ?? '')}: ${i.message}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    debug: e.DEBUG,
+    comfyuiUrls: e.COMFYUI_URL.map((u) => u.replace(/\/+$/, '')),
+    comfyuiTimeoutS: e.COMFYUI_TIMEOUT,
+    maxFileSize: e.MAX_FILE_SIZE,
+    maxConcurrentTasks: e.MAX_CONCURRENT_TASKS,
+    taskCleanupDays: e.TASK_CLEANUP_DAYS,
+    dataDir: e.DATA_DIR,
+    publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    corsOrigins: e.CORS_ORIGINS,
+    workflow: e.WORKFLOW,
+  };
+}
+
+function readEnv(): Record<string, string | undefined> {
+  // Variables already set win over the file, as with python-dotenv in the old service.
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  return process.env;
+}

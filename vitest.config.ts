@@ -1,0 +1,16 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: {
+    // One graphql realm: Vite would otherwise load graphql's ESM build next to the CJS build
+    // that Yoga and graphql-ws load, and their GraphQLError classes fail each other's instanceof.
+    alias: { graphql: 'graphql/index.js' },
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Tests start real servers; two cores here, so keep the fan-out modest.
+    maxWorkers: 2,
+  },
+});
