@@ -1,0 +1,106 @@
+/** Queries on `images`, one row per image of a task. The only module that writes SQL for that table. */
+import type { Db } from './database.js';
+import type { ImageRow, ImageStatus, ImageUpdate, NewImage } from './types.js';
+
+export async function insertImages(db: Db, images: NewImage[]): Promise<void> {
+  if (images.length) await db.insertInto('images').values(images).execute();
+}
+
+/** The images of one task, by index. */
+export async function imagesOfTask(db: Db, taskId: string): Promise<ImageRow[]> {
+  return db.selectFrom('images').selectAll().where('task_id', '=', taskId).orderBy('idx').execute();
+}
+
+/** The images of many tasks in one query (for DataLoader). */
+export async function imagesOfTasks(db: Db, taskIds: readonly string[]): Promise<ImageRow[]> {
+  if (taskIds.length === 0) return [];
+  return db.selectFrom('images').selectAll().where('task_id', 'in', taskIds).orderBy('task_id').orderBy('idx').execute();
+}
+
+export async function findImage(db: Db, taskId: string, idx: number): Promise<ImageRow | undefined> {
+  return db.selectFrom('images').selectAll().where('task_id', '=', taskId).where('idx', '=', idx).executeTakeFirst();
+}
+
+/** Images of processing tasks waiting for a worker, oldest task first. */
+export async function waitingImages(db: Db, limit: number): Promise<ImageRow[]> {
+  return db
+    .selectFrom('images')
+    .innerJoin('tasks', 'tasks.id', 'images.task_id')
+    .selectAll('images')
+    .where('tasks.status', '=', 'processing')
+    .where('images.status', '=', 'pending')
+    .orderBy('tasks.started_at')
+    .orderBy('tasks.id')
+    .orderBy('images.idx')
+    .limit(limit)
+    .execute();
+}
+
+/**
+ * Assigns a pending image to a worker, atomically: only one caller wins. Returns the row, or
+ * undefined when someone else took it or it is no longer pending.
+ */
+export async function assignImage(db: Db, taskId: string, idx: number, worker: string, now: string): Promise<ImageRow | undefined> {
+  return db
+    .updateTable('images')
+    .set((eb) => ({ status: 'submitted', worker, submitted_at: now, attempts: eb('attempts', '+', 1), error: null }))
+    .where('task_id', '=', taskId)
+    .where('idx', '=', idx)
+    .where('status', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Updates an image if it is still in one of `from` (so a late event cannot undo a final state). */
+export async function updateImage(
+  db: Db,
+  taskId: string,
+  idx: number,
+  changes: ImageUpdate,
+  from: readonly ImageStatus[] = ['pending', 'submitted', 'running'],
+): Promise<boolean> {
+  const r = await db
+    .updateTable('images')
+    .set(changes)
+    .where('task_id', '=', taskId)
+    .where('idx', '=', idx)
+    .where('status', 'in', from)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/** Marks every unfinished image of a task; returns those that were submitted or running. */
+export async function finishOpenImages(db: Db, taskId: string, status: 'cancelled' | 'failed', now: string): Promise<ImageRow[]> {
+  return db.transaction().execute(async (trx) => {
+    const open = await trx
+      .selectFrom('images')
+      .selectAll()
+      .where('task_id', '=', taskId)
+      .where('status', 'in', ['pending', 'submitted', 'running'])
+      .execute();
+    if (open.length) {
+      await trx
+        .updateTable('images')
+        .set({ status, finished_at: now })
+        .where('task_id', '=', taskId)
+        .where('status', 'in', ['pending', 'submitted', 'running'])
+        .execute();
+    }
+    return open;
+  });
+}
+
+/** Images sent to ComfyUI and not finished, for reconciliation after a restart. */
+export async function inFlightImages(db: Db, taskId: string): Promise<ImageRow[]> {
+  return db.selectFrom('images').selectAll().where('task_id', '=', taskId).where('status', 'in', ['submitted', 'running']).orderBy('idx').execute();
+}
+
+/** Stored image files of tasks (for cleanup and the file check). */
+export async function imageFiles(db: Db, taskIds?: readonly string[]): Promise<Pick<ImageRow, 'task_id' | 'idx' | 'file_path' | 'bytes'>[]> {
+  let q = db.selectFrom('images').select(['task_id', 'idx', 'file_path', 'bytes']).where('file_path', 'is not', null);
+  if (taskIds) {
+    if (taskIds.length === 0) return [];
+    q = q.where('task_id', 'in', taskIds);
+  }
+  return q.execute();
+}

@@ -1,0 +1,174 @@
+/** Queries on `tasks`. The only module that writes SQL for that table. */
+import { sql } from 'kysely';
+import type { Db } from './database.js';
+import type { NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
+
+/** Inserts a new task. */
+export async function insertTask(db: Db, task: NewTask): Promise<TaskRow> {
+  return db.insertInto('tasks').values(task).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function findTask(db: Db, id: string): Promise<TaskRow | undefined> {
+  return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function findTasks(db: Db, ids: readonly string[]): Promise<TaskRow[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('tasks').selectAll().where('id', 'in', ids).execute();
+}
+
+export async function findTaskByIdempotencyKey(db: Db, key: string): Promise<TaskRow | undefined> {
+  return db.selectFrom('tasks').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+}
+
+/** A page of tasks, newest first, after the `(created_at, id)` of the cursor's task. */
+export async function listTasks(
+  db: Db,
+  options: { limit: number; after?: { createdAt: string; id: string }; status?: TaskStatus },
+): Promise<TaskRow[]> {
+  let q = db.selectFrom('tasks').selectAll();
+  if (options.status) q = q.where('status', '=', options.status);
+  const after = options.after;
+  if (after) {
+    q = q.where((eb) =>
+      eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]),
+    );
+  }
+  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(options.limit).execute();
+}
+
+/**
+ * Moves the oldest pending task to `processing` if fewer than `maxProcessing` are, atomically.
+ * SQLite runs the transaction alone; on Postgres the select needs `for update skip locked`.
+ */
+export async function claimNextPending(
+  db: Db,
+  options: { instance: string; now: string; leaseUntil: string; maxProcessing: number },
+): Promise<TaskRow | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const { n } = await trx
+      .selectFrom('tasks')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('status', '=', 'processing')
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= options.maxProcessing) return undefined;
+    const next = await trx
+      .selectFrom('tasks')
+      .select('id')
+      .where('status', '=', 'pending')
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst();
+    if (!next) return undefined;
+    return trx
+      .updateTable('tasks')
+      .set({
+        status: 'processing',
+        started_at: options.now,
+        updated_at: options.now,
+        claimed_by: options.instance,
+        lease_expires_at: options.leaseUntil,
+      })
+      .where('id', '=', next.id)
+      .where('status', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst();
+  });
+}
+
+/** Processing tasks this instance must look after: its own, and any whose claim has lapsed. */
+export async function findRecoverable(db: Db, options: { instance: string; now: string }): Promise<TaskRow[]> {
+  return db
+    .selectFrom('tasks')
+    .selectAll()
+    .where('status', '=', 'processing')
+    .where((eb) => eb.or([eb('claimed_by', '=', options.instance), eb('claimed_by', 'is', null), eb('lease_expires_at', '<', options.now)]))
+    .orderBy('created_at')
+    .execute();
+}
+
+/** Takes over tasks (after a crash, or another instance's lapsed claim). */
+export async function reclaim(db: Db, ids: readonly string[], options: { instance: string; leaseUntil: string }): Promise<void> {
+  if (ids.length === 0) return;
+  await db.updateTable('tasks').set({ claimed_by: options.instance, lease_expires_at: options.leaseUntil }).where('id', 'in', ids).execute();
+}
+
+/** Extends this instance's claims. */
+export async function renewLeases(db: Db, options: { instance: string; leaseUntil: string }): Promise<void> {
+  await db
+    .updateTable('tasks')
+    .set({ lease_expires_at: options.leaseUntil })
+    .where('status', '=', 'processing')
+    .where('claimed_by', '=', options.instance)
+    .execute();
+}
+
+/**
+ * Persists a progress frame: applies `changes`, bumps `seq` and stores the frame as the snapshot, in
+ * one statement, so the seq a subscriber sees always matches the stored state. Returns the new seq,
+ * or undefined when the task is gone or (with `onlyIf`) not in one of those statuses.
+ */
+export async function saveFrame(
+  db: Db,
+  id: string,
+  changes: TaskUpdate,
+  frame: unknown,
+  onlyIf?: readonly TaskStatus[],
+): Promise<number | undefined> {
+  let q = db
+    .updateTable('tasks')
+    .set((eb) => ({ ...changes, seq: eb('seq', '+', 1), last_frame: JSON.stringify(frame) }))
+    .where('id', '=', id);
+  if (onlyIf) q = q.where('status', 'in', onlyIf);
+  const row = await q.returning('seq').executeTakeFirst();
+  return row?.seq;
+}
+
+/** How many pending tasks are ahead of this one (0 = next), or undefined when it is not pending. */
+export async function queuePosition(db: Db, task: Pick<TaskRow, 'id' | 'created_at' | 'status'>): Promise<number | undefined> {
+  if (task.status !== 'pending') return undefined;
+  const { n } = await db
+    .selectFrom('tasks')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('created_at', '<', task.created_at), eb.and([eb('created_at', '=', task.created_at), eb('id', '<', task.id)])]))
+    .executeTakeFirstOrThrow();
+  return Number(n);
+}
+
+/** Pending tasks in queue order (to announce new queue positions). */
+export async function pendingTaskIds(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom('tasks').select('id').where('status', '=', 'pending').orderBy('created_at').orderBy('id').execute();
+  return rows.map((r) => r.id);
+}
+
+/** Counts per status. */
+export async function countByStatus(db: Db): Promise<Record<TaskStatus, number>> {
+  const rows = await db
+    .selectFrom('tasks')
+    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('status')
+    .execute();
+  const counts: Record<TaskStatus, number> = { pending: 0, processing: 0, completed: 0, failed: 0, cancelled: 0 };
+  for (const r of rows) if (r.status in counts) counts[r.status] = Number(r.n);
+  return counts;
+}
+
+/** Finished tasks last updated before `cutoff`, oldest first. */
+export async function findFinishedBefore(db: Db, cutoff: string, limit: number): Promise<Pick<TaskRow, 'id' | 'upload_sha256'>[]> {
+  return db
+    .selectFrom('tasks')
+    .select(['id', 'upload_sha256'])
+    .where('status', 'in', ['completed', 'failed', 'cancelled'])
+    .where(sql<string>`coalesce(finished_at, updated_at)`, '<', cutoff)
+    .orderBy('updated_at')
+    .limit(limit)
+    .execute();
+}
+
+/** Deletes tasks; their image rows go with them (foreign key cascade). */
+export async function deleteTasks(db: Db, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.deleteFrom('tasks').where('id', 'in', ids).execute();
+}

@@ -1,0 +1,96 @@
+/**
+ * The database, table by table, written by hand: the same types serve SQLite now and Postgres
+ * later (generated types differ between the two and lose the status unions).
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/** Task statuses; the first four are the old service's, with the same meaning. */
+export type TaskStatus = 'pending' | 'processing' | 'completed' | 'failed' | 'cancelled';
+export const TASK_STATUSES: readonly TaskStatus[] = ['pending', 'processing', 'completed', 'failed', 'cancelled'];
+export const FINAL_TASK_STATUSES: readonly TaskStatus[] = ['completed', 'failed', 'cancelled'];
+
+/**
+ * Image statuses. `submitted`: its prompt is (or may be) in a ComfyUI queue; `running`: ComfyUI
+ * started it. Both are reconciled against ComfyUI after a crash.
+ */
+export type ImageStatus = 'pending' | 'submitted' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface TasksTable {
+  // The old service's columns.
+  id: string;
+  description: string;
+  status: TaskStatus;
+  progress: Generated<number>;
+  /** JSON list of image paths, as the old service stored it. */
+  result_path: string | null;
+  error_message: string | null;
+  created_at: string;
+  updated_at: string;
+  // What the engine adds.
+  count: Generated<number>;
+  /** `WxH` or `auto`. */
+  size: Generated<string>;
+  steps: Generated<number>;
+  guidance: Generated<number>;
+  base_seed: Generated<number>;
+  workflow: Generated<string>;
+  upload_sha256: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  /** Grows by one with every persisted progress frame. */
+  seq: Generated<number>;
+  /** JSON of the latest persisted progress frame: the snapshot a new subscriber starts from. */
+  last_frame: string | null;
+  idempotency_key: string | null;
+  /** Hash of the parameters, to tell a replay from a conflicting reuse of an idempotency key. */
+  params_hash: string | null;
+  /** The service instance processing it, and until when its claim holds without renewal. */
+  claimed_by: string | null;
+  lease_expires_at: string | null;
+}
+
+export interface ImagesTable {
+  task_id: string;
+  idx: number;
+  seed: number;
+  /** Derived from the task id and index, stored before submission: a resubmit never runs it twice. */
+  prompt_id: string;
+  worker: string | null;
+  status: ImageStatus;
+  /** Relative to DATA_DIR. */
+  file_path: string | null;
+  width: number | null;
+  height: number | null;
+  bytes: number | null;
+  content_type: string | null;
+  error: string | null;
+  attempts: Generated<number>;
+  submitted_at: string | null;
+  finished_at: string | null;
+}
+
+export interface UploadsTable {
+  sha256: string;
+  /** Relative to DATA_DIR. */
+  file_path: string;
+  bytes: number;
+  content_type: string;
+  width: number;
+  height: number;
+  created_at: ColumnType<string, string, never>;
+}
+
+export interface Database {
+  tasks: TasksTable;
+  images: ImagesTable;
+  uploads: UploadsTable;
+}
+
+export type TaskRow = Selectable<TasksTable>;
+export type NewTask = Insertable<TasksTable>;
+export type TaskUpdate = Updateable<TasksTable>;
+export type ImageRow = Selectable<ImagesTable>;
+export type NewImage = Insertable<ImagesTable>;
+export type ImageUpdate = Updateable<ImagesTable>;
+export type UploadRow = Selectable<UploadsTable>;
+export type NewUpload = Insertable<UploadsTable>;

@@ -1,0 +1,152 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openDatabase, type Db } from '../src/db/database.js';
+import { assignImage, finishOpenImages, imagesOfTasks, insertImages, waitingImages } from '../src/db/images.js';
+import {
+  claimNextPending,
+  countByStatus,
+  findRecoverable,
+  findTask,
+  insertTask,
+  listTasks,
+  queuePosition,
+  saveFrame,
+} from '../src/db/tasks.js';
+import { deleteUnreferenced, saveUpload } from '../src/db/uploads.js';
+
+// One entry per dialect the queries must work on; Postgres joins when the engine scales out.
+const DIALECTS = ['sqlite'] as const;
+
+for (const dialect of DIALECTS) {
+  describe(`database (${dialect})`, () => {
+    let dir: string;
+    let db: Db;
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'kontext-db-'));
+      db = await openDatabase({ file: join(dir, 'kontext.db') });
+    });
+    afterEach(async () => {
+      await db.destroy();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    let clock = 0;
+    const at = () => new Date(Date.UTC(2026, 0, 1) + ++clock * 1000).toISOString();
+    const task = (id: string, extra: Record<string, unknown> = {}) =>
+      insertTask(db, { id, description: `task ${id}`, status: 'pending', created_at: at(), updated_at: at(), ...extra });
+
+    it('uses WAL and foreign keys', async () => {
+      const sqlite = new BetterSqlite3(join(dir, 'kontext.db'));
+      expect(sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
+      sqlite.close();
+      await expect(insertImages(db, [{ task_id: 'nope', idx: 0, seed: 1, prompt_id: 'p', status: 'pending' }])).rejects.toThrow(/FOREIGN KEY/);
+    });
+
+    it('claims pending tasks oldest first and never more than the limit', async () => {
+      await task('a');
+      await task('b');
+      await task('c');
+      const opts = { instance: 'i1', now: at(), leaseUntil: at(), maxProcessing: 2 };
+      expect((await claimNextPending(db, opts))?.id).toBe('a');
+      expect((await claimNextPending(db, opts))?.id).toBe('b');
+      expect(await claimNextPending(db, opts)).toBeUndefined();
+      expect(await countByStatus(db)).toMatchObject({ pending: 1, processing: 2 });
+      const c = (await findTask(db, 'c'))!;
+      expect(await queuePosition(db, c)).toBe(0);
+      expect((await findTask(db, 'a'))?.claimed_by).toBe('i1');
+    });
+
+    it('bumps seq atomically for concurrent frames', async () => {
+      await task('a');
+      const seqs = await Promise.all([1, 2, 3, 4, 5].map((p) => saveFrame(db, 'a', { progress: p }, { progress: p })));
+      expect([...seqs].sort()).toEqual([1, 2, 3, 4, 5]);
+      expect((await findTask(db, 'a'))?.seq).toBe(5);
+      expect(await saveFrame(db, 'a', { progress: 9 }, {}, ['completed'])).toBeUndefined();
+      expect(await saveFrame(db, 'missing', { progress: 9 }, {})).toBeUndefined();
+    });
+
+    it('pages tasks newest first by (created_at, id), filtered by status', async () => {
+      for (const id of ['t1', 't2', 't3', 't4', 't5']) await task(id);
+      const first = await listTasks(db, { limit: 2 });
+      expect(first.map((t) => t.id)).toEqual(['t5', 't4']);
+      const last = first.at(-1)!;
+      const next = await listTasks(db, { limit: 10, after: { createdAt: last.created_at, id: last.id } });
+      expect(next.map((t) => t.id)).toEqual(['t3', 't2', 't1']);
+      expect(await listTasks(db, { limit: 10, status: 'completed' })).toEqual([]);
+    });
+
+    it('finds processing tasks to recover: its own and lapsed claims of others', async () => {
+      await task('mine', { status: 'processing', claimed_by: 'i1', lease_expires_at: '2999-01-01T00:00:00.000Z' });
+      await task('lapsed', { status: 'processing', claimed_by: 'i2', lease_expires_at: '2000-01-01T00:00:00.000Z' });
+      await task('theirs', { status: 'processing', claimed_by: 'i2', lease_expires_at: '2999-01-01T00:00:00.000Z' });
+      const found = await findRecoverable(db, { instance: 'i1', now: new Date().toISOString() });
+      expect(found.map((t) => t.id).sort()).toEqual(['lapsed', 'mine']);
+    });
+
+    it('hands each waiting image to exactly one worker', async () => {
+      await task('a', { status: 'processing', started_at: at() });
+      await insertImages(db, [0, 1].map((idx) => ({ task_id: 'a', idx, seed: 10 + idx, prompt_id: `a-${idx}`, status: 'pending' as const })));
+      expect((await waitingImages(db, 10)).map((i) => i.idx)).toEqual([0, 1]);
+      const [w1, w2] = await Promise.all([assignImage(db, 'a', 0, 'http://w1', at()), assignImage(db, 'a', 0, 'http://w2', at())]);
+      expect([w1, w2].filter(Boolean)).toHaveLength(1);
+      expect((await waitingImages(db, 10)).map((i) => i.idx)).toEqual([1]);
+      const open = await finishOpenImages(db, 'a', 'cancelled', at());
+      expect(open.map((i) => [i.idx, i.status])).toEqual([
+        [0, 'submitted'],
+        [1, 'pending'],
+      ]);
+      expect((await imagesOfTasks(db, ['a'])).map((i) => i.status)).toEqual(['cancelled', 'cancelled']);
+    });
+
+    it('keeps an upload while any task still refers to it', async () => {
+      const up = (sha256: string) =>
+        saveUpload(db, { sha256, file_path: `uploads/${sha256}.png`, bytes: 1, content_type: 'image/png', width: 1, height: 1, created_at: at() });
+      await up('s1');
+      await up('s2');
+      await up('s1'); // same content again: no error, one row
+      await task('a', { upload_sha256: 's1' });
+      const deleted = await deleteUnreferenced(db, ['s1', 's2']);
+      expect(deleted.map((u) => u.sha256)).toEqual(['s2']);
+    });
+  });
+}
+
+describe('a database file left by the old service', () => {
+  it('is adopted: its tasks keep their values and gain the new columns with defaults', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-legacy-'));
+    const file = join(dir, 'tasks.db');
+    const legacy = new BetterSqlite3(file);
+    legacy.exec(`CREATE TABLE tasks (id TEXT PRIMARY KEY, description TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+      progress INTEGER DEFAULT 0, result_path TEXT, error_message TEXT,
+      created_at DATETIME DEFAULT CURRENT_TIMESTAMP, updated_at DATETIME DEFAULT CURRENT_TIMESTAMP)`);
+    legacy.prepare(`INSERT INTO tasks (id, description, status, progress, result_path) VALUES (?, ?, ?, ?, ?)`).run(
+      'old-1',
+      'a red car',
+      'completed',
+      100,
+      '["outputs/old-1_0.png"]',
+    );
+    legacy.close();
+    const db = await openDatabase({ file });
+    try {
+      const t = await findTask(db, 'old-1');
+      expect(t).toMatchObject({ description: 'a red car', status: 'completed', progress: 100, result_path: '["outputs/old-1_0.png"]' });
+      expect(t).toMatchObject({ count: 1, size: '1024x1024', steps: 20, guidance: 2.5, seq: 0 });
+    } finally {
+      await db.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a data folder that cannot be written gives a readable error', async () => {
+    // A plain file where the folder should be: fails the same way as a read-only folder, even as root.
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-ro-'));
+    const blocker = join(dir, 'not-a-folder');
+    await writeFile(blocker, 'x');
+    await expect(openDatabase({ file: join(blocker, 'data', 'kontext.db') })).rejects.toThrow(/data folder .*not-a-folder\/data is not writable \(ENOTDIR\); set DATA_DIR/);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
