@@ -1,0 +1,171 @@
+/**
+ * The WebSocket side of PromptServer (PROTOCOL.md 3.1, 3.2, 4): the clientId → socket table with
+ * its replacement and close race, feature-flag negotiation as the first message only, and message
+ * routing (targeted to the prompt's client_id, dropped without a socket, broadcast without one).
+ */
+import { randomUUID } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import { BinaryEvent, encodePreviewFrame } from '../protocol.js';
+import type { MessageSink } from './executor.js';
+import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from './py.js';
+
+interface Outgoing {
+  payload: string | Buffer;
+  sid: PyValue;
+}
+
+/** The WebSocket endpoint and ComfyUI's message routing. */
+export class SocketHub implements MessageSink {
+  /** clientId → socket, like `PromptServer.sockets`. */
+  readonly sockets = new Map<string, WebSocket>();
+  /** clientId → negotiated client feature flags. */
+  private readonly flags = new Map<string, PyValue>();
+  private readonly all = new Set<WebSocket>();
+  private outbox: Outgoing[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly serverFeatures: () => PyDict,
+    private readonly connectInfo: () => { queueRemaining: number; runningClientId: PyValue; lastNodeId: string | null },
+  ) {}
+
+  /** Registers a new connection and runs its protocol until it closes. */
+  accept(ws: WebSocket, clientIdParam: string | null): void {
+    let sid = clientIdParam ?? '';
+    if (sid) this.sockets.delete(sid);
+    else sid = randomUUID().replace(/-/g, '');
+    this.sockets.set(sid, ws);
+    this.flags.set(sid, new Map());
+    this.all.add(ws);
+
+    const info = this.connectInfo();
+    this.sendDirect(ws, 'status', new Map<string, PyValue>([
+      ['status', statusData(info.queueRemaining)],
+      ['sid', sid],
+    ]));
+    if (info.runningClientId === sid && info.lastNodeId !== null) {
+      this.sendDirect(ws, 'executing', new Map<string, PyValue>([['node', info.lastNodeId]]));
+    }
+
+    let first = true;
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      let msg: PyValue;
+      try {
+        msg = pyLoads(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
+      } catch {
+        return; // invalid JSON: ignored, and it does not count as the first message
+      }
+      if (!isDict(msg)) return; // data.get() would raise: same as above
+      if (first && msg.get('type') === 'feature_flags') {
+        this.flags.set(sid, msg.has('data') ? (msg.get('data') ?? null) : new Map());
+        this.sendDirect(ws, 'feature_flags', this.serverFeatures());
+      }
+      first = false;
+    });
+    ws.on('close', () => {
+      // As in ComfyUI: removes whatever is registered under this id now, even a newer socket.
+      this.sockets.delete(sid);
+      this.flags.delete(sid);
+      this.all.delete(ws);
+    });
+    ws.on('error', () => undefined);
+  }
+
+  /** Abruptly terminates every socket (a network drop). */
+  dropAll(): void {
+    for (const ws of this.all) ws.terminate();
+  }
+
+  /** Closes every socket (server shutdown). */
+  closeAll(): void {
+    for (const ws of this.all) {
+      try {
+        ws.close(1001);
+      } catch {
+        ws.terminate();
+      }
+    }
+  }
+
+  /** Broadcasts the queue count (PromptServer.queue_updated). */
+  queueUpdated(remaining: number): void {
+    this.sendSync('status', new Map<string, PyValue>([['status', statusData(remaining)]]), null);
+  }
+
+  sendSync(type: string, data: unknown, sid: PyValue): void {
+    this.outbox.push({ payload: pyDumps({ type, data }), sid });
+    this.scheduleFlush();
+  }
+
+  sendPreview(jpeg: Buffer, sid: PyValue, metadata: PyDict | null): void {
+    let frame: Buffer;
+    if (metadata) {
+      // Built here rather than with protocol.ts: ComfyUI's json.dumps puts spaces after , and :
+      metadata.set('image_type', 'image/jpeg');
+      const json = Buffer.from(pyDumps(metadata), 'utf8');
+      const head = Buffer.alloc(8);
+      head.writeUInt32BE(BinaryEvent.PreviewImageWithMetadata, 0);
+      head.writeUInt32BE(json.length, 4);
+      frame = Buffer.concat([head, json, jpeg]);
+    } else {
+      frame = encodePreviewFrame(jpeg, 'image/jpeg');
+    }
+    this.outbox.push({ payload: frame, sid });
+    this.scheduleFlush();
+  }
+
+  hasRecipient(sid: PyValue): boolean {
+    if (sid === null) return this.sockets.size > 0;
+    return typeof sid === 'string' && this.sockets.has(sid);
+  }
+
+  supportsMetadata(sid: PyValue): boolean {
+    if (typeof sid !== 'string') return false;
+    const f = this.flags.get(sid);
+    return isDict(f) && f.get('supports_preview_metadata') === true;
+  }
+
+  /** Sends everything queued so far, in order (used before the process ends). */
+  flushNow(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    for (const m of batch) this.deliver(m);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    // Like ComfyUI's send_sync: the message leaves after the current handler (e.g. the HTTP reply).
+    setImmediate(() => {
+      this.flushing = false;
+      this.flushNow();
+    });
+  }
+
+  private deliver(m: Outgoing): void {
+    if (m.sid === null) {
+      for (const ws of [...this.sockets.values()]) safeSend(ws, m.payload);
+    } else if (typeof m.sid === 'string') {
+      const ws = this.sockets.get(m.sid);
+      if (ws) safeSend(ws, m.payload);
+    }
+  }
+
+  private sendDirect(ws: WebSocket, type: string, data: PyDict): void {
+    safeSend(ws, pyDumps({ type, data }));
+  }
+}
+
+function statusData(remaining: number): PyDict {
+  return new Map<string, PyValue>([['exec_info', new Map<string, PyValue>([['queue_remaining', remaining]])]]);
+}
+
+function safeSend(ws: WebSocket, payload: string | Buffer): void {
+  if (ws.readyState !== 1) return;
+  try {
+    ws.send(payload, () => undefined);
+  } catch {
+    // a socket that died mid-send is dropped silently, as send_socket_catch_exception does
+  }
+}
