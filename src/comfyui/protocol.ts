@@ -205,7 +205,8 @@ export const WsMessageSchema = z.discriminatedUnion('type', [
     data: z.object({
       node: z.string(),
       display_node: z.string().optional(),
-      output: NodeOutputSchema.nullable(),
+      // null for a cached output node without UI output (PROTOCOL 3.2).
+      output: NodeOutputSchema.nullish(),
       prompt_id: promptId,
     }),
   }),

@@ -1,0 +1,404 @@
+/**
+ * HTTP client for one ComfyUI server (PROTOCOL.md section 2), on an undici connection pool.
+ *
+ * Every call has a deadline, every reply is validated with the zod schemas of `protocol.ts`, and
+ * every failure is one of the typed errors of `errors.ts`:
+ * - connection refused, reset, DNS failure → `ComfyUnreachableError`
+ * - deadline passed → `ComfyTimeoutError`
+ * - unexpected status → `ComfyHttpError`; reply of the wrong shape → `ComfyBadReplyError`
+ * - `POST /prompt` refused (400), or accepted only in part (200 with `node_errors`) → `ComfyValidationError`
+ *
+ * Requests that are safe to repeat are retried once when a kept-alive connection turns out to be
+ * dead (the server restarted since the last call). `POST /prompt` is never retried: ComfyUI does not
+ * deduplicate prompt ids, so a retry could run the prompt twice (the worker reconciles instead).
+ */
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Blob } from 'node:buffer';
+import { FormData, Pool, type Dispatcher } from 'undici';
+import { z } from 'zod';
+import {
+  ComfyBadReplyError,
+  ComfyError,
+  ComfyHttpError,
+  ComfyTimeoutError,
+  ComfyUnreachableError,
+  ComfyValidationError,
+} from './errors.js';
+import {
+  HistoryEntrySchema,
+  ObjectInfoSchema,
+  PromptAcceptedSchema,
+  PromptRejectedSchema,
+  QueueSchema,
+  SystemStatsSchema,
+  UploadedSchema,
+  type ApiPrompt,
+  type FileRef,
+  type HistoryEntry,
+  type ObjectInfo,
+  type PromptAccepted,
+  type Queue,
+  type SystemStats,
+  type Uploaded,
+} from './protocol.js';
+
+export interface ComfyHttpClientOptions {
+  /**
+   * Deadline of each call (connect, send, and read the whole reply), in milliseconds.
+   * @default 30_000
+   */
+  timeoutMs?: number;
+  /**
+   * Deadline of one `downloadView` call, in milliseconds.
+   * @default 120_000
+   */
+  downloadTimeoutMs?: number;
+  /**
+   * Most connections kept open to the server.
+   * @default 8
+   */
+  connections?: number;
+}
+
+export interface QueuePromptRequest {
+  prompt: ApiPrompt;
+  /** Our id for the prompt. Use a fresh UUID: ComfyUI does not check ids for uniqueness (PROTOCOL 8.7). */
+  promptId: string;
+  /** The WebSocket `clientId` that receives the prompt's messages. Without it, no completion message is sent. */
+  clientId?: string;
+  /** Put the prompt ahead of normal submissions. */
+  front?: boolean;
+  /** Stored with the prompt (`extra_pnginfo` becomes PNG text chunks). */
+  extraData?: Record<string, unknown>;
+  /** Run only these output nodes (`partial_execution_targets`). */
+  requiredOutputs?: string[];
+}
+
+export interface UploadImageOptions {
+  /** Replace a file of the same name instead of getting a deduplicated name. @default false */
+  overwrite?: boolean;
+  subfolder?: string;
+  /** @default 'input' */
+  type?: 'input' | 'temp' | 'output';
+}
+
+/** Connection failures that mean "nobody answered", reported as `ComfyUnreachableError`. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ETIMEDOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+/** Failures of a kept-alive connection that the server closed meanwhile: safe to retry once. */
+export const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const UNDICI_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+const HistoryReplySchema = z.record(z.string(), HistoryEntrySchema);
+
+/** The `error.type` given to a 200 reply with `node_errors` (ComfyUI has no type for it). */
+export const PARTIAL_VALIDATION_ERROR_TYPE = 'partial_outputs_failed_validation';
+
+interface Call {
+  method: Dispatcher.HttpMethod;
+  /** Path relative to the base URL, query included. */
+  path: string;
+  /** For error messages: `GET /history/abc`. */
+  operation: string;
+  body?: string | FormData;
+  /** Safe to send twice (see STALE_CONNECTION_CODES). */
+  retryable: boolean;
+  timeoutMs?: number;
+}
+
+export class ComfyHttpClient {
+  /** The server's base URL, without a trailing slash (a path prefix such as `/comfy` is kept). */
+  readonly baseUrl: string;
+  private readonly pool: Pool;
+  private readonly prefix: string;
+  private readonly timeoutMs: number;
+  private readonly downloadTimeoutMs: number;
+
+  constructor(baseUrl: string, options: ComfyHttpClientOptions = {}) {
+    const url = new URL(baseUrl);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`ComfyUI URL must be http(s): ${baseUrl}`);
+    this.prefix = url.pathname.replace(/\/+$/, '');
+    this.baseUrl = url.origin + this.prefix;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.downloadTimeoutMs = options.downloadTimeoutMs ?? 120_000;
+    this.pool = new Pool(url.origin, { connections: options.connections ?? 8 });
+  }
+
+  /**
+   * `POST /prompt`. Resolves once ComfyUI has queued the whole prompt.
+   *
+   * A 200 whose `node_errors` is not empty means only some outputs passed validation and the rest
+   * will run anyway (PROTOCOL 6.3); that prompt is deleted from the queue (or interrupted if it
+   * already started) and the call throws `ComfyValidationError` like a 400 would.
+   */
+  async queuePrompt(req: QueuePromptRequest): Promise<PromptAccepted> {
+    const operation = 'POST /prompt';
+    const body: Record<string, unknown> = { prompt: req.prompt, prompt_id: req.promptId };
+    if (req.clientId !== undefined) body['client_id'] = req.clientId;
+    if (req.front !== undefined) body['front'] = req.front;
+    if (req.extraData !== undefined) body['extra_data'] = req.extraData;
+    if (req.requiredOutputs !== undefined) body['partial_execution_targets'] = req.requiredOutputs;
+
+    const accepted = await this.call({ method: 'POST', path: '/prompt', operation, body: JSON.stringify(body), retryable: false }, async (res) => {
+      const text = await res.body.text();
+      if (res.statusCode === 400) {
+        const rejected = PromptRejectedSchema.safeParse(parseJson(text));
+        if (!rejected.success) throw new ComfyHttpError(this.baseUrl, operation, 400, snippet(text));
+        const { error, node_errors } = rejected.data;
+        throw new ComfyValidationError(this.baseUrl, req.promptId, error.type, node_errors, error);
+      }
+      if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(text));
+      return this.validate(operation, PromptAcceptedSchema, parseJsonReply(this.baseUrl, operation, text));
+    });
+
+    if (accepted.prompt_id !== req.promptId) {
+      throw new ComfyBadReplyError(this.baseUrl, operation, `queued as ${accepted.prompt_id}, not as the requested ${req.promptId}`);
+    }
+    if (Object.keys(accepted.node_errors).length > 0) {
+      // Delete first: a pending prompt can then no longer start, so the interrupt only matters if it already runs.
+      await this.deleteQueued([req.promptId]).catch(() => undefined);
+      await this.interrupt(req.promptId).catch(() => undefined);
+      throw new ComfyValidationError(this.baseUrl, req.promptId, PARTIAL_VALIDATION_ERROR_TYPE, accepted.node_errors);
+    }
+    return accepted;
+  }
+
+  /** `GET /history/{id}`: the entry once the prompt has finished (in any way), else `undefined`. */
+  async getHistory(promptId: string): Promise<HistoryEntry | undefined> {
+    const operation = `GET /history/${promptId}`;
+    const reply = await this.getJson(`/history/${encodeURIComponent(promptId)}`, operation, HistoryReplySchema);
+    const keys = Object.keys(reply);
+    if (keys.length === 0) return undefined; // unknown, pending, running and deleted prompts all give {}
+    const entry = reply[promptId];
+    if (!entry) throw new ComfyBadReplyError(this.baseUrl, operation, `history for another prompt (${keys.slice(0, 3).join(', ')})`);
+    return entry;
+  }
+
+  /** `GET /queue`. `queue_pending` is in heap order: sort by element 0 for run order. */
+  getQueue(): Promise<Queue> {
+    return this.getJson('/queue', 'GET /queue', QueueSchema);
+  }
+
+  /** `POST /queue {delete}`: removes these prompts if they are pending; running and unknown ids are ignored. */
+  async deleteQueued(promptIds: string[]): Promise<void> {
+    if (promptIds.length === 0) return;
+    await this.postEmpty('/queue', 'POST /queue delete', { delete: promptIds }, true);
+  }
+
+  /**
+   * `POST /interrupt`. With a prompt id, interrupts that prompt only if it is running now; without,
+   * interrupts whatever runs (which may be someone else's prompt: PROTOCOL 8.8).
+   */
+  async interrupt(promptId?: string): Promise<void> {
+    if (promptId === undefined) await this.postEmpty('/interrupt', 'POST /interrupt', undefined, false);
+    else await this.postEmpty('/interrupt', 'POST /interrupt', { prompt_id: promptId }, true);
+  }
+
+  /**
+   * `GET /view`: streams a file to `destPath`. The bytes go to a temporary file next to `destPath`,
+   * which is synced and renamed into place only when complete: on any failure no file is left.
+   * @param options.maxBytes refuse larger files (`ComfyBadReplyError`); @default unlimited
+   */
+  async downloadView(file: FileRef, destPath: string, options: { maxBytes?: number } = {}): Promise<{ bytes: number; contentType: string }> {
+    const query = new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type });
+    const operation = `GET /view ${file.type}/${file.subfolder ? `${file.subfolder}/` : ''}${file.filename}`;
+    const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+    const tmp = join(dirname(destPath), `.${basename(destPath)}.${randomUUID()}.part`);
+    try {
+      const result = await this.call(
+        { method: 'GET', path: `/view?${query}`, operation, retryable: true, timeoutMs: this.downloadTimeoutMs },
+        async (res) => {
+          if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(await res.body.text()));
+          const declared = Number(headerValue(res.headers['content-length']));
+          if (declared > maxBytes) {
+            await res.body.dump().catch(() => undefined);
+            throw new ComfyBadReplyError(this.baseUrl, operation, `file of ${declared} bytes exceeds the limit of ${maxBytes}`);
+          }
+          let bytes = 0;
+          const counter = new Transform({
+            transform: (chunk: Buffer, _encoding, done) => {
+              bytes += chunk.length;
+              if (bytes > maxBytes) done(new ComfyBadReplyError(this.baseUrl, operation, `file exceeds the limit of ${maxBytes} bytes`));
+              else done(null, chunk);
+            },
+          });
+          await pipeline(res.body, counter, createWriteStream(tmp));
+          return { bytes, contentType: headerValue(res.headers['content-type']) ?? 'application/octet-stream' };
+        },
+      );
+      // Sync before the rename so that a crash cannot leave a complete-looking but empty file.
+      const handle = await open(tmp, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, destPath);
+      return result;
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** `POST /upload/image`. Always use the returned `name`: ComfyUI renames or deduplicates (PROTOCOL 2.7). */
+  uploadImage(data: Buffer, filename: string, options: UploadImageOptions = {}): Promise<Uploaded> {
+    const operation = 'POST /upload/image';
+    const form = new FormData();
+    form.append('image', new Blob([data]), filename);
+    if (options.overwrite) form.append('overwrite', 'true');
+    if (options.subfolder !== undefined) form.append('subfolder', options.subfolder);
+    if (options.type !== undefined) form.append('type', options.type);
+    // Not retried: the form body is a one-shot stream.
+    return this.call({ method: 'POST', path: '/upload/image', operation, body: form, retryable: false }, async (res) => {
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(text));
+      return this.validate(operation, UploadedSchema, parseJsonReply(this.baseUrl, operation, text));
+    });
+  }
+
+  /** `GET /system_stats`: versions, RAM and the torch device. Cheap; a good liveness probe. */
+  systemStats(): Promise<SystemStats> {
+    return this.getJson('/system_stats', 'GET /system_stats', SystemStatsSchema);
+  }
+
+  /** `GET /object_info`: every node class. Large, and ComfyUI rescans model folders on each call. */
+  objectInfo(): Promise<ObjectInfo> {
+    return this.getJson('/object_info', 'GET /object_info', ObjectInfoSchema);
+  }
+
+  /** Closes the connections; calls still running get up to a second to finish, then are aborted. */
+  async close(): Promise<void> {
+    if (this.pool.closed) return;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 1_000)));
+    const outcome = await Promise.race([this.pool.close().then(() => 'closed' as const), grace]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') await this.pool.destroy();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private getJson<S extends z.ZodType>(path: string, operation: string, schema: S): Promise<z.output<S>> {
+    return this.call({ method: 'GET', path, operation, retryable: true }, async (res) => {
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(text));
+      return this.validate(operation, schema, parseJsonReply(this.baseUrl, operation, text));
+    });
+  }
+
+  private postEmpty(path: string, operation: string, json: unknown, retryable: boolean): Promise<void> {
+    const body = json === undefined ? undefined : JSON.stringify(json);
+    return this.call({ method: 'POST', path, operation, retryable, ...(body === undefined ? {} : { body }) }, async (res) => {
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(text));
+    });
+  }
+
+  private validate<S extends z.ZodType>(operation: string, schema: S, value: unknown): z.output<S> {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data;
+    const issues = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ComfyBadReplyError(this.baseUrl, operation, issues.join('; '), { cause: parsed.error });
+  }
+
+  /**
+   * Sends one request and hands the response to `consume`, all under one deadline (reading the
+   * body included). Transport failures are mapped to typed errors here; `consume` throws its own.
+   */
+  private async call<T>(call: Call, consume: (res: Dispatcher.ResponseData) => Promise<T>): Promise<T> {
+    const timeoutMs = call.timeoutMs ?? this.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), timeoutMs);
+      try {
+        const res = await this.pool.request({
+          method: call.method,
+          path: this.prefix + call.path,
+          headers: typeof call.body === 'string' ? { 'content-type': 'application/json' } : {},
+          body: call.body ?? null,
+          signal: abort.signal,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        });
+        try {
+          return await consume(res);
+        } finally {
+          // A consumer that threw early may not have read the body; free the connection.
+          if (!res.body.destroyed && !res.body.readableEnded) res.body.destroy();
+        }
+      } catch (err) {
+        if (err instanceof ComfyError) throw err;
+        const code = errorCode(err);
+        if (abort.signal.aborted || (code !== undefined && UNDICI_TIMEOUT_CODES.has(code))) {
+          throw new ComfyTimeoutError(this.baseUrl, call.operation, timeoutMs, { cause: err });
+        }
+        if (code !== undefined && NETWORK_CODES.has(code)) {
+          if (call.retryable && attempt === 1 && STALE_CONNECTION_CODES.has(code)) continue;
+          throw new ComfyUnreachableError(this.baseUrl, code, call.operation, { cause: err });
+        }
+        throw err; // local failures (a full disk while downloading, ...) are not ComfyUI's
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+}
+
+/** The system or undici error code of an error, looking into `cause` and AggregateError members. */
+function errorCode(err: unknown, depth = 0): string | undefined {
+  if (typeof err !== 'object' || err === null || depth > 3) return undefined;
+  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.code === 'string') return e.code;
+  if (Array.isArray(e.errors)) {
+    for (const inner of e.errors) {
+      const code = errorCode(inner, depth + 1);
+      if (code) return code;
+    }
+  }
+  return errorCode(e.cause, depth + 1);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJsonReply(worker: string, operation: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ComfyBadReplyError(worker, operation, `not JSON: ${snippet(text) || '(empty body)'}`, { cause: err });
+  }
+}
+
+function snippet(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > 500 ? `${flat.slice(0, 500)}…` : flat;
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
