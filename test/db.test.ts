@@ -87,12 +87,12 @@ for (const dialect of DIALECTS) {
     });
 
     it('hands each waiting image to exactly one worker', async () => {
-      await task('a', { status: 'processing', started_at: at() });
+      await task('a', { status: 'processing', started_at: at(), claimed_by: 'i1' });
       await insertImages(db, [0, 1].map((idx) => ({ task_id: 'a', idx, seed: 10 + idx, prompt_id: `a-${idx}`, status: 'pending' as const })));
-      expect((await waitingImages(db, 10)).map((i) => i.idx)).toEqual([0, 1]);
+      expect((await waitingImages(db, 'i1', 10)).map((i) => i.idx)).toEqual([0, 1]);
       const [w1, w2] = await Promise.all([assignImage(db, 'a', 0, 'http://w1', at()), assignImage(db, 'a', 0, 'http://w2', at())]);
       expect([w1, w2].filter(Boolean)).toHaveLength(1);
-      expect((await waitingImages(db, 10)).map((i) => i.idx)).toEqual([1]);
+      expect((await waitingImages(db, 'i1', 10)).map((i) => i.idx)).toEqual([1]);
       const open = await finishOpenImages(db, 'a', 'cancelled', at());
       expect(open.map((i) => [i.idx, i.status])).toEqual([
         [0, 'submitted'],

@@ -21,13 +21,14 @@ export async function findImage(db: Db, taskId: string, idx: number): Promise<Im
   return db.selectFrom('images').selectAll().where('task_id', '=', taskId).where('idx', '=', idx).executeTakeFirst();
 }
 
-/** Images of processing tasks waiting for a worker, oldest task first. */
-export async function waitingImages(db: Db, limit: number): Promise<ImageRow[]> {
+/** Images of this instance's processing tasks waiting for a worker, oldest task first. */
+export async function waitingImages(db: Db, instance: string, limit: number): Promise<ImageRow[]> {
   return db
     .selectFrom('images')
     .innerJoin('tasks', 'tasks.id', 'images.task_id')
     .selectAll('images')
     .where('tasks.status', '=', 'processing')
+    .where('tasks.claimed_by', '=', instance)
     .where('images.status', '=', 'pending')
     .orderBy('tasks.started_at')
     .orderBy('tasks.id')

@@ -1,0 +1,660 @@
+/**
+ * The task engine: takes pending tasks from the durable queue (never more than
+ * `maxConcurrentTasks` at once), spreads their images over the worker pool, follows each image's
+ * prompt to its result, downloads it, and reports progress as persisted-then-published frames.
+ *
+ * The database is the source of truth; memory holds only what can be rebuilt. After a crash,
+ * `start()` reconciles every image of every processing task with its ComfyUI server: finished
+ * prompts are adopted, queued or running ones re-attached, vanished ones resubmitted under the
+ * same prompt_id, so nothing is run twice and nothing needs repairing by hand.
+ */
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import sharp from 'sharp';
+import {
+  ComfyError,
+  ComfyInterruptedError,
+  ComfyPromptVanishedError,
+  ComfyTimeoutError,
+} from '../comfyui/errors.js';
+import type { PromptEvent, PromptResult } from '../comfyui/worker.js';
+import { bindWorkflow, type Workflow } from '../comfyui/workflow.js';
+import type { Db } from '../db/database.js';
+import { assignImage, findImage, finishOpenImages, imageFiles, imagesOfTask, inFlightImages, updateImage, waitingImages } from '../db/images.js';
+import {
+  claimNextPending,
+  deleteTasks,
+  findFinishedBefore,
+  findRecoverable,
+  findTask,
+  pendingTaskIds,
+  reclaim,
+  renewLeases,
+  saveFrame,
+} from '../db/tasks.js';
+import type { ImageRow, TaskRow, TaskStatus, TaskUpdate } from '../db/types.js';
+import { deleteUnreferenced, findUpload } from '../db/uploads.js';
+import { silentLogger, type Logger } from '../log.js';
+import { parseSize } from './generate-params.js';
+import type { ProgressBus } from './progress-bus.js';
+import { emptyFrame, type FrameImage, type ProgressFrame } from './progress-frame.js';
+import type { PoolMember, WorkerPool } from './worker-pool.js';
+
+/** Options of the engine. */
+export interface EngineOptions {
+  db: Db;
+  pool: WorkerPool;
+  bus: ProgressBus;
+  workflow: Workflow;
+  /** Absolute; images go to `images/<task>/<index>.<ext>` below it. */
+  dataDir: string;
+  /** Tasks processing at once. @default 3 */
+  maxConcurrentTasks?: number;
+  /** Longest wait for one image from submission, in ms (COMFYUI_TIMEOUT). @default 300_000 */
+  imageTimeoutMs?: number;
+  /** This service instance, for claims. @default 'local' */
+  instance?: string;
+  /** How long a claim holds without renewal. @default 60_000 */
+  leaseMs?: number;
+  /** Submissions of one image before its task fails (vanished prompts, dead workers). @default 4 */
+  maxAttempts?: number;
+  /** Least time between two previews published for one task. @default 250 */
+  previewIntervalMs?: number;
+  /** Finished tasks older than this many days are deleted; 0 keeps them. @default 7 */
+  cleanupDays?: number;
+  /** Time between cleanups. @default 3_600_000 */
+  cleanupIntervalMs?: number;
+  /** Time between scheduling passes when nothing wakes the engine. @default 1000 */
+  tickMs?: number;
+  log?: Logger;
+}
+
+/** What the engine keeps in memory about a processing task (rebuilt from the database after a restart). */
+interface ActiveTask {
+  row: TaskRow;
+  /** Per image index: progress within the current prompt. */
+  steps: Map<number, { step: number; total: number; node: string | null; lastStepAt: number; member: PoolMember | undefined }>;
+  progress: number;
+  /** Smoothed time per sampler step, ms. */
+  stepMs: number | undefined;
+  preview: { dataUrl: string; fresh: boolean } | undefined;
+  lastPreviewAt: number;
+  stopping: 'cancel' | 'fail' | undefined;
+  /** When it last made progress (a frame, a submission): a task no worker takes must not wait forever. */
+  lastActivity: number;
+  /** Frames of one task are written and published in order. */
+  chain: Promise<unknown>;
+}
+
+const now = () => new Date().toISOString();
+
+export class TaskEngine {
+  private readonly db: Db;
+  private readonly pool: WorkerPool;
+  private readonly bus: ProgressBus;
+  private readonly workflow: Workflow;
+  private readonly dataDir: string;
+  private readonly maxConcurrentTasks: number;
+  private readonly imageTimeoutMs: number;
+  private readonly instance: string;
+  private readonly leaseMs: number;
+  private readonly maxAttempts: number;
+  private readonly previewIntervalMs: number;
+  private readonly cleanupDays: number;
+  private readonly cleanupIntervalMs: number;
+  private readonly tickMs: number;
+  private readonly log: Logger;
+
+  private readonly active = new Map<string, ActiveTask>();
+  /** Reference images already on each server: url -> sha256 -> name there. */
+  private readonly referenceNames = new Map<string, Map<string, string>>();
+  /** Queue positions last announced, to publish only changes. */
+  private readonly announced = new Map<string, number>();
+  private readonly running = new Set<Promise<void>>();
+  private timers: NodeJS.Timeout[] = [];
+  private noWorkerSince: number | undefined;
+  private ticking = false;
+  private tickAgain = false;
+  private stopped = false;
+
+  constructor(options: EngineOptions) {
+    this.db = options.db;
+    this.pool = options.pool;
+    this.bus = options.bus;
+    this.workflow = options.workflow;
+    this.dataDir = options.dataDir;
+    this.maxConcurrentTasks = options.maxConcurrentTasks ?? 3;
+    this.imageTimeoutMs = options.imageTimeoutMs ?? 300_000;
+    this.instance = options.instance ?? 'local';
+    this.leaseMs = options.leaseMs ?? 60_000;
+    this.maxAttempts = options.maxAttempts ?? 4;
+    this.previewIntervalMs = options.previewIntervalMs ?? 250;
+    this.cleanupDays = options.cleanupDays ?? 7;
+    this.cleanupIntervalMs = options.cleanupIntervalMs ?? 3_600_000;
+    this.tickMs = options.tickMs ?? 1000;
+    this.log = options.log ?? silentLogger;
+    this.pool.on('up', () => this.wake());
+    this.pool.on('down', (member) => this.moveOffDeadWorker(member));
+  }
+
+  /** Recovers what a previous run left processing, then starts scheduling. */
+  async start(): Promise<void> {
+    await this.recover();
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.tickMs, () => this.wake());
+    every(Math.max(1000, Math.floor(this.leaseMs / 3)), () => void this.renew());
+    if (this.cleanupDays > 0) {
+      every(this.cleanupIntervalMs, () => void this.cleanup().catch((err: unknown) => this.log.error('cleanup failed', { error: String(err) })));
+      void this.cleanup().catch((err: unknown) => this.log.error('cleanup failed', { error: String(err) }));
+    }
+    this.wake();
+  }
+
+  /**
+   * Stops scheduling. Prompts in flight keep running on ComfyUI; their tasks stay `processing` and
+   * the next start adopts their results. Call before stopping the pool.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await Promise.all([...this.active.values()].map((t) => t.chain.catch(() => undefined)));
+  }
+
+  /** Waits until every image run started so far has settled (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
+
+  /** Asks for a scheduling pass soon (a task was added, a slot freed). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((err: unknown) => this.log.error('scheduling failed', { error: String(err) }))
+      .finally(() => {
+        this.ticking = false;
+        if (this.tickAgain) {
+          this.tickAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** Announces a new task's queue position (the service calls this after inserting it). */
+  async announceQueue(): Promise<void> {
+    const ids = await pendingTaskIds(this.db);
+    for (const [id] of this.announced) if (!ids.includes(id)) this.announced.delete(id);
+    for (const [i, id] of ids.slice(0, 500).entries()) {
+      const position = i + 1;
+      if (this.announced.get(id) === position) continue;
+      this.announced.set(id, position);
+      await this.persistAndPublish(id, {}, { ...emptyFrame(id, 'pending', 0), queuePosition: position }, ['pending']);
+    }
+  }
+
+  /**
+   * Cancels a task: a pending one at once; a processing one has its waiting prompts deleted from
+   * ComfyUI's queues and its running prompts interrupted. Finished images are kept. Returns the
+   * task as it ends up, or undefined when there is no such task.
+   */
+  async cancel(taskId: string): Promise<TaskRow | undefined> {
+    const row = await findTask(this.db, taskId);
+    if (!row) return undefined;
+    if (row.status === 'pending') {
+      const seq = await this.persistAndPublish(
+        taskId,
+        { status: 'cancelled', finished_at: now(), updated_at: now() },
+        emptyFrame(taskId, 'cancelled', row.progress),
+        ['pending'],
+      );
+      if (seq !== undefined) {
+        await finishOpenImages(this.db, taskId, 'cancelled', now());
+        this.log.info('task cancelled', { task: taskId, was: 'pending' });
+        await this.announceQueue();
+        return findTask(this.db, taskId);
+      }
+    }
+    const task = this.active.get(taskId);
+    if (task && !task.stopping) await this.stopTask(task, 'cancel', undefined);
+    return findTask(this.db, taskId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Scheduling
+  // -------------------------------------------------------------------------------------------
+
+  private async tick(): Promise<void> {
+    let claimed = false;
+    for (;;) {
+      const row = await claimNextPending(this.db, {
+        instance: this.instance,
+        now: now(),
+        leaseUntil: new Date(Date.now() + this.leaseMs).toISOString(),
+        maxProcessing: this.maxConcurrentTasks,
+      });
+      if (!row) break;
+      claimed = true;
+      this.announced.delete(row.id);
+      const task = this.activate(row);
+      this.log.info('task processing', { task: row.id, count: row.count });
+      await this.emit(task, {}, { ...emptyFrame(row.id, 'processing', task.progress), etaSeconds: null });
+    }
+    if (claimed) await this.announceQueue();
+    if (this.stopped) return;
+    await this.failStarved();
+    const free = this.pool.freeSlots();
+    if (free === 0) return;
+    for (const image of await waitingImages(this.db, this.instance, free)) {
+      const task = this.active.get(image.task_id);
+      if (!task || task.stopping) continue;
+      const member = this.pool.acquire();
+      if (!member) break;
+      const assigned = await assignImage(this.db, image.task_id, image.idx, member.url, now());
+      if (!assigned) {
+        this.pool.release(member);
+        continue;
+      }
+      if (assigned.attempts > this.maxAttempts) {
+        this.pool.release(member);
+        await this.stopTask(task, 'fail', `image ${image.idx} could not be completed after ${this.maxAttempts} attempts`);
+        continue;
+      }
+      task.lastActivity = Date.now();
+      this.startImage(task, assigned, member, 'run');
+    }
+  }
+
+  /**
+   * With no worker reachable for longer than an image may take, fails the processing tasks that
+   * have nothing running (busy workers are no reason: those tasks are merely waiting their turn).
+   */
+  private async failStarved(): Promise<void> {
+    if (this.pool.members.some((m) => m.healthy)) {
+      this.noWorkerSince = undefined;
+      return;
+    }
+    this.noWorkerSince ??= Date.now();
+    if (Date.now() - this.noWorkerSince < this.imageTimeoutMs) return;
+    for (const task of [...this.active.values()]) {
+      if (task.stopping || task.steps.size > 0 || Date.now() - task.lastActivity < this.imageTimeoutMs) continue;
+      const workers = this.pool.members.map((m) => `${m.url} (${m.healthy ? 'busy' : (m.lastError ?? 'down')})`).join(', ');
+      await this.stopTask(task, 'fail', `no ComfyUI worker was reachable for ${Math.round(this.imageTimeoutMs / 1000)} s: ${workers}`);
+    }
+  }
+
+  private activate(row: TaskRow): ActiveTask {
+    const existing = this.active.get(row.id);
+    if (existing) return existing;
+    const task: ActiveTask = {
+      row,
+      steps: new Map(),
+      progress: row.progress,
+      stepMs: undefined,
+      preview: undefined,
+      lastPreviewAt: 0,
+      stopping: undefined,
+      lastActivity: Date.now(),
+      chain: Promise.resolve(),
+    };
+    this.active.set(row.id, task);
+    return task;
+  }
+
+  private startImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): void {
+    const p = this.runImage(task, image, member, mode).finally(() => {
+      this.pool.release(member);
+      this.running.delete(p);
+      this.wake();
+    });
+    this.running.add(p);
+  }
+
+  /** Runs (or re-attaches to) one image's prompt and records its outcome. */
+  private async runImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): Promise<void> {
+    const id = task.row.id;
+    task.steps.set(image.idx, { step: 0, total: task.row.steps, node: null, lastStepAt: 0, member });
+    const onEvent = (e: PromptEvent) => this.onPromptEvent(task, image.idx, e);
+    const options = { outputNode: this.workflow.binding.outputNode, timeoutMs: this.imageTimeoutMs, onEvent };
+    try {
+      let result: PromptResult;
+      if (mode === 'attach') {
+        result = await member.worker.attach(image.prompt_id, options);
+      } else {
+        const prompt = bindWorkflow(this.workflow, {
+          description: task.row.description,
+          seed: image.seed,
+          steps: task.row.steps,
+          guidance: task.row.guidance,
+          size: task.row.size === 'auto' ? 'auto' : (parseSize(task.row.size) ?? 'auto'),
+          referenceImage: await this.referenceOn(member, task.row.upload_sha256),
+          filenamePrefix: `kontext/${id}_${image.idx}`,
+        });
+        if (task.stopping) return; // cancelled while the reference was uploading
+        result = await member.worker.run(image.prompt_id, prompt, options);
+      }
+      await this.adoptResult(task, image, member, result);
+    } catch (err) {
+      await this.onImageError(task, image, member, err as Error);
+    } finally {
+      task.steps.delete(image.idx);
+    }
+  }
+
+  /** Downloads a finished image, records it, announces it, and completes the task when it was the last. */
+  private async adoptResult(task: ActiveTask, image: ImageRow, member: PoolMember, result: PromptResult): Promise<void> {
+    const file = result.images[0];
+    if (!file) throw new Error(`ComfyUI at ${member.url} finished prompt ${image.prompt_id} without an image from node ${this.workflow.binding.outputNode}`);
+    const id = task.row.id;
+    const tmp = join(this.dataDir, 'images', id, `.${image.idx}.download`);
+    await mkdir(dirname(tmp), { recursive: true });
+    const { bytes } = await member.worker.http.downloadView(file, tmp, { maxBytes: 200 * 1024 * 1024 });
+    let meta;
+    try {
+      meta = await sharp(tmp).metadata();
+    } catch {
+      meta = undefined;
+    }
+    const format = meta?.format === 'jpeg' ? 'jpg' : meta?.format;
+    if (!meta?.width || !meta.height || (format !== 'png' && format !== 'jpg' && format !== 'webp')) {
+      await rm(tmp, { force: true });
+      throw new Error(`ComfyUI at ${member.url} returned ${file.filename}, which is not a PNG, JPEG or WebP image`);
+    }
+    const relative = join('images', id, `${image.idx}.${format}`);
+    await rename(tmp, join(this.dataDir, relative));
+    const contentType = format === 'jpg' ? 'image/jpeg' : `image/${format}`;
+    const recorded = await updateImage(
+      this.db,
+      id,
+      image.idx,
+      { status: 'completed', file_path: relative, width: meta.width, height: meta.height, bytes, content_type: contentType, finished_at: now() },
+      ['submitted', 'running'],
+    );
+    if (!recorded) return; // cancelled or failed meanwhile
+    this.log.info('image ready', { task: id, index: image.idx, worker: member.url, cached: result.cached });
+    const images = await imagesOfTask(this.db, id);
+    const done = images.filter((i) => i.status === 'completed');
+    const frameImage: FrameImage = { index: image.idx, width: meta.width, height: meta.height, seed: image.seed, contentType, bytes };
+    const resultPath = JSON.stringify(done.map((i) => join(this.dataDir, i.file_path!)));
+    const complete = done.length === task.row.count;
+    task.progress = Math.max(task.progress, complete ? 100 : this.computeProgress(task, done.length));
+    if (complete) {
+      await this.finish(task, 'completed', { result_path: resultPath, progress: 100 }, { image: frameImage });
+    } else {
+      await this.emit(task, { result_path: resultPath, progress: task.progress }, {
+        ...emptyFrame(id, 'processing', task.progress),
+        imageIndex: image.idx,
+        image: frameImage,
+        etaSeconds: this.eta(task, done.length),
+      });
+    }
+  }
+
+  private async onImageError(task: ActiveTask, image: ImageRow, member: PoolMember, err: Error): Promise<void> {
+    const id = task.row.id;
+    if (task.stopping) return; // the cancel or failure already settled every image
+    if (this.stopped) return; // shutting down (connections are closing): the next start reconciles it
+    if (err instanceof ComfyInterruptedError) {
+      await this.stopTask(task, 'fail', `image ${image.idx} was interrupted on ComfyUI at ${member.url} by someone else`);
+      return;
+    }
+    // The run's own deadline (COMFYUI_TIMEOUT), not one HTTP call timing out.
+    if (err instanceof ComfyTimeoutError && err.operation === `prompt ${image.prompt_id} to finish`) {
+      await this.stopTask(task, 'fail', `image ${image.idx} timed out on ComfyUI at ${member.url} after ${Math.round(this.imageTimeoutMs / 1000)} s`);
+      return;
+    }
+    const retryable =
+      err instanceof ComfyPromptVanishedError ||
+      (err instanceof ComfyError && (err.code === 'UNREACHABLE' || err.code === 'STOPPED' || err.code === 'TIMEOUT'));
+    if (retryable) {
+      const current = await findImage(this.db, id, image.idx);
+      if (current && current.attempts < this.maxAttempts) {
+        this.log.warn('image will be resubmitted', { task: id, index: image.idx, worker: member.url, reason: err.message });
+        await updateImage(this.db, id, image.idx, { status: 'pending', worker: null }, ['submitted', 'running']);
+        return;
+      }
+    }
+    this.log.error('image failed', { task: id, index: image.idx, worker: member.url, error: err.message });
+    await this.stopTask(task, 'fail', `image ${image.idx}: ${err.message}`);
+  }
+
+  /** Ends a processing task early: cancelled by a user, or failed. Finished images are kept. */
+  private async stopTask(task: ActiveTask, why: 'cancel' | 'fail', error: string | undefined): Promise<void> {
+    if (task.stopping) return;
+    task.stopping = why;
+    const id = task.row.id;
+    const open = await finishOpenImages(this.db, id, why === 'cancel' ? 'cancelled' : 'failed', now());
+    await Promise.all(
+      open
+        .filter((i) => i.worker && i.status !== 'pending')
+        .map(async (i) => {
+          const member = this.pool.get(i.worker!);
+          await member?.worker.cancel(i.prompt_id).catch((e: unknown) =>
+            this.log.warn('could not cancel a prompt on ComfyUI', { task: id, worker: i.worker, error: String(e) }),
+          );
+        }),
+    );
+    await this.finish(task, why === 'cancel' ? 'cancelled' : 'failed', { error_message: error ?? null }, { error: error ?? null });
+  }
+
+  private async finish(task: ActiveTask, status: TaskStatus, changes: TaskUpdate, extra: Partial<ProgressFrame>): Promise<void> {
+    const id = task.row.id;
+    this.active.delete(id);
+    await this.emit(task, { ...changes, status, finished_at: now(), claimed_by: null, lease_expires_at: null }, {
+      ...emptyFrame(id, status, task.progress),
+      ...extra,
+    });
+    this.log.info(`task ${status}`, { task: id, ...(changes.error_message ? { error: changes.error_message } : {}) });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Progress
+  // -------------------------------------------------------------------------------------------
+
+  private onPromptEvent(task: ActiveTask, idx: number, e: PromptEvent): void {
+    const state = task.steps.get(idx);
+    if (!state || task.stopping) return;
+    const id = task.row.id;
+    const t = Date.now();
+    switch (e.type) {
+      case 'started':
+        void updateImage(this.db, id, idx, { status: 'running' }, ['submitted']);
+        break;
+      case 'executing':
+        state.node = e.node;
+        break;
+      case 'progress': {
+        if (state.lastStepAt && e.value > state.step) {
+          const per = (t - state.lastStepAt) / (e.value - state.step);
+          task.stepMs = task.stepMs === undefined ? per : task.stepMs * 0.7 + per * 0.3;
+        }
+        state.step = e.value;
+        state.total = e.max;
+        state.lastStepAt = t;
+        if (e.node) state.node = e.node;
+        break;
+      }
+      case 'preview':
+        task.preview = { dataUrl: `data:${e.mime};base64,${e.image.toString('base64')}`, fresh: true };
+        return; // sent with the next step's frame
+      default:
+        return;
+    }
+    void this.emitStep(task, idx);
+  }
+
+  private async emitStep(task: ActiveTask, idx: number): Promise<void> {
+    const state = task.steps.get(idx);
+    if (!state) return;
+    const id = task.row.id;
+    const done = (await imagesOfTask(this.db, id)).filter((i) => i.status === 'completed').length;
+    task.progress = Math.max(task.progress, this.computeProgress(task, done));
+    let preview: string | null = null;
+    if (task.preview?.fresh && Date.now() - task.lastPreviewAt >= this.previewIntervalMs) {
+      preview = task.preview.dataUrl;
+      task.preview.fresh = false;
+      task.lastPreviewAt = Date.now();
+    }
+    await this.emit(
+      task,
+      { progress: task.progress },
+      {
+        ...emptyFrame(id, 'processing', task.progress),
+        imageIndex: idx,
+        step: state.step,
+        totalSteps: state.total,
+        node: state.node,
+        etaSeconds: this.eta(task, done),
+        preview,
+      },
+    );
+  }
+
+  /** Finished images plus the running images' step fractions, in percent (below 100 until all are done). */
+  private computeProgress(task: ActiveTask, done: number): number {
+    let partial = 0;
+    for (const s of task.steps.values()) partial += s.total > 0 ? Math.min(1, s.step / s.total) : 0;
+    return Math.min(99, Math.floor((100 * (done + partial)) / task.row.count));
+  }
+
+  /** Remaining sampler steps times the measured step time, shared by the images running in parallel. */
+  private eta(task: ActiveTask, done: number): number | null {
+    if (task.stepMs === undefined) return null;
+    const running = [...task.steps.values()];
+    const remainingRunning = running.reduce((n, s) => n + Math.max(0, s.total - s.step), 0);
+    const notStarted = Math.max(0, task.row.count - done - running.length) * task.row.steps;
+    const parallel = Math.max(1, running.length);
+    return Math.round(((remainingRunning + notStarted) * task.stepMs) / parallel / 100) / 10;
+  }
+
+  /** Persists and publishes a frame of an active task, in order with its other frames. */
+  private emit(task: ActiveTask, changes: TaskUpdate, frame: Omit<ProgressFrame, 'seq'>): Promise<number | undefined> {
+    task.lastActivity = Date.now();
+    const next = task.chain.then(() => this.persistAndPublish(task.row.id, changes, frame, ['processing']));
+    task.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Frames are persisted, then published: a subscriber never sees a state the database does not have. */
+  private async persistAndPublish(
+    taskId: string,
+    changes: TaskUpdate,
+    frame: Omit<ProgressFrame, 'seq'>,
+    onlyIf: readonly TaskStatus[],
+  ): Promise<number | undefined> {
+    const { preview, ...stored } = frame;
+    const seq = await saveFrame(this.db, taskId, { ...changes, updated_at: now() }, { ...stored, preview: null }, onlyIf);
+    if (seq !== undefined) this.bus.publish({ ...frame, preview, seq });
+    return seq;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workers, recovery, leases, cleanup
+  // -------------------------------------------------------------------------------------------
+
+  /** The reference image's name on a server, uploading it there the first time. */
+  private async referenceOn(member: PoolMember, sha256: string | null): Promise<string> {
+    if (!sha256) throw new Error('the task has no reference image');
+    let names = this.referenceNames.get(member.url);
+    if (!names) this.referenceNames.set(member.url, (names = new Map()));
+    const known = names.get(sha256);
+    if (known) return known;
+    const upload = await findUpload(this.db, sha256);
+    if (!upload) throw new Error(`the reference image ${sha256} is no longer stored`);
+    const data = await readFile(join(this.dataDir, upload.file_path));
+    const name = upload.file_path.replace(/^.*[\\/]/, '');
+    // The name is the content hash, so overwriting can only write the same bytes (and avoids "name (1).png").
+    const stored = await member.worker.http.uploadImage(data, name, { overwrite: true });
+    const ref = stored.subfolder ? `${stored.subfolder}/${stored.name}` : stored.name;
+    names.set(sha256, ref);
+    return ref;
+  }
+
+  /** A server went down: its images go back to the queue, to run on the others (same prompt_id). */
+  private moveOffDeadWorker(member: PoolMember): void {
+    this.referenceNames.delete(member.url);
+    for (const task of this.active.values()) {
+      for (const [idx, s] of task.steps) {
+        if (s.member !== member) continue;
+        const image = task.row.id;
+        void findImage(this.db, image, idx).then((row) => {
+          if (row) member.worker.release?.(row.prompt_id, `ComfyUI at ${member.url} is down; moving image ${idx} to another worker`);
+        });
+      }
+    }
+  }
+
+  private async recover(): Promise<void> {
+    const tasks = await findRecoverable(this.db, { instance: this.instance, now: now() });
+    if (tasks.length === 0) return;
+    await reclaim(
+      this.db,
+      tasks.map((t) => t.id),
+      { instance: this.instance, leaseUntil: new Date(Date.now() + this.leaseMs).toISOString() },
+    );
+    for (const row of tasks) {
+      const task = this.activate(row);
+      if (await this.settleIfDone(task)) continue;
+      const images = await inFlightImages(this.db, row.id);
+      this.log.info('recovering task', { task: row.id, in_flight: images.length });
+      for (const image of images) {
+        const member = image.worker ? this.pool.occupy(image.worker) : undefined;
+        if (!member) {
+          await updateImage(this.db, row.id, image.idx, { status: 'pending', worker: null });
+          continue;
+        }
+        this.startImage(task, image, member, 'attach');
+      }
+    }
+  }
+
+  /** A crash between an image's last write and the task's: finish the task from its images. */
+  private async settleIfDone(task: ActiveTask): Promise<boolean> {
+    const images = await imagesOfTask(this.db, task.row.id);
+    if (images.some((i) => i.status === 'pending' || i.status === 'submitted' || i.status === 'running')) return false;
+    const done = images.filter((i) => i.status === 'completed');
+    if (done.length === images.length) {
+      task.progress = 100;
+      const resultPath = JSON.stringify(done.map((i) => join(this.dataDir, i.file_path!)));
+      await this.finish(task, 'completed', { result_path: resultPath, progress: 100 }, {});
+    } else {
+      task.stopping = 'fail';
+      await this.finish(task, 'failed', { error_message: task.row.error_message ?? 'interrupted by a restart' }, { error: task.row.error_message });
+    }
+    return true;
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      await renewLeases(this.db, { instance: this.instance, leaseUntil: new Date(Date.now() + this.leaseMs).toISOString() });
+    } catch (err) {
+      this.log.error('could not renew task claims', { error: String(err) });
+    }
+  }
+
+  /** Deletes finished tasks older than `cleanupDays`, with their images and unshared uploads. */
+  async cleanup(days = this.cleanupDays): Promise<number> {
+    const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
+    let deleted = 0;
+    for (;;) {
+      const tasks = await findFinishedBefore(this.db, cutoff, 100);
+      if (tasks.length === 0) return deleted;
+      const ids = tasks.map((t) => t.id);
+      for (const f of await imageFiles(this.db, ids)) await rm(join(this.dataDir, f.file_path!), { force: true });
+      for (const id of ids) await rm(join(this.dataDir, 'images', id), { recursive: true, force: true });
+      await deleteTasks(this.db, ids);
+      const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
+      for (const u of await deleteUnreferenced(this.db, shas)) await rm(join(this.dataDir, u.file_path), { force: true });
+      deleted += ids.length;
+      this.log.info('old tasks deleted', { count: ids.length, older_than_days: days });
+    }
+  }
+}

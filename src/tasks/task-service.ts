@@ -1,0 +1,246 @@
+/**
+ * The service layer GraphQL and REST share: create, read, list and cancel tasks, store uploads,
+ * and watch a task's progress. Routes and resolvers stay thin and call only this.
+ */
+import { randomInt } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Db } from '../db/database.js';
+import { findImage, imagesOfTask, imagesOfTasks, insertImages } from '../db/images.js';
+import { countByStatus, findTask, findTaskByIdempotencyKey, insertTask, listTasks, queuePosition, saveFrame } from '../db/tasks.js';
+import type { ImageRow, TaskRow, TaskStatus } from '../db/types.js';
+import { saveUpload } from '../db/uploads.js';
+import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
+import type { TaskEngine } from './engine.js';
+import { paramsHash, type GenerateParams } from './generate-params.js';
+import { newTaskId, promptIdFor } from './ids.js';
+import type { ProgressBus } from './progress-bus.js';
+import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
+
+/** A task with its images, as every interface shows it. */
+export interface TaskView {
+  task: TaskRow;
+  images: ImageRow[];
+  /** 1 = next to start; only while pending. */
+  queuePosition: number | null;
+}
+
+/** The same idempotency key was used with different parameters. */
+export class IdempotencyConflictError extends Error {
+  override readonly name = 'IdempotencyConflictError';
+  constructor(readonly key: string) {
+    super(`idempotencyKey '${key}' was already used for a task with different parameters`);
+  }
+}
+
+/** Options of the service. */
+export interface TaskServiceOptions {
+  db: Db;
+  engine: TaskEngine;
+  bus: ProgressBus;
+  /** Absolute. */
+  dataDir: string;
+  /** Largest upload in bytes (MAX_FILE_SIZE). */
+  maxFileSize: number;
+  /** Recorded on each task. */
+  workflowName: string;
+}
+
+export class TaskService {
+  constructor(private readonly options: TaskServiceOptions) {}
+
+  /** Streams a reference image into storage (see storeUpload for what is rejected). */
+  async storeReference(source: Readable): Promise<StoredUpload> {
+    const { dataDir, maxFileSize, db } = this.options;
+    const stored = await storeUpload(source, { dir: join(dataDir, 'uploads'), maxBytes: maxFileSize });
+    await saveUpload(db, {
+      sha256: stored.sha256,
+      file_path: relative(dataDir, stored.path),
+      bytes: stored.bytes,
+      content_type: stored.contentType,
+      width: stored.width,
+      height: stored.height,
+      created_at: new Date().toISOString(),
+    });
+    return stored;
+  }
+
+  /**
+   * Creates a task for validated parameters and a stored reference, and queues it. With an
+   * idempotency key already used for the same parameters, returns that task instead.
+   */
+  async createTask(params: GenerateParams, upload: StoredUpload): Promise<TaskView> {
+    const { db, engine, workflowName } = this.options;
+    const hash = paramsHash(params, upload.sha256);
+    if (params.idempotencyKey) {
+      const existing = await this.replay(params.idempotencyKey, hash);
+      if (existing) return existing;
+    }
+    const id = newTaskId();
+    const at = new Date().toISOString();
+    // A random base seed is stored, so every image stays reproducible alone.
+    const baseSeed = params.seed ?? randomInt(0, 2 ** 47);
+    try {
+      await db.transaction().execute(async (trx) => {
+        await insertTask(trx, {
+          id,
+          description: params.description,
+          status: 'pending',
+          progress: 0,
+          result_path: null,
+          error_message: null,
+          created_at: at,
+          updated_at: at,
+          count: params.count,
+          size: params.size,
+          steps: params.steps,
+          guidance: params.guidance,
+          base_seed: baseSeed,
+          workflow: workflowName,
+          upload_sha256: upload.sha256,
+          idempotency_key: params.idempotencyKey ?? null,
+          params_hash: hash,
+        });
+        await insertImages(
+          trx,
+          Array.from({ length: params.count }, (_, idx) => ({
+            task_id: id,
+            idx,
+            seed: Math.min(baseSeed + idx, Number.MAX_SAFE_INTEGER),
+            prompt_id: promptIdFor(id, idx),
+            status: 'pending' as const,
+          })),
+        );
+      });
+    } catch (err) {
+      // Two requests with one key raced: the unique index let one in; answer like a replay.
+      if (params.idempotencyKey && /UNIQUE/i.test(String(err))) {
+        const existing = await this.replay(params.idempotencyKey, hash);
+        if (existing) return existing;
+      }
+      throw err;
+    }
+    await saveFrame(db, id, {}, emptyFrame(id, 'pending', 0));
+    await engine.announceQueue();
+    // Read before waking the engine: a new task is answered as `pending`, as the old service did.
+    const view = (await this.getTask(id))!;
+    engine.wake();
+    return view;
+  }
+
+  /** Removes a stored upload that no task uses (a request failed after the upload was stored). */
+  async discardUpload(upload: StoredUpload): Promise<void> {
+    if (!upload.created) return;
+    const { db } = this.options;
+    const used = await db.selectFrom('tasks').select('id').where('upload_sha256', '=', upload.sha256).executeTakeFirst();
+    if (used) return;
+    await db.deleteFrom('uploads').where('sha256', '=', upload.sha256).execute();
+    await rm(upload.path, { force: true });
+  }
+
+  async getTask(id: string): Promise<TaskView | undefined> {
+    const { db } = this.options;
+    const task = await findTask(db, id);
+    if (!task) return undefined;
+    return { task, images: await imagesOfTask(db, id), queuePosition: await this.position(task) };
+  }
+
+  /** Tasks newest first; `after` is the id of the last task of the previous page. */
+  async listTasks(options: { first: number; after?: string; status?: TaskStatus }): Promise<{ tasks: TaskRow[]; hasNextPage: boolean }> {
+    const { db } = this.options;
+    const cursor = options.after ? await findTask(db, options.after) : undefined;
+    const rows = await listTasks(db, {
+      limit: options.first + 1,
+      ...(cursor ? { after: { createdAt: cursor.created_at, id: cursor.id } } : {}),
+      ...(options.status ? { status: options.status } : {}),
+    });
+    return { tasks: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
+  }
+
+  /** Images of many tasks at once, grouped by task id (for DataLoader). */
+  async imagesByTask(taskIds: readonly string[]): Promise<Map<string, ImageRow[]>> {
+    const byTask = new Map<string, ImageRow[]>(taskIds.map((id) => [id, []]));
+    for (const image of await imagesOfTasks(this.options.db, taskIds)) byTask.get(image.task_id)?.push(image);
+    return byTask;
+  }
+
+  /** Cancels a task; undefined when there is no such task. A finished task is returned unchanged. */
+  async cancelTask(id: string): Promise<TaskView | undefined> {
+    const row = await findTask(this.options.db, id);
+    if (!row) return undefined;
+    if (!isFinal(row.status)) await this.options.engine.cancel(id);
+    return this.getTask(id);
+  }
+
+  /** A stored image of a task, when it exists and is finished. */
+  async imageFile(taskId: string, index: number): Promise<{ path: string; image: ImageRow } | undefined> {
+    const image = await findImage(this.options.db, taskId, index);
+    if (!image || image.status !== 'completed' || !image.file_path) return undefined;
+    return { path: join(this.options.dataDir, image.file_path), image };
+  }
+
+  /** Counts per status (for /health). */
+  counts(): Promise<Record<TaskStatus, number>> {
+    return countByStatus(this.options.db);
+  }
+
+  /** The current state of a task as a frame: what a new subscriber is sent first. */
+  async snapshot(id: string): Promise<ProgressFrame | undefined> {
+    const task = await findTask(this.options.db, id);
+    if (!task) return undefined;
+    const stored = task.last_frame ? (JSON.parse(task.last_frame) as Omit<ProgressFrame, 'seq'>) : emptyFrame(id, task.status, task.progress);
+    // The queue moves without this task's frames changing: compute its position now.
+    const queuePosition = await this.position(task);
+    return { ...stored, taskId: id, status: task.status, progress: task.progress, seq: task.seq, queuePosition, preview: null };
+  }
+
+  /**
+   * The task's progress: first its current state, then every later frame in `seq` order, ending
+   * after the final one. Undefined for an unknown task. Listens before reading the snapshot, so no
+   * frame published in between is lost.
+   */
+  async watch(id: string): Promise<AsyncGenerator<ProgressFrame> | undefined> {
+    const live = this.options.bus.subscribe(id);
+    let first: ProgressFrame | undefined;
+    try {
+      first = await this.snapshot(id);
+    } catch (err) {
+      live.close();
+      throw err;
+    }
+    if (!first) {
+      live.close();
+      return undefined;
+    }
+    const snapshot = first;
+    return (async function* stream() {
+      try {
+        let last = snapshot.seq;
+        yield snapshot;
+        if (isFinal(snapshot.status)) return;
+        for await (const frame of live) {
+          if (frame.seq <= last) continue; // already covered by the snapshot
+          last = frame.seq;
+          yield frame;
+          if (isFinal(frame.status)) return;
+        }
+      } finally {
+        live.close();
+      }
+    })();
+  }
+
+  /** 1 = next to start, as in progress frames; null when not pending. */
+  private async position(task: TaskRow): Promise<number | null> {
+    const ahead = await queuePosition(this.options.db, task);
+    return ahead === undefined ? null : ahead + 1;
+  }
+
+  private async replay(key: string, hash: string): Promise<TaskView | undefined> {
+    const existing = await findTaskByIdempotencyKey(this.options.db, key);
+    if (!existing) return undefined;
+    if (existing.params_hash !== hash) throw new IdempotencyConflictError(key);
+    return this.getTask(existing.id);
+  }
+}
