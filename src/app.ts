@@ -1,0 +1,149 @@
+/**
+ * The service, assembled: database, workflow, worker pool, task engine, the service layer, and one
+ * HTTP server for every interface. `main.ts` adds the command line and signals; tests call
+ * `startApp` directly with port 0.
+ */
+import { readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { loadWorkflow, type Workflow } from './comfyui/workflow.js';
+import type { Config } from './config.js';
+import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
+import { silentLogger, type Logger } from './log.js';
+import { sendDetail } from './rest/respond.js';
+import { handleRest } from './rest/router.js';
+import { TaskEngine, type EngineOptions } from './tasks/engine.js';
+import { createMemoryProgressBus, type ProgressBus } from './tasks/progress-bus.js';
+import { TaskService } from './tasks/task-service.js';
+import { WorkerPool, type WorkerPoolOptions } from './tasks/worker-pool.js';
+import { VERSION } from './version.js';
+
+/** A running service. */
+export interface App {
+  /** Base URL, e.g. http://127.0.0.1:9000. */
+  url: string;
+  server: Server;
+  db: Db;
+  workflow: Workflow;
+  pool: WorkerPool;
+  engine: TaskEngine;
+  bus: ProgressBus;
+  service: TaskService;
+  /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
+  close(): Promise<void>;
+}
+
+/** Knobs for tests and embedding; production uses the defaults. */
+export interface AppOptions {
+  log?: Logger;
+  /** This instance's name for task claims. @default the host name */
+  instance?: string;
+  engine?: Partial<Pick<EngineOptions, 'tickMs' | 'leaseMs' | 'maxAttempts' | 'previewIntervalMs' | 'cleanupIntervalMs'>>;
+  pool?: Partial<Pick<WorkerPoolOptions, 'healthIntervalMs' | 'failuresBeforeDown' | 'slots' | 'worker'>>;
+  onQuery?: OpenDatabaseOptions['onQuery'];
+}
+
+/** Starts the service; rejects with a readable error when it cannot. */
+export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const log = options.log ?? silentLogger;
+  // libvips keeps files it read open in a cache; we read each once, and a deleted file must free its space.
+  sharp.cache({ files: 0 });
+  const dataDir = resolve(config.dataDir);
+  const workflow = await loadWorkflow(config.workflow);
+  await sweepPartialUploads(join(dataDir, 'uploads'));
+  const db = await openDatabase({ file: join(dataDir, 'kontext.db'), ...(options.onQuery ? { onQuery: options.onQuery } : {}) });
+  const pool = new WorkerPool(config.comfyuiUrls, { workflow, log, ...options.pool });
+  const bus = createMemoryProgressBus();
+  const engine = new TaskEngine({
+    db,
+    pool,
+    bus,
+    workflow,
+    dataDir,
+    maxConcurrentTasks: config.maxConcurrentTasks,
+    imageTimeoutMs: config.comfyuiTimeoutS * 1000,
+    cleanupDays: config.taskCleanupDays,
+    instance: options.instance ?? hostname(),
+    log,
+    ...options.engine,
+  });
+  const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, workflowName: workflow.name });
+  const startedAt = Date.now();
+  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, corsOrigins: config.corsOrigins, version: VERSION, startedAt };
+
+  const server = createServer((req, res) => {
+    const started = Date.now();
+    res.on('finish', () => log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }));
+    handleRest(req, res, rest)
+      .then((handled) => {
+        if (!handled) sendDetail(res, 404, 'Not Found');
+      })
+      .catch((err: unknown) => {
+        log.error('request failed', { method: req.method, path: req.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+        if (!res.headersSent) sendDetail(res, 500, 'Internal Server Error');
+        else res.destroy();
+      });
+  });
+  try {
+    await listen(server, config.port, config.host);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  await pool.start();
+  await engine.start();
+
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    server,
+    db,
+    workflow,
+    pool,
+    engine,
+    bus,
+    service,
+    close: () =>
+      (closing ??= (async () => {
+        const closed = new Promise<void>((done) => server.close(() => done()));
+        server.closeIdleConnections();
+        await engine.stop();
+        await pool.stop();
+        await engine.idle();
+        server.closeAllConnections();
+        await closed;
+        await db.destroy();
+      })()),
+  };
+}
+
+/** Removes uploads a crash cut short (finished uploads are renamed to their hash, so these are never in use). */
+async function sweepPartialUploads(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(names.filter((n) => n.startsWith('.upload-')).map((n) => rm(join(dir, n), { force: true })));
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new Error(`port ${port} on ${host} is already in use; set PORT to another port`)
+          : err.code === 'EACCES'
+            ? new Error(`no permission to listen on ${host}:${port}; use a port above 1023`)
+            : err,
+      );
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolvePromise();
+    });
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * `npm start` / `npm run demo`: runs the service. With `--demo` it first starts the built-in ComfyUI
+ * simulator and points the service at it, so no GPU or ComfyUI install is needed.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startSimulator, type Simulator } from './comfyui/simulator/server.js';
+import { WorkflowError } from './comfyui/workflow.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+import { startApp } from './app.js';
+
+const USAGE = `Usage: npm start            run the service against COMFYUI_URL
+       npm run demo         run it with the built-in ComfyUI simulator
+
+Options:
+  --demo                    start the ComfyUI simulator in-process and use it
+  --demo-step-ms <ms>       simulated time per sampler step (default 100)
+  -h, --help                show this help
+
+Configuration comes from environment variables (and .env); see README.md.`;
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      options: { demo: { type: 'boolean' }, 'demo-step-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger({ debug: config.debug });
+
+  let simulator: Simulator | undefined;
+  if (args.demo) {
+    const stepMs = Number(args['demo-step-ms'] ?? 100);
+    if (!Number.isFinite(stepMs) || stepMs < 0) {
+      console.error(`--demo-step-ms must be a number of milliseconds, not ${args['demo-step-ms']}`);
+      return 2;
+    }
+    simulator = await startSimulator({ port: 0, stepMs, previewMethod: 'auto', baseDir: resolve(config.dataDir, 'simulator') });
+    config = { ...config, comfyuiUrls: [simulator.url] };
+    log.info('ComfyUI simulator started', { url: simulator.url, step_ms: stepMs });
+  }
+
+  let app;
+  try {
+    app = await startApp(config, { log });
+  } catch (err) {
+    if (err instanceof WorkflowError) {
+      log.error('the workflow cannot be used', { source: err.source, problems: err.problems });
+    } else {
+      log.error('the service could not start', { error: (err as Error).message });
+    }
+    await simulator?.close();
+    return 1;
+  }
+  log.info('Kontext Gateway listening', { url: app.url, comfyui: config.comfyuiUrls, data_dir: config.dataDir });
+
+  await new Promise<void>((done) => {
+    const stop = (signal: string) => {
+      log.info('shutting down', { signal });
+      done();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await app.close();
+  await simulator?.close();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,81 @@
+/**
+ * The REST routes of the old FastAPI service, in front of GraphQL. Each route is a thin call into
+ * the task service; unknown paths get FastAPI's 404.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TaskService } from '../tasks/task-service.js';
+import type { WorkerPool } from '../tasks/worker-pool.js';
+import { handleGenerateImage } from './generate-image.js';
+import { handleHealth, handleReady } from './health.js';
+import { handleImage } from './image.js';
+import { sendDetail } from './respond.js';
+import { handleTaskStatus } from './task-status.js';
+
+/** What the routes need. */
+export interface RestOptions {
+  service: TaskService;
+  pool: WorkerPool;
+  maxFileSize: number;
+  publicUrl: string | undefined;
+  /** Allowed browser origins; empty allows any. */
+  corsOrigins: string[];
+  version: string;
+  startedAt: number;
+}
+
+/** Handles a REST request; resolves false when the path is not a REST route. */
+export async function handleRest(req: IncomingMessage, res: ServerResponse, options: RestOptions): Promise<boolean> {
+  const url = new URL(req.url ?? '/', 'http://local');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  const route = match(method, path);
+  if (!route) return false;
+  // A browser always sends Origin on a cross-site request; scripts and curl send none.
+  const origin = req.headers.origin;
+  if (origin && options.corsOrigins.length > 0 && !options.corsOrigins.includes(origin)) {
+    sendDetail(res, 403, `Origin ${origin} is not allowed (CORS_ORIGINS)`);
+    req.resume();
+    return true;
+  }
+  const { service, publicUrl } = options;
+  switch (route.name) {
+    case 'health':
+      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt });
+      break;
+    case 'ready':
+      handleReady(res, options.pool);
+      break;
+    case 'generate':
+      await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl });
+      break;
+    case 'status':
+      await handleTaskStatus(req, res, route.id!, service, publicUrl, false);
+      break;
+    case 'cancel':
+      await handleTaskStatus(req, res, route.id!, service, publicUrl, true);
+      break;
+    case 'image':
+      await handleImage(req, res, route.id!, url.searchParams, service);
+      break;
+  }
+  return true;
+}
+
+type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image';
+
+const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
+  { method: ['GET'], pattern: /^\/health$/, name: 'health' },
+  { method: ['GET'], pattern: /^\/ready$/, name: 'ready' },
+  { method: ['POST'], pattern: /^\/generate-image$/, name: 'generate' },
+  { method: ['GET'], pattern: /^\/api\/task-status\/([^/]+)$/, name: 'status' },
+  { method: ['POST'], pattern: /^\/api\/task\/([^/]+)\/cancel$/, name: 'cancel' },
+  { method: ['GET', 'HEAD'], pattern: /^\/api\/image\/([^/]+)$/, name: 'image' },
+];
+
+function match(method: string, path: string): { name: RouteName; id?: string } | undefined {
+  for (const r of ROUTES) {
+    const m = r.pattern.exec(path);
+    if (m && r.method.includes(method)) return { name: r.name, ...(m[1] !== undefined ? { id: decodeURIComponent(m[1]) } : {}) };
+  }
+  return undefined;
+}

@@ -1,0 +1,213 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/database.js';
+import { imagesOfTask } from '../src/db/images.js';
+import { countByStatus } from '../src/db/tasks.js';
+import type { ProgressFrame } from '../src/tasks/progress-frame.js';
+import { makeImage } from './helpers/images.js';
+import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+});
+
+async function collect(it: AsyncGenerator<ProgressFrame> | undefined): Promise<ProgressFrame[]> {
+  const frames: ProgressFrame[] = [];
+  if (!it) throw new Error('no such task');
+  for await (const f of it) frames.push(f);
+  return frames;
+}
+
+describe('the task engine', () => {
+  it('runs a 2-image task to completion, each image its own seed, at the requested size', async () => {
+    stack = await startStack();
+    const res = await postGenerate(stack.app.url, { description: 'make it night, keep the car', count: '2', size: '512x384', steps: '6', seed: '41' });
+    expect(res.status).toBe(200);
+    const created = (await res.json()) as { task_id: string; status: string };
+    expect(created.status).toBe('pending');
+    const watching = collect(await stack.app.service.watch(created.task_id));
+    const done = await waitForStatus(stack.app.url, created.task_id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', progress: 100, error_message: null });
+    expect(done.images).toHaveLength(2);
+    expect(done.result_path).toHaveLength(2);
+    const bodies = await Promise.all(
+      done.images.map(async (url) => {
+        const r = await fetch(url);
+        expect(r.status).toBe(200);
+        expect(r.headers.get('content-type')).toBe('image/png');
+        return Buffer.from(await r.arrayBuffer());
+      }),
+    );
+    for (const b of bodies) expect(await sharp(b).metadata()).toMatchObject({ format: 'png', width: 512, height: 384 });
+    expect(bodies[0]!.equals(bodies[1]!)).toBe(false);
+    const images = await imagesOfTask(stack.app.db, created.task_id);
+    expect(images.map((i) => i.seed)).toEqual([41, 42]);
+
+    const frames = await watching;
+    const seqs = frames.map((f) => f.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    for (let i = 1; i < frames.length; i++) expect(frames[i]!.progress).toBeGreaterThanOrEqual(frames[i - 1]!.progress);
+    expect(frames.at(-1)).toMatchObject({ status: 'completed', progress: 100 });
+    expect(frames.filter((f) => f.image).map((f) => f.image!.index).sort()).toEqual([0, 1]);
+    expect(frames.some((f) => f.step === 6 && f.totalSteps === 6)).toBe(true);
+  });
+
+  it('never has more than MAX_CONCURRENT_TASKS processing and tells the others their place in the queue', async () => {
+    stack = await startStack({ config: { maxConcurrentTasks: 1 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await postGenerate(stack.app.url, { description: `task ${i}`, steps: '4', size: '256x256' });
+      ids.push(((await r.json()) as { task_id: string }).task_id);
+    }
+    let most = 0;
+    let sawPosition = false;
+    await until('all three tasks to finish', async () => {
+      const counts = await countByStatus(stack!.app.db);
+      most = Math.max(most, counts.processing);
+      const last = await taskStatus(stack!.app.url, ids[2]!);
+      if (last.status === 'pending' && last.queue_position !== null) sawPosition = true;
+      return counts.completed === 3;
+    });
+    expect(most).toBe(1);
+    expect(sawPosition).toBe(true);
+  });
+
+  it('cancels a pending task at once, and nothing of it reaches ComfyUI', async () => {
+    stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 40 } });
+    const first = ((await (await postGenerate(stack.app.url, { description: 'first', steps: '10', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const second = ((await (await postGenerate(stack.app.url, { description: 'second', steps: '10', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const res = await fetch(`${stack.app.url}/api/task/${second}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ task_id: second, status: 'cancelled', images: [] });
+    await waitForStatus(stack.app.url, first, ['completed']);
+    const images = await imagesOfTask(stack.app.db, second);
+    expect(images.map((i) => [i.status, i.worker])).toEqual([['cancelled', null]]);
+    const history = (await (await fetch(`${stack.sims[0]!.url}/history`)).json()) as Record<string, unknown>;
+    expect(Object.keys(history)).not.toContain(images[0]!.prompt_id);
+  });
+
+  it('cancels a processing task: waiting prompts leave the ComfyUI queue, the running one is interrupted, finished images stay', async () => {
+    stack = await startStack({ sim: { stepMs: 30 } });
+    const id = ((await (await postGenerate(stack.app.url, { description: 'four', count: '4', steps: '8', size: '256x256' })).json()) as { task_id: string }).task_id;
+    await until('the first image', async () => (await taskStatus(stack!.app.url, id)).images.length >= 1);
+    const res = await fetch(`${stack.app.url}/api/task/${id}/cancel`, { method: 'POST' });
+    const body = (await res.json()) as { status: string; images: string[] };
+    expect(body.status).toBe('cancelled');
+    expect(body.images.length).toBeGreaterThanOrEqual(1);
+    expect(body.images.length).toBeLessThan(4);
+    expect((await fetch(body.images[0]!)).status).toBe(200);
+    await until('ComfyUI to be idle', async () => {
+      const q = (await (await fetch(`${stack!.sims[0]!.url}/queue`)).json()) as { queue_running: unknown[]; queue_pending: unknown[] };
+      return q.queue_running.length === 0 && q.queue_pending.length === 0;
+    }, 5000);
+    // Nothing that was cancelled finished afterwards.
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await taskStatus(stack.app.url, id);
+    expect(after).toMatchObject({ status: 'cancelled' });
+    expect(after.images).toEqual(body.images);
+    const statuses = (await imagesOfTask(stack.app.db, id)).map((i) => i.status);
+    expect(statuses.filter((s) => s === 'completed')).toHaveLength(body.images.length);
+    expect(statuses.filter((s) => s === 'cancelled')).toHaveLength(4 - body.images.length);
+  });
+
+  it('fails an image that takes longer than COMFYUI_TIMEOUT, naming the worker and the time waited', async () => {
+    stack = await startStack({ config: { comfyuiTimeoutS: 1 }, sim: { stepMs: 200 } });
+    const id = ((await (await postGenerate(stack.app.url, { description: 'slow', steps: '20', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const done = await waitForStatus(stack.app.url, id, ['failed', 'completed'], 10_000);
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toContain(`timed out on ComfyUI at ${stack.sims[0]!.url} after 1 s`);
+    await until('the prompt to leave ComfyUI', async () => {
+      const q = (await (await fetch(`${stack!.sims[0]!.url}/queue`)).json()) as { queue_running: unknown[] };
+      return q.queue_running.length === 0;
+    }, 5000);
+  });
+
+  it('still yields images when ComfyUI serves an identical re-run from its cache', async () => {
+    stack = await startStack();
+    const fields = { description: 'same again', steps: '4', size: '256x256', seed: '7' };
+    const image = await makeImage('png', 300, 200);
+    const a = ((await (await postGenerate(stack.app.url, fields, image)).json()) as { task_id: string }).task_id;
+    const first = await waitForStatus(stack.app.url, a, ['completed', 'failed']);
+    const b = ((await (await postGenerate(stack.app.url, fields, image)).json()) as { task_id: string }).task_id;
+    const second = await waitForStatus(stack.app.url, b, ['completed', 'failed']);
+    expect(second.status).toBe('completed');
+    const [x, y] = await Promise.all(
+      [first.images[0]!, second.images[0]!].map(async (u) => sharp(Buffer.from(await (await fetch(u)).arrayBuffer())).raw().toBuffer()),
+    );
+    // Same reference, prompt and seed: the same picture (the files differ only in their metadata).
+    expect(x!.equals(y!)).toBe(true);
+  });
+
+  it('spreads the images of one task over idle workers', async () => {
+    stack = await startStack({ workers: 3, sim: { stepMs: 40 } });
+    const id = ((await (await postGenerate(stack.app.url, { description: 'spread', count: '4', steps: '8', size: '256x256' })).json()) as { task_id: string }).task_id;
+    await waitForStatus(stack.app.url, id, ['completed']);
+    const images = await imagesOfTask(stack.app.db, id);
+    expect(new Set(images.map((i) => i.worker)).size).toBe(3);
+    // The first three ran at the same time.
+    const spans = images.slice(0, 3).map((i) => [Date.parse(i.submitted_at!), Date.parse(i.finished_at!)] as const);
+    const latestStart = Math.max(...spans.map((s) => s[0]));
+    const earliestEnd = Math.min(...spans.map((s) => s[1]));
+    expect(latestStart).toBeLessThan(earliestEnd);
+  });
+
+  it('deletes old finished tasks with their files, keeping an upload another task still uses', async () => {
+    stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 50 } });
+    const image = await makeImage('png', 120, 90);
+    const post = async (d: string, steps: string) =>
+      ((await (await postGenerate(stack!.app.url, { description: d, steps, size: '256x256' }, image)).json()) as { task_id: string }).task_id;
+    const old = await post('old', '2');
+    const busy = await post('busy', '100'); // five seconds: still unfinished when the cleanup runs
+    await waitForStatus(stack.app.url, old, ['completed']);
+    const oldFiles = (await imagesOfTask(stack.app.db, old)).map((i) => join(stack!.config.dataDir, i.file_path!));
+    const upload = (await readdir(join(stack.config.dataDir, 'uploads'))).filter((f) => !f.startsWith('.'));
+    expect(upload).toHaveLength(1);
+
+    expect(await stack.app.engine.cleanup(0)).toBe(1);
+    expect((await fetch(`${stack.app.url}/api/task-status/${old}`)).status).toBe(404);
+    for (const f of oldFiles) await expect(stat(f)).rejects.toThrow(/ENOENT/);
+    expect(await readdir(join(stack.config.dataDir, 'uploads'))).toEqual(upload); // "busy" still needs it
+
+    await fetch(`${stack.app.url}/api/task/${busy}/cancel`, { method: 'POST' });
+    expect(await stack.app.engine.cleanup(0)).toBe(1);
+    expect(await readdir(join(stack.config.dataDir, 'uploads'))).toEqual([]);
+  });
+
+  it('does not leave a task processing forever when no worker is reachable', async () => {
+    stack = await startStack({ config: { comfyuiTimeoutS: 1 } });
+    await stack.sims[0]!.close();
+    await until('the worker to be seen down', () => !stack!.app.pool.members[0]!.healthy);
+    const id = ((await (await postGenerate(stack.app.url, { description: 'nobody home', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const done = await waitForStatus(stack.app.url, id, ['failed', 'completed'], 10_000);
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toContain(`no ComfyUI worker was reachable for 1 s: ${stack.sims[0]!.url}`);
+    const ready = await fetch(`${stack.app.url}/ready`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ detail: 'No ComfyUI worker is reachable' });
+    const health = (await (await fetch(`${stack.app.url}/health`)).json()) as { status: string; comfyui: { reachable: boolean; last_error: string }[] };
+    expect(health.status).toBe('degraded');
+    expect(health.comfyui[0]!.reachable).toBe(false);
+    expect(health.comfyui[0]!.last_error).toMatch(/unreachable/);
+  });
+
+  it('finishes, after a restart, a task whose images were all done when the service died', async () => {
+    stack = await startStack();
+    const id = ((await (await postGenerate(stack.app.url, { description: 'almost', count: '2', steps: '3', size: '256x256' })).json()) as { task_id: string }).task_id;
+    await waitForStatus(stack.app.url, id, ['completed']);
+    await stack.app.close();
+    // As if the process died between the last image's write and the task's.
+    const db = await openDatabase({ file: join(stack.config.dataDir, 'kontext.db') });
+    await db.updateTable('tasks').set({ status: 'processing', progress: 80, finished_at: null }).where('id', '=', id).execute();
+    await db.destroy();
+    const app = await stack.restart();
+    const done = await waitForStatus(app.url, id, ['completed', 'failed'], 5000);
+    expect(done).toMatchObject({ status: 'completed', progress: 100 });
+    expect(done.images).toHaveLength(2);
+  });
+});
+
