@@ -7,7 +7,7 @@ import { imagesOfTask } from '../src/db/images.js';
 import { countByStatus } from '../src/db/tasks.js';
 import type { ProgressFrame } from '../src/tasks/progress-frame.js';
 import { makeImage } from './helpers/images.js';
-import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
+import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -208,6 +208,18 @@ describe('the task engine', () => {
     const done = await waitForStatus(app.url, id, ['completed', 'failed'], 5000);
     expect(done).toMatchObject({ status: 'completed', progress: 100 });
     expect(done.images).toHaveLength(2);
+  });
+
+  it('publishes sampler previews as data URLs, a few per second at most, and never stores them', async () => {
+    stack = await startStack({ sim: { stepMs: 25, previewMethod: 'auto' }, app: { ...FAST, engine: { ...FAST.engine, previewIntervalMs: 200 } } });
+    const id = ((await (await postGenerate(stack.app.url, { description: 'preview', steps: '24', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const frames = await collect(await stack.app.service.watch(id));
+    const withPreview = frames.filter((f) => f.preview);
+    expect(withPreview.length).toBeGreaterThanOrEqual(2);
+    expect(withPreview.length).toBeLessThan(24);
+    expect(withPreview[0]!.preview).toMatch(/^data:image\/jpeg;base64,\/9j\//);
+    const row = await stack.app.db.selectFrom('tasks').select('last_frame').where('id', '=', id).executeTakeFirstOrThrow();
+    expect(JSON.parse(row.last_frame!).preview).toBeNull();
   });
 });
 

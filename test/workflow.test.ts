@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAgainstObjectInfo } from '../src/comfyui/workflow-check.js';
 import { DEFAULT_WORKFLOW, WorkflowError, bindWorkflow, loadWorkflow, type BindParams, type Workflow } from '../src/comfyui/workflow.js';
 import type { ObjectInfo } from '../src/comfyui/protocol.js';
+import { startStack } from './helpers/stack.js';
 
 const params: BindParams = {
   description: 'make it night, keep the car',
@@ -146,5 +147,21 @@ describe('checking against object_info', () => {
       "node 37 (UNETLoader) input unet_name: 'flux1-dev-kontext_fp8_scaled.safetensors' is not available on this ComfyUI (model file not installed); it offers: other-model.safetensors",
       'node 146: node class ImageStitch is not installed (a missing custom node, or an older ComfyUI)',
     ]);
+  });
+});
+
+describe('a worker that lacks a model', () => {
+  it('is kept out of the pool, and /health names the missing file', async () => {
+    const stack = await startStack({ sim: { models: { diffusion_models: ['some-other-model.safetensors'] } } });
+    try {
+      const health = (await (await fetch(`${stack.app.url}/health`)).json()) as { status: string; comfyui: { reachable: boolean; last_error: string }[] };
+      expect(health.status).toBe('degraded');
+      expect(health.comfyui[0]!.reachable).toBe(false);
+      expect(health.comfyui[0]!.last_error).toContain(
+        "node 37 (UNETLoader) input unet_name: 'flux1-dev-kontext_fp8_scaled.safetensors' is not available on this ComfyUI (model file not installed)",
+      );
+    } finally {
+      await stack.close();
+    }
   });
 });
