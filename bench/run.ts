@@ -1,0 +1,20 @@
+/**
+ * `npm run bench`: every benchmark against the simulator, printed as one table. Figures are
+ * measured side by side with their baselines in the same run, since the machines are shared
+ * and noisy and absolute times alone mean little.
+ */
+import { cpus } from 'node:os';
+import { benchGpuFeed } from './gpu-feed.js';
+import { formatTable, type BenchRow } from './table.js';
+
+const started = performance.now();
+const rows: BenchRow[] = [];
+const benches: [string, () => Promise<BenchRow[]>][] = [['GPU feed', benchGpuFeed]];
+for (const [name, run] of benches) {
+  process.stderr.write(`running ${name}...\n`);
+  rows.push(...(await run()));
+}
+console.log(`Kontext Gateway benchmarks, ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}\n`);
+console.log(formatTable(rows));
+console.log(`\n(${((performance.now() - started) / 1000).toFixed(0)} s)`);
+process.exit(0);
