@@ -20,11 +20,9 @@ import {
 import type { PromptEvent, PromptResult } from '../comfyui/worker.js';
 import { bindWorkflow, type Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
-import { assignImage, findImage, finishOpenImages, imageFiles, imagesOfTask, inFlightImages, updateImage, waitingImages } from '../db/images.js';
+import { assignImage, findImage, finishOpenImages, imagesOfTask, inFlightImages, updateImage, waitingImages } from '../db/images.js';
 import {
   claimNextPending,
-  deleteTasks,
-  findFinishedBefore,
   findRecoverable,
   findTask,
   pendingTaskIds,
@@ -33,8 +31,9 @@ import {
   saveFrame,
 } from '../db/tasks.js';
 import type { ImageRow, TaskRow, TaskStatus, TaskUpdate } from '../db/types.js';
-import { deleteUnreferenced, findUpload } from '../db/uploads.js';
+import { findUpload } from '../db/uploads.js';
 import { silentLogger, type Logger } from '../log.js';
+import { deleteOldTasks } from './cleanup.js';
 import { parseSize } from './generate-params.js';
 import type { ProgressBus } from './progress-bus.js';
 import { emptyFrame, type FrameImage, type ProgressFrame } from './progress-frame.js';
@@ -640,21 +639,13 @@ export class TaskEngine {
     }
   }
 
-  /** Deletes finished tasks older than `cleanupDays`, with their images and unshared uploads. */
-  async cleanup(days = this.cleanupDays): Promise<number> {
-    const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
-    let deleted = 0;
-    for (;;) {
-      const tasks = await findFinishedBefore(this.db, cutoff, 100);
-      if (tasks.length === 0) return deleted;
-      const ids = tasks.map((t) => t.id);
-      for (const f of await imageFiles(this.db, ids)) await rm(join(this.dataDir, f.file_path!), { force: true });
-      for (const id of ids) await rm(join(this.dataDir, 'images', id), { recursive: true, force: true });
-      await deleteTasks(this.db, ids);
-      const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
-      for (const u of await deleteUnreferenced(this.db, shas)) await rm(join(this.dataDir, u.file_path), { force: true });
-      deleted += ids.length;
-      this.log.info('old tasks deleted', { count: ids.length, older_than_days: days });
-    }
+  /** Deletes finished tasks older than `days` (default `cleanupDays`) with their files; returns how many. */
+  cleanup(days = this.cleanupDays): Promise<number> {
+    return deleteOldTasks({ db: this.db, dataDir: this.dataDir, days, log: this.log });
+  }
+
+  /** Ids of the processing tasks this engine is looking after. */
+  activeTaskIds(): string[] {
+    return [...this.active.keys()];
   }
 }

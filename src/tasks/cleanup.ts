@@ -1,0 +1,44 @@
+/**
+ * Deleting old finished tasks with their files (TASK_CLEANUP_DAYS): used by the engine's timer and
+ * by `kontext cleanup`. An upload shared by several tasks stays while one of them still uses it.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Db } from '../db/database.js';
+import { imageFiles } from '../db/images.js';
+import { deleteTasks, findFinishedBefore } from '../db/tasks.js';
+import { deleteUnreferenced } from '../db/uploads.js';
+import { silentLogger, type Logger } from '../log.js';
+
+/** Options of `deleteOldTasks`. */
+export interface CleanupOptions {
+  db: Db;
+  /** Absolute. */
+  dataDir: string;
+  /** Tasks finished more than this many days ago go; 0 means every finished task. */
+  days: number;
+  /** Tasks deleted per database round. @default 100 */
+  batch?: number;
+  log?: Logger;
+}
+
+/** Deletes finished tasks older than `days` with their images and unshared uploads; returns how many. */
+export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
+  const { db, dataDir, days } = options;
+  const log = options.log ?? silentLogger;
+  const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
+  let deleted = 0;
+  for (;;) {
+    const tasks = await findFinishedBefore(db, cutoff, options.batch ?? 100);
+    if (tasks.length === 0) return deleted;
+    const ids = tasks.map((t) => t.id);
+    // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
+    for (const f of await imageFiles(db, ids)) await rm(join(dataDir, f.file_path!), { force: true });
+    for (const id of ids) await rm(join(dataDir, 'images', id), { recursive: true, force: true });
+    await deleteTasks(db, ids);
+    const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
+    for (const u of await deleteUnreferenced(db, shas)) await rm(join(dataDir, u.file_path), { force: true });
+    deleted += ids.length;
+    log.info('old tasks deleted', { count: ids.length, older_than_days: days });
+  }
+}
