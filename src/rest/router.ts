@@ -8,7 +8,9 @@ import type { WorkerPool } from '../tasks/worker-pool.js';
 import { handleGenerateImage } from './generate-image.js';
 import { handleHealth, handleReady } from './health.js';
 import { handleImage } from './image.js';
-import { sendDetail } from './respond.js';
+import { renderDocs } from './docs.js';
+import { openApiDocument } from './openapi.js';
+import { sendDetail, sendJson } from './respond.js';
 import { handleTaskStatus } from './task-status.js';
 
 /** What the routes need. */
@@ -30,6 +32,11 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
   const method = req.method ?? 'GET';
   const route = match(method, path);
   if (!route) return false;
+  if (route.name === 'method-not-allowed') {
+    sendDetail(res, 405, 'Method Not Allowed');
+    req.resume();
+    return true;
+  }
   // A browser always sends Origin on a cross-site request; scripts and curl send none.
   const origin = req.headers.origin;
   if (origin && options.corsOrigins.length > 0 && !options.corsOrigins.includes(origin)) {
@@ -57,11 +64,20 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
     case 'image':
       await handleImage(req, res, route.id!, url.searchParams, service);
       break;
+    case 'openapi':
+      sendJson(res, 200, openApiDocument(options.version));
+      break;
+    case 'docs': {
+      const html = renderDocs(openApiDocument(options.version));
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
+      res.end(html);
+      break;
+    }
   }
   return true;
 }
 
-type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image';
+type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image' | 'openapi' | 'docs';
 
 const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['GET'], pattern: /^\/health$/, name: 'health' },
@@ -70,12 +86,22 @@ const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['GET'], pattern: /^\/api\/task-status\/([^/]+)$/, name: 'status' },
   { method: ['POST'], pattern: /^\/api\/task\/([^/]+)\/cancel$/, name: 'cancel' },
   { method: ['GET', 'HEAD'], pattern: /^\/api\/image\/([^/]+)$/, name: 'image' },
+  { method: ['GET'], pattern: /^\/openapi\.json$/, name: 'openapi' },
+  { method: ['GET'], pattern: /^\/docs\/?$/, name: 'docs' },
 ];
 
-function match(method: string, path: string): { name: RouteName; id?: string } | undefined {
+function match(method: string, path: string): { name: RouteName | 'method-not-allowed'; id?: string } | undefined {
+  let pathKnown = false;
   for (const r of ROUTES) {
     const m = r.pattern.exec(path);
-    if (m && r.method.includes(method)) return { name: r.name, ...(m[1] !== undefined ? { id: decodeURIComponent(m[1]) } : {}) };
+    if (m) pathKnown = true;
+    if (!m || !r.method.includes(method)) continue;
+    if (m[1] === undefined) return { name: r.name };
+    try {
+      return { name: r.name, id: decodeURIComponent(m[1]) };
+    } catch {
+      return { name: r.name, id: m[1] }; // malformed escapes: an id that matches no task
+    }
   }
-  return undefined;
+  return pathKnown ? { name: 'method-not-allowed' } : undefined;
 }

@@ -1,0 +1,158 @@
+/**
+ * The OpenAPI 3.1 description of the REST routes (served at /openapi.json, rendered at /docs).
+ * Limits and defaults come from the same constants the routes enforce, so the document cannot
+ * drift from the behaviour.
+ */
+import { DEFAULTS, LIMITS } from '../tasks/generate-params.js';
+
+const detailString = { type: 'object', properties: { detail: { type: 'string' } }, required: ['detail'] } as const;
+const detailList = {
+  type: 'object',
+  properties: {
+    detail: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { loc: { type: 'array', items: { type: ['string', 'integer'] } }, msg: { type: 'string' }, type: { type: 'string' } },
+        required: ['loc', 'msg', 'type'],
+      },
+    },
+  },
+  required: ['detail'],
+} as const;
+const taskId = { name: 'task_id', in: 'path', required: true, schema: { type: 'string' }, description: 'The id returned by POST /generate-image.' } as const;
+const json = (schema: unknown, description: string) => ({ description, content: { 'application/json': { schema } } });
+
+/** The document; `version` is the service's. */
+export function openApiDocument(version: string): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Kontext Gateway REST API',
+      version,
+      description:
+        'The routes of the FastAPI service Kontext Gateway replaces, unchanged for legacy callers. ' +
+        'New clients should prefer the GraphQL API at /graphql (live progress over graphql-ws or SSE).',
+    },
+    paths: {
+      '/generate-image': {
+        post: {
+          summary: 'Start a generation task from a reference image and an instruction',
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  required: ['referenceImage', 'description'],
+                  properties: {
+                    referenceImage: { type: 'string', format: 'binary', description: 'PNG, JPEG or WebP, at most MAX_FILE_SIZE bytes.' },
+                    description: { type: 'string', minLength: LIMITS.description.min, maxLength: LIMITS.description.max, description: 'The edit instruction.' },
+                    count: { type: 'integer', minimum: LIMITS.count.min, maximum: LIMITS.count.max, default: DEFAULTS.count },
+                    size: {
+                      type: 'string',
+                      default: DEFAULTS.size,
+                      description: `"auto" (the preset closest to the reference's aspect ratio) or WIDTHxHEIGHT, both multiples of ${LIMITS.side.multipleOf} from ${LIMITS.side.min} to ${LIMITS.side.max}.`,
+                    },
+                    steps: { type: 'integer', minimum: LIMITS.steps.min, maximum: LIMITS.steps.max, default: DEFAULTS.steps },
+                    guidance: { type: 'number', minimum: LIMITS.guidance.min, maximum: LIMITS.guidance.max, default: DEFAULTS.guidance },
+                    seed: { type: 'integer', minimum: LIMITS.seed.min, maximum: LIMITS.seed.max, description: 'Base seed; image i uses seed + i. Random when omitted.' },
+                    idempotencyKey: { type: 'string', maxLength: LIMITS.idempotencyKey.max, description: 'Also accepted as the Idempotency-Key header.' },
+                  },
+                },
+              },
+            },
+          },
+          responses: {
+            '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task, pending.'),
+            '409': json(detailString, 'The idempotency key was used with different parameters.'),
+            '413': json(detailString, 'The file or the body is too large.'),
+            '415': json(detailString, 'The file is not a PNG, JPEG or WebP image.'),
+            '422': json(detailList, 'A field is missing or outside its limits, or the image is empty, truncated or too large in pixels.'),
+          },
+        },
+      },
+      '/api/task-status/{task_id}': {
+        get: {
+          summary: 'A task: status, progress and image URLs',
+          parameters: [taskId],
+          responses: { '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task.'), '404': json(detailString, 'Task not found.') },
+        },
+      },
+      '/api/image/{task_id}': {
+        get: {
+          summary: 'The bytes of one finished image (ETag, long cache headers, Range requests)',
+          parameters: [taskId, { name: 'index', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 3, default: 0 } }],
+          responses: {
+            '200': { description: 'The image.', content: { 'image/png': {}, 'image/jpeg': {}, 'image/webp': {} } },
+            '206': { description: 'A byte range of the image.' },
+            '304': { description: 'Not modified (If-None-Match).' },
+            '404': json(detailString, 'No such task, or the image does not exist (yet).'),
+            '422': json(detailList, 'The index is not a number.'),
+          },
+        },
+      },
+      '/api/task/{task_id}/cancel': {
+        post: {
+          summary: 'Cancel a task; finished images are kept',
+          parameters: [taskId],
+          responses: { '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task as it ends up.'), '404': json(detailString, 'Task not found.') },
+        },
+      },
+      '/health': {
+        get: {
+          summary: 'Service health: every ComfyUI worker, the database and the queue',
+          responses: { '200': json({ $ref: '#/components/schemas/Health' }, 'The service can accept work (status ok or degraded).'), '503': json({ $ref: '#/components/schemas/Health' }, 'The database is not usable.') },
+        },
+      },
+      '/ready': {
+        get: {
+          summary: 'Readiness: 200 while at least one ComfyUI worker is reachable',
+          responses: { '200': json({ type: 'object' }, 'Ready.'), '503': json(detailString, 'No ComfyUI worker is reachable.') },
+        },
+      },
+    },
+    components: {
+      schemas: {
+        TaskStatus: {
+          type: 'object',
+          required: ['task_id', 'status', 'progress', 'description', 'images', 'result_path', 'created_at', 'updated_at'],
+          properties: {
+            task_id: { type: 'string' },
+            status: { enum: ['pending', 'processing', 'completed', 'failed', 'cancelled'] },
+            progress: { type: 'integer', minimum: 0, maximum: 100 },
+            description: { type: 'string' },
+            count: { type: 'integer' },
+            size: { type: 'string' },
+            steps: { type: 'integer' },
+            guidance: { type: 'number' },
+            seed: { type: 'integer' },
+            images: { type: 'array', items: { type: 'string', format: 'uri' }, description: 'Absolute URLs of the finished images.' },
+            result_path: { type: 'array', items: { type: 'string' }, description: 'Paths of the image files, as the old service reported them.' },
+            error_message: { type: ['string', 'null'] },
+            queue_position: { type: ['integer', 'null'], description: '1 = next to start; null unless pending.' },
+            created_at: { type: 'string', format: 'date-time' },
+            updated_at: { type: 'string', format: 'date-time' },
+          },
+        },
+        Health: {
+          type: 'object',
+          properties: {
+            status: { enum: ['ok', 'degraded'] },
+            comfyui: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: { url: { type: 'string' }, reachable: { type: 'boolean' }, queue: { type: ['integer', 'null'] }, last_error: { type: ['string', 'null'] } },
+              },
+            },
+            database: { type: 'object' },
+            queue: { type: 'object', properties: { pending: { type: 'integer' }, processing: { type: 'integer' } } },
+            version: { type: 'string' },
+            uptime_s: { type: 'integer' },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postGenerate, startStack, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
+
+let stack: Stack;
+let done: TaskStatusBody;
+beforeAll(async () => {
+  stack = await startStack({ config: { corsOrigins: ['https://app.example'] } });
+  const res = await postGenerate(stack.app.url, { description: 'legacy caller', count: '2', steps: '3', size: '256x256', seed: '9' });
+  done = await waitForStatus(stack.app.url, ((await res.json()) as { task_id: string }).task_id, ['completed']);
+});
+afterAll(async () => {
+  await stack.close();
+});
+
+describe('GET /api/task-status/{task_id}', () => {
+  it('has the old service fields with their meaning', () => {
+    expect(done).toMatchObject({ status: 'completed', progress: 100, description: 'legacy caller', count: 2, error_message: null, seed: 9 });
+    expect(done.images).toEqual([0, 1].map((i) => `${stack.app.url}/api/image/${done.task_id}?index=${i}`));
+    expect(done.result_path).toHaveLength(2);
+    for (const p of done.result_path) expect(p).toMatch(/images[\\/].+[\\/]\d\.png$/);
+    expect(Date.parse(done.created_at as string)).toBeLessThanOrEqual(Date.parse(done.updated_at as string));
+  });
+
+  it('answers 404 in FastAPI shape for an unknown task', async () => {
+    const res = await fetch(`${stack.app.url}/api/task-status/nope`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ detail: 'Task not found' });
+  });
+});
+
+describe('GET /api/image/{task_id}', () => {
+  it('serves the bytes with ETag and long cache headers, and 304 for a matching If-None-Match', async () => {
+    const res = await fetch(done.images[0]!);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/png');
+    expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    const etag = res.headers.get('etag')!;
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(Number(res.headers.get('content-length'))).toBe(body.length);
+    const again = await fetch(done.images[0]!, { headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(304);
+  });
+
+  it('honours Range', async () => {
+    const full = Buffer.from(await (await fetch(done.images[1]!)).arrayBuffer());
+    const part = await fetch(done.images[1]!, { headers: { range: 'bytes=8-23' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 8-23/${full.length}`);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(full.subarray(8, 24));
+    const tail = await fetch(done.images[1]!, { headers: { range: 'bytes=-4' } });
+    expect(Buffer.from(await tail.arrayBuffer())).toEqual(full.subarray(full.length - 4));
+    const bad = await fetch(done.images[1]!, { headers: { range: `bytes=${full.length + 10}-` } });
+    expect(bad.status).toBe(416);
+  });
+
+  it('404 for an image that does not exist, 422 for a bad index', async () => {
+    const missing = await fetch(`${stack.app.url}/api/image/${done.task_id}?index=3`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { detail: string }).detail).toMatch(/Image 3 of this task does not exist/);
+    expect((await fetch(`${stack.app.url}/api/image/unknown?index=0`)).status).toBe(404);
+    const bad = await fetch(`${stack.app.url}/api/image/${done.task_id}?index=first`);
+    expect(bad.status).toBe(422);
+    expect(await bad.json()).toEqual({ detail: [{ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' }] });
+  });
+});
+
+describe('POST /api/task/{task_id}/cancel', () => {
+  it('answers like task-status and leaves a finished task as it was', async () => {
+    const res = await fetch(`${stack.app.url}/api/task/${done.task_id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ task_id: done.task_id, status: 'completed', images: done.images });
+    expect((await fetch(`${stack.app.url}/api/task/nope/cancel`, { method: 'POST' })).status).toBe(404);
+  });
+});
+
+describe('docs and conventions', () => {
+  it('serves an OpenAPI 3.1 document and renders it on /docs with a link to GraphiQL', async () => {
+    const doc = (await (await fetch(`${stack.app.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(['/generate-image', '/api/task-status/{task_id}', '/api/image/{task_id}', '/api/task/{task_id}/cancel', '/health', '/ready']);
+    const page = await fetch(`${stack.app.url}/docs`);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await page.text();
+    expect(html).toContain('href="/graphql"');
+    expect(html).toContain('<code>/generate-image</code>');
+    expect(html).toContain('1–4, default 1'); // count's limits, from the same constants the route enforces
+  });
+
+  it('unknown paths get 404 and known paths with the wrong method 405, both in FastAPI shape', async () => {
+    const notFound = await fetch(`${stack.app.url}/api/nothing-here`);
+    expect(notFound.status).toBe(404);
+    expect(await notFound.json()).toEqual({ detail: 'Not Found' });
+    const wrong = await fetch(`${stack.app.url}/generate-image`);
+    expect(wrong.status).toBe(405);
+    expect(await wrong.json()).toEqual({ detail: 'Method Not Allowed' });
+  });
+
+  it('refuses a browser origin that CORS_ORIGINS does not list, and serves the listed one and scripts', async () => {
+    const evil = await fetch(`${stack.app.url}/api/task-status/${done.task_id}`, { headers: { origin: 'https://evil.example' } });
+    expect(evil.status).toBe(403);
+    expect(await evil.json()).toEqual({ detail: 'Origin https://evil.example is not allowed (CORS_ORIGINS)' });
+    const app = await fetch(`${stack.app.url}/api/task-status/${done.task_id}`, { headers: { origin: 'https://app.example' } });
+    expect(app.status).toBe(200);
+  });
+
+  it('/health reports each worker, the database and the queue', async () => {
+    const health = (await (await fetch(`${stack.app.url}/health`)).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({
+      status: 'ok',
+      comfyui: [{ url: stack.sims[0]!.url, reachable: true, queue: 0, last_error: null }],
+      database: { ok: true },
+      queue: { pending: 0, processing: 0 },
+      version: '0.1.0',
+    });
+    expect(typeof health.uptime_s).toBe('number');
+    expect((await fetch(`${stack.app.url}/ready`)).status).toBe(200);
+  });
+});
