@@ -75,12 +75,19 @@ async function main(): Promise<number> {
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
+      // Work in flight stays on ComfyUI and is adopted at the next start; never hang on the way out.
+      setTimeout(() => {
+        log.error('shutdown took longer than 10 s; exiting anyway');
+        process.exit(1);
+      }, 10_000).unref();
+      process.once(signal, () => process.exit(1)); // a second Ctrl-C: now
       done();
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   await app.close();
+  log.info('stopped');
   await simulator?.close();
   return 0;
 }

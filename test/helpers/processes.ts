@@ -62,3 +62,25 @@ export function startSimulatorProcess(args: string[]): Promise<Child> {
 export function startServiceProcess(env: Record<string, string>): Promise<Child> {
   return startChild('src/main.ts', [], { HOST: '127.0.0.1', PORT: '0', ...env }, /"msg":"Kontext Gateway listening","url":"(http:\/\/[^"]+)"/);
 }
+
+/** Runs the service until it exits by itself (a start that must fail); returns its exit code and output. */
+export function runServiceToExit(env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, HOST: '127.0.0.1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the service did not exit within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
