@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postGenerate, startStack, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
+import { postGenerate, startStack, until, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
 
 let stack: Stack;
 let done: TaskStatusBody;
@@ -104,6 +104,8 @@ describe('docs and conventions', () => {
   });
 
   it('/health reports each worker, the database and the queue', async () => {
+    // The worker's queue length comes from the pool's last check: wait for one after the task ended.
+    await until('a fresh worker check', () => stack.app.pool.members[0]!.queue === 0);
     const health = (await (await fetch(`${stack.app.url}/health`)).json()) as Record<string, unknown>;
     expect(health).toMatchObject({
       status: 'ok',

@@ -155,13 +155,13 @@ export async function countByStatus(db: Db): Promise<Record<TaskStatus, number>>
   return counts;
 }
 
-/** Finished tasks last updated before `cutoff`, oldest first. */
+/** Finished tasks that finished at or before `cutoff`, oldest first. */
 export async function findFinishedBefore(db: Db, cutoff: string, limit: number): Promise<Pick<TaskRow, 'id' | 'upload_sha256'>[]> {
   return db
     .selectFrom('tasks')
     .select(['id', 'upload_sha256'])
     .where('status', 'in', ['completed', 'failed', 'cancelled'])
-    .where(sql<string>`coalesce(finished_at, updated_at)`, '<', cutoff)
+    .where(sql<string>`coalesce(finished_at, updated_at)`, '<=', cutoff)
     .orderBy('updated_at')
     .limit(limit)
     .execute();
