@@ -5,11 +5,18 @@
  */
 import { cpus } from 'node:os';
 import { benchGpuFeed } from './gpu-feed.js';
+import { benchUploads } from './uploads.js';
 import { formatTable, type BenchRow } from './table.js';
 
 const started = performance.now();
 const rows: BenchRow[] = [];
-const benches: [string, () => Promise<BenchRow[]>][] = [['GPU feed', benchGpuFeed]];
+// `npm run bench -- upload` runs only the benchmarks whose name contains "upload".
+const only = process.argv[2]?.toLowerCase();
+const all: [string, () => Promise<BenchRow[]>][] = [
+  ['GPU feed', benchGpuFeed],
+  ['uploads', benchUploads],
+];
+const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {
   process.stderr.write(`running ${name}...\n`);
   rows.push(...(await run()));
