@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Db } from '../db/database.js';
 import { findImage, imagesOfTask, imagesOfTasks, insertImages } from '../db/images.js';
-import { countByStatus, findTask, findTaskByIdempotencyKey, insertTask, listTasks, queuePosition, saveFrame } from '../db/tasks.js';
+import { countByStatus, findTask, findTaskByIdempotencyKey, insertTask, listTasks, pendingTaskIds, queuePosition, saveFrame } from '../db/tasks.js';
 import type { ImageRow, TaskRow, TaskStatus } from '../db/types.js';
 import { saveUpload } from '../db/uploads.js';
 import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
@@ -163,6 +163,14 @@ export class TaskService {
     const byTask = new Map<string, ImageRow[]>(taskIds.map((id) => [id, []]));
     for (const image of await imagesOfTasks(this.options.db, taskIds)) byTask.get(image.task_id)?.push(image);
     return byTask;
+  }
+
+  /** Queue positions (1 = next to start) of the pending tasks among `ids`, in one query (for DataLoader). */
+  async queuePositions(ids: readonly string[]): Promise<Map<string, number>> {
+    const wanted = new Set(ids);
+    const positions = new Map<string, number>();
+    for (const [i, id] of (await pendingTaskIds(this.options.db)).entries()) if (wanted.has(id)) positions.set(id, i + 1);
+    return positions;
   }
 
   /** Cancels a task; undefined when there is no such task. A finished task is returned unchanged. */
