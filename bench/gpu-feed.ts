@@ -77,7 +77,8 @@ async function throughService(sims: Simulator[], reference: Buffer, dir: string)
         form.set('count', String(IMAGES));
         form.set('steps', String(STEPS));
         form.set('size', `${SIZE.width}x${SIZE.height}`);
-        form.set('referenceImage', new Blob([reference], { type: 'image/png' }), 'ref.png');
+        // Blob's typings (lib.dom, which Yoga's types pull in) want a plain ArrayBuffer; Node's Buffers from sharp/readFile are.
+        form.set('referenceImage', new Blob([reference as Uint8Array<ArrayBuffer>], { type: 'image/png' }), 'ref.png');
         const res = await fetch(`${app.url}/generate-image`, { method: 'POST', body: form });
         return ((await res.json()) as { task_id: string }).task_id;
       }),

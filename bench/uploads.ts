@@ -34,7 +34,8 @@ async function uploadAll(url: string, png: Buffer): Promise<number> {
     Array.from({ length: UPLOADS }, async (_, i) => {
       const form = new FormData();
       form.set('description', `upload ${i}`);
-      form.set('referenceImage', new Blob([png], { type: 'image/png' }), 'big.png');
+      // Blob's typings (lib.dom, which Yoga's types pull in) want a plain ArrayBuffer; Node's Buffers from sharp/readFile are.
+      form.set('referenceImage', new Blob([png as Uint8Array<ArrayBuffer>], { type: 'image/png' }), 'big.png');
       const res = await fetch(url, { method: 'POST', body: form });
       if (res.status !== 200) throw new Error(`upload ${i}: ${res.status} ${await res.text()}`);
       await res.arrayBuffer();

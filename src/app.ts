@@ -12,6 +12,8 @@ import sharp from 'sharp';
 import { loadWorkflow, type Workflow } from './comfyui/workflow.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
+import { attachGraphQLWs } from './graphql/ws.js';
+import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
 import { silentLogger, type Logger } from './log.js';
 import { sendDetail } from './rest/respond.js';
 import { handleRest } from './rest/router.js';
@@ -73,13 +75,23 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, workflowName: workflow.name });
   const startedAt = Date.now();
   const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, corsOrigins: config.corsOrigins, version: VERSION, startedAt };
+  const yoga = createGraphQLServer({
+    service,
+    maxFileSize: config.maxFileSize,
+    publicUrl: config.publicUrl,
+    corsOrigins: config.corsOrigins,
+    log,
+  });
 
   const server = createServer((req, res) => {
     const started = Date.now();
     res.on('finish', () => log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }));
+    // REST first: Yoga's own health check would answer any path ending in /health.
     handleRest(req, res, rest)
-      .then((handled) => {
-        if (!handled) sendDetail(res, 404, 'Not Found');
+      .then(async (handled) => {
+        if (handled) return;
+        if (isGraphQLPath(req.url)) await yoga(req, res);
+        else sendDetail(res, 404, 'Not Found');
       })
       .catch((err: unknown) => {
         log.error('request failed', { method: req.method, path: req.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
@@ -93,6 +105,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await db.destroy();
     throw err;
   }
+  // Attached once listening: ws re-emits the server's errors (EADDRINUSE) and graphql-ws logs them as its own.
+  const graphqlWs = attachGraphQLWs(server, { yoga, corsOrigins: config.corsOrigins });
   await pool.start();
   await engine.start();
 
@@ -111,6 +125,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     service,
     close: () =>
       (closing ??= (async () => {
+        // Subscriptions end with a proper close frame, before the HTTP server drops every socket.
+        await graphqlWs.dispose();
         const closed = new Promise<void>((done) => server.close(() => done()));
         server.closeIdleConnections();
         await engine.stop();
@@ -121,6 +137,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await db.destroy();
       })()),
   };
+}
+
+/** `/graphql` and anything under it belongs to Yoga. */
+function isGraphQLPath(url: string | undefined): boolean {
+  const path = (url ?? '/').split('?', 1)[0]!;
+  return path === GRAPHQL_PATH || path.startsWith(`${GRAPHQL_PATH}/`);
 }
 
 /** Removes uploads a crash cut short (finished uploads are renamed to their hash, so these are never in use). */

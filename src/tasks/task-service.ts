@@ -222,7 +222,7 @@ export class TaskService {
       return undefined;
     }
     const snapshot = first;
-    return (async function* stream() {
+    const frames = (async function* stream() {
       try {
         let last = snapshot.seq;
         yield snapshot;
@@ -237,6 +237,14 @@ export class TaskService {
         live.close();
       }
     })();
+    // A generator waiting for a frame handles return() only once that frame arrives, which for a quiet
+    // (say, queued) task can take minutes; closing the subscription first ends the wait at once.
+    const finish = frames.return.bind(frames);
+    frames.return = (value) => {
+      live.close();
+      return finish(value);
+    };
+    return frames;
   }
 
   /** 1 = next to start, as in progress frames; null when not pending. */

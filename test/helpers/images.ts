@@ -42,3 +42,15 @@ export function pngClaiming(width: number, height: number): Buffer {
   ihdr[9] = 2; // RGB
   return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(1024))), pngChunk('IEND', Buffer.alloc(0))]);
 }
+
+/** A valid PNG of exactly `bytes` bytes: a small image with a text chunk after its header as padding. */
+export async function pngOfSize(bytes: number): Promise<Buffer> {
+  const png = await makeImage('png', 64, 48);
+  const headerEnd = PNG_SIGNATURE.length + 25; // signature + IHDR chunk
+  const padding = bytes - png.length - 12; // a chunk adds 12 bytes around its data
+  if (padding < 0) throw new Error(`pngOfSize: ${bytes} bytes is smaller than the image itself`);
+  const text = Buffer.concat([Buffer.from('Comment\0', 'latin1'), Buffer.alloc(padding - 8, 'x')]);
+  const out = Buffer.concat([png.subarray(0, headerEnd), pngChunk('tEXt', text), png.subarray(headerEnd)]);
+  if (out.length !== bytes) throw new Error(`pngOfSize: made ${out.length} bytes instead of ${bytes}`);
+  return out;
+}

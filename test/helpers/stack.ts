@@ -74,7 +74,8 @@ export async function postGenerate(baseUrl: string, fields: GenerateFields, imag
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) form.set(k, v);
   const file = image === undefined ? await makeImage('png', 320, 240) : image;
-  if (file) form.set('referenceImage', new Blob([file], { type: 'image/png' }), fileName);
+  // Blob's typings (lib.dom, which Yoga's types pull in) want a plain ArrayBuffer; Node's Buffers from sharp/readFile are.
+  if (file) form.set('referenceImage', new Blob([file as Uint8Array<ArrayBuffer>], { type: 'image/png' }), fileName);
   return fetch(`${baseUrl}/generate-image`, { method: 'POST', body: form });
 }
 

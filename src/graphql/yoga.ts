@@ -1,0 +1,124 @@
+/**
+ * The Yoga server for `/graphql`: HTTP POST/GET, GraphQL multipart uploads (streamed), SSE for
+ * subscriptions (`Accept: text/event-stream`), GraphiQL in a browser, and the security defaults
+ * Yoga does not have on its own (CSRF prevention, strict CORS, query limits). graphql-ws on the same
+ * path is in `ws.ts`.
+ */
+import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { createYoga, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import { silentLogger, type Logger } from '../log.js';
+import type { TaskService } from '../tasks/task-service.js';
+import { createContextFactory, type GraphQLContext } from './context.js';
+import { schema } from './schema/index.js';
+import { useStreamingUploads } from './use-streaming-uploads.js';
+
+/** Options of {@link createGraphQLServer}. */
+export interface GraphQLServerOptions {
+  service: TaskService;
+  /** Largest reference image in bytes (MAX_FILE_SIZE). */
+  maxFileSize: number;
+  /** Base of absolute image URLs (PUBLIC_URL). @default undefined (relative URLs) */
+  publicUrl: string | undefined;
+  /** Allowed browser origins (CORS_ORIGINS); empty allows any origin, never with credentials. @default [] */
+  corsOrigins: string[];
+  /** Where Yoga's own lines go, unexpected (masked) errors with their stack included. @default silentLogger */
+  log?: Logger;
+}
+
+/** The path of every GraphQL transport. */
+export const GRAPHQL_PATH = '/graphql';
+
+/** Room for the multipart `operations` and `map` fields and part headers next to the file. */
+const BODY_OVERHEAD = 128 * 1024;
+
+/** Query limits (graphql-armor): generous for the SDK and GraphiQL, small enough to stop abuse. */
+export const QUERY_LIMITS = { maxDepth: 10, maxAliases: 15, maxCost: 5000, maxTokens: 2000 } as const;
+
+/** The Yoga instance: a Node request handler (`yoga(req, res)`) with `getEnveloped` for graphql-ws. */
+export type GraphQLServer = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
+
+/** Builds the Yoga instance (mount it for every path under {@link GRAPHQL_PATH}). */
+export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServer {
+  const armor = new EnvelopArmor({
+    maxDepth: { n: QUERY_LIMITS.maxDepth },
+    maxAliases: { n: QUERY_LIMITS.maxAliases },
+    costLimit: { maxCost: QUERY_LIMITS.maxCost },
+    maxTokens: { n: QUERY_LIMITS.maxTokens },
+  });
+  return createYoga<Record<string, unknown>, GraphQLContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    context: createContextFactory({ service: options.service, publicUrl: options.publicUrl }),
+    // Checked on Content-Length before the body is read (413) and while it streams.
+    maxRequestBodySize: options.maxFileSize + BODY_OVERHEAD,
+    // Yoga's default reflects any origin *with* credentials.
+    cors: { origin: options.corsOrigins, credentials: false, methods: ['GET', 'POST'] },
+    // Errors that are not GraphQLErrors reach clients as "Unexpected error." only (Yoga logs the original).
+    maskedErrors: true,
+    logging: yogaLogger(options.log ?? silentLogger),
+    landingPage: false,
+    graphiql: {
+      title: 'Kontext Gateway',
+      subscriptionsProtocol: 'WS',
+      defaultQuery: GRAPHIQL_EXAMPLE,
+    },
+    plugins: [
+      // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
+      useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),
+      ...armor.protect().plugins,
+    ],
+  });
+}
+
+/** Yoga's logger interface over ours; its error lines are the masked errors. */
+function yogaLogger(log: Logger): YogaLogger {
+  const text = (args: unknown[]) =>
+    args.map((a) => (a instanceof Error ? (a.stack ?? a.message) : typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
+  return {
+    debug: (...args: unknown[]) => log.debug(`graphql: ${text(args)}`),
+    info: (...args: unknown[]) => log.info(`graphql: ${text(args)}`),
+    warn: (...args: unknown[]) => log.warn(`graphql: ${text(args)}`),
+    error: (...args: unknown[]) => log.error('graphql: unexpected error', { error: text(args) }),
+  };
+}
+
+const GRAPHIQL_EXAMPLE = `# Kontext Gateway: FLUX.1 Kontext on ComfyUI.
+#
+# 1. Run "RecentTasks" to list tasks (start one with the \`generate\` mutation: it needs a file,
+#    so use curl or the SDK; see the README).
+# 2. Copy a task id into the variables below ({"taskId": "..."}) and run "WatchTask": the current
+#    state first, then every step live until the task finishes.
+
+query RecentTasks {
+  tasks(first: 5) {
+    edges {
+      node {
+        id
+        status
+        progress
+        description
+        queuePosition
+        images { index url width height }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+
+subscription WatchTask($taskId: ID!) {
+  taskProgress(taskId: $taskId) {
+    seq
+    status
+    progress
+    imageIndex
+    step
+    totalSteps
+    queuePosition
+    etaSeconds
+    image { index url }
+    error
+  }
+}
+`;

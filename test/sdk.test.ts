@@ -1,0 +1,76 @@
+/** The typed SDK end to end against the running service and the ComfyUI simulator. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../src/sdk/client.js';
+import { makeImage } from './helpers/images.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+let stack: Stack;
+let kontext: KontextClient;
+let ref: Buffer;
+beforeAll(async () => {
+  stack = await startStack();
+  kontext = createKontextClient({ url: `${stack.app.url}/graphql`, webSocketImpl: WebSocket });
+  ref = await makeImage('png', 320, 240);
+});
+afterAll(async () => {
+  await kontext?.close();
+  await stack?.close();
+});
+
+describe('the SDK', () => {
+  let taskId: string;
+
+  it('generates with a Buffer and watches the task to COMPLETED', async () => {
+    const result = await kontext.generate({ referenceImage: ref, description: 'make it night', count: 2, size: '256x256', steps: 4, seed: 7 });
+    if (result.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(result)}`);
+    expect(result.task).toMatchObject({ status: 'PENDING', count: 2, size: '256x256', steps: 4, seed: 7, guidance: 2.5, images: [] });
+    taskId = result.task.id;
+
+    const frames: TaskProgress[] = [];
+    for await (const frame of kontext.watch(taskId)) frames.push(frame);
+    const last = frames.at(-1)!;
+    expect(last).toMatchObject({ taskId, status: 'COMPLETED', progress: 100 });
+    for (let i = 1; i < frames.length; i++) expect(frames[i]!.seq).toBeGreaterThan(frames[i - 1]!.seq);
+  });
+
+  it('reads the task and lists it', async () => {
+    const task = await kontext.task(taskId);
+    expect(task).toMatchObject({ id: taskId, status: 'COMPLETED', progress: 100, error: null });
+    expect(task!.images.map((i) => [i.index, i.seed, i.width, i.height])).toEqual([
+      [0, 7, 256, 256],
+      [1, 8, 256, 256],
+    ]);
+    const image = await fetch(`${stack.app.url}${task!.images[0]!.url}`);
+    expect(image.status).toBe(200);
+    expect(await kontext.task('no-such-task')).toBeNull();
+
+    const page = await kontext.tasks({ first: 10, status: 'COMPLETED' });
+    expect(page.edges.map((e) => e.node.id)).toContain(taskId);
+    expect(page.pageInfo.hasNextPage).toBe(false);
+  });
+
+  it('cancels a task, and its watcher ends with CANCELLED', async () => {
+    const result = await kontext.generate({ referenceImage: new Blob([new Uint8Array(ref)]), fileName: 'ref.png', description: 'slow', count: 4, size: '256x256', steps: 100 });
+    if (result.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(result)}`);
+    const statuses: string[] = [];
+    let cancelled = false;
+    for await (const frame of kontext.watch(result.task.id)) {
+      statuses.push(frame.status);
+      if (!cancelled && frame.status === 'PROCESSING' && frame.step !== null) {
+        cancelled = true;
+        expect(await kontext.cancel(result.task.id)).toMatchObject({ id: result.task.id, status: 'CANCELLED' });
+      }
+    }
+    expect(statuses.at(-1)).toBe('CANCELLED');
+    expect(await kontext.cancel('no-such-task')).toBeNull();
+  });
+
+  it('reports limits as typed results and protocol errors as KontextError', async () => {
+    const refused = await kontext.generate({ referenceImage: ref, description: 'x', steps: 101 });
+    expect(refused).toMatchObject({ __typename: 'ValidationError', field: 'steps' });
+    await expect(kontext.tasks({ first: 1000 })).rejects.toBeInstanceOf(KontextError);
+    const watching = kontext.watch('no-such-task');
+    await expect(watching.next()).rejects.toThrow('Task no-such-task not found');
+  });
+});
