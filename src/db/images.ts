@@ -105,3 +105,14 @@ export async function imageFiles(db: Db, taskIds?: readonly string[]): Promise<P
   }
   return q.execute();
 }
+
+/** Every completed image with its recorded file and size, by task and index (for `kontext images check`). */
+export async function completedImages(db: Db): Promise<Pick<ImageRow, 'task_id' | 'idx' | 'file_path' | 'bytes'>[]> {
+  return db
+    .selectFrom('images')
+    .select(['task_id', 'idx', 'file_path', 'bytes'])
+    .where('status', '=', 'completed')
+    .orderBy('task_id')
+    .orderBy('idx')
+    .execute();
+}

@@ -94,6 +94,22 @@ export async function reclaim(db: Db, ids: readonly string[], options: { instanc
   await db.updateTable('tasks').set({ claimed_by: options.instance, lease_expires_at: options.leaseUntil }).where('id', 'in', ids).execute();
 }
 
+/**
+ * Drops a processing task's claim when it is still the one observed (holder and lease), so that
+ * recovery can take over at once from an instance known to be gone. False when the claim changed.
+ */
+export async function releaseClaim(db: Db, id: string, observed: { claimedBy: string | null; leaseExpiresAt: string | null }): Promise<boolean> {
+  const r = await db
+    .updateTable('tasks')
+    .set({ claimed_by: null, lease_expires_at: null })
+    .where('id', '=', id)
+    .where('status', '=', 'processing')
+    .where('claimed_by', observed.claimedBy === null ? 'is' : '=', observed.claimedBy)
+    .where('lease_expires_at', observed.leaseExpiresAt === null ? 'is' : '=', observed.leaseExpiresAt)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
 /** Extends this instance's claims. */
 export async function renewLeases(db: Db, options: { instance: string; leaseUntil: string }): Promise<void> {
   await db
@@ -171,4 +187,26 @@ export async function findFinishedBefore(db: Db, cutoff: string, limit: number):
 export async function deleteTasks(db: Db, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
   await db.deleteFrom('tasks').where('id', 'in', ids).execute();
+}
+
+/** Tasks of the old service (no image rows) that recorded result paths, for the file check. */
+export async function legacyResultPaths(db: Db): Promise<Pick<TaskRow, 'id' | 'result_path'>[]> {
+  return db
+    .selectFrom('tasks')
+    .select(['id', 'result_path'])
+    .where('result_path', 'is not', null)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('images').select('images.idx').whereRef('images.task_id', '=', 'tasks.id'))))
+    .orderBy('created_at')
+    .execute();
+}
+
+/** The paths in a `result_path` value: the old service stored a JSON list, some rows a plain path. */
+export function resultPaths(raw: string | null): string[] {
+  if (!raw) return [];
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    return Array.isArray(parsed) ? parsed.map(String) : [String(parsed)];
+  } catch {
+    return [raw];
+  }
 }

@@ -3,6 +3,7 @@
  * service's shape, extended with what the engine adds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resultPaths } from '../db/tasks.js';
 import type { TaskService, TaskView } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
 
@@ -16,12 +17,6 @@ export function baseUrlOf(req: IncomingMessage, publicUrl: string | undefined): 
 /** The legacy task-status body. */
 export function taskStatusBody(view: TaskView, baseUrl: string): Record<string, unknown> {
   const { task, images } = view;
-  let resultPath: unknown = [];
-  try {
-    resultPath = task.result_path ? JSON.parse(task.result_path) : [];
-  } catch {
-    resultPath = [task.result_path]; // a legacy row with a plain path
-  }
   return {
     task_id: task.id,
     status: task.status,
@@ -35,7 +30,7 @@ export function taskStatusBody(view: TaskView, baseUrl: string): Record<string, 
     images: images
       .filter((i) => i.status === 'completed')
       .map((i) => `${baseUrl}/api/image/${encodeURIComponent(task.id)}?index=${i.idx}`),
-    result_path: resultPath,
+    result_path: resultPaths(task.result_path),
     error_message: task.error_message,
     queue_position: view.queuePosition,
     created_at: task.created_at,

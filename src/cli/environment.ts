@@ -1,0 +1,49 @@
+/**
+ * What commands take from the environment, as the service does: the configuration (same
+ * variables, same `.env`) and the database in DATA_DIR.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { openDatabase, type Db } from '../db/database.js';
+import { CommandError, EXIT } from './output.js';
+
+/** The service's configuration; invalid variables end the command with their one-line-per-problem message (exit 2). */
+export function cliConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CommandError(err.message, EXIT.USAGE);
+    throw err;
+  }
+}
+
+/** DATA_DIR as an absolute path. */
+export function dataDirOf(config: Config): string {
+  return resolve(config.dataDir);
+}
+
+/**
+ * Opens the service's database in DATA_DIR. Refuses (exit 1) when there is none, rather than
+ * creating an empty one: a wrong DATA_DIR must not look like "no tasks".
+ */
+export async function openDataDir(config: Config): Promise<Db> {
+  const file = join(dataDirOf(config), 'kontext.db');
+  if (!existsSync(file)) {
+    throw new CommandError(`no database at ${file}; set DATA_DIR to the service's data folder (now ${JSON.stringify(config.dataDir)})`);
+  }
+  try {
+    return await openDatabase({ file });
+  } catch (err) {
+    throw new CommandError(`cannot open the database at ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Runs `fn` with the database and closes it whatever happens. */
+export async function withDb<T>(db: Db, fn: (db: Db) => Promise<T>): Promise<T> {
+  try {
+    return await fn(db);
+  } finally {
+    await db.destroy();
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * How `kontext generate` talks to the service: submit a request, follow the task to its end, list
+ * its image URLs, cancel it. The command depends only on `GenerateTransport`; this implementation
+ * uses the typed SDK (GraphQL multipart upload, progress frames over graphql-ws).
+ */
+import WebSocket from 'ws';
+import type { TaskStatus } from '../db/types.js';
+import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../sdk/client.js';
+import { CommandError } from './output.js';
+import { ServiceUnreachableError, unreachable } from './service.js';
+
+/** What `generate` asks for. */
+export interface GenerateRequest {
+  referenceImage: Buffer;
+  /** Sent as the upload's file name (the service detects the type from the bytes). */
+  fileName: string;
+  description: string;
+  count: number;
+  size: string;
+  steps: number;
+  guidance: number;
+  /** Undefined: the service picks one. */
+  seed: number | undefined;
+}
+
+/** The state of a task at one moment; absolute, so a missed update loses nothing. */
+export interface TaskUpdate {
+  status: TaskStatus;
+  /** 0-100 over the whole task. */
+  progress: number;
+  /** 1 = next to start; only while pending. */
+  queuePosition: number | null;
+  /** The image `step`/`totalSteps` belong to, when the transport knows per-image steps. */
+  imageIndex: number | null;
+  step: number | null;
+  totalSteps: number | null;
+  /** Indexes of the images finished so far. */
+  done: number[];
+  error: string | null;
+}
+
+/** A task at its end. */
+export interface FinishedTask {
+  status: TaskStatus;
+  error: string | null;
+  /** The finished images; `url` may be relative to the service's URL. */
+  images: { index: number; url: string }[];
+}
+
+/** The service, as `generate` needs it. */
+export interface GenerateTransport {
+  /** Which protocol, for messages. */
+  readonly name: string;
+  /** True when updates carry each image's sampler step (else progress per image is estimated). */
+  readonly perImageSteps: boolean;
+  /** Creates the task; resolves with its id. */
+  submit(request: GenerateRequest): Promise<string>;
+  /** The task's updates, ending with the first final one. */
+  watch(taskId: string): AsyncIterable<TaskUpdate>;
+  /** The task as it ended, with its image URLs. */
+  result(taskId: string): Promise<FinishedTask>;
+  /** Asks the service to cancel the task. */
+  cancel(taskId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Options of `createTransport`. */
+export interface TransportOptions {
+  /** The service's base URL, e.g. http://127.0.0.1:9000 (GraphQL is at `/graphql` below it). */
+  url: string;
+  /** Longest wait for an HTTP answer, in ms (the upload included). @default 120_000 */
+  timeoutMs?: number;
+}
+
+/** The transport `generate` uses. */
+export function createTransport(options: TransportOptions): GenerateTransport {
+  return new SdkTransport(options);
+}
+
+class SdkTransport implements GenerateTransport {
+  readonly name = 'GraphQL';
+  readonly perImageSteps = true;
+  private readonly url: string;
+  private readonly client: KontextClient;
+
+  constructor(options: TransportOptions) {
+    this.url = options.url;
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    this.client = createKontextClient({
+      url: new URL('graphql', `${options.url}/`).href,
+      // Node 20 has no global WebSocket.
+      webSocketImpl: WebSocket,
+      // Network failures become "not reachable" (exit 3), like every other call to the service.
+      fetch: async (input, init) => {
+        try {
+          return await fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(timeoutMs) });
+        } catch (err) {
+          throw unreachable(options.url, err, timeoutMs);
+        }
+      },
+    });
+  }
+
+  async submit(request: GenerateRequest): Promise<string> {
+    const { referenceImage, fileName, description, count, size, steps, guidance, seed } = request;
+    const result = await this.call(() =>
+      this.client.generate({ referenceImage, fileName, description, count, size, steps, guidance, ...(seed === undefined ? {} : { seed }) }),
+    );
+    if (result.__typename === 'GenerateSuccess') return result.task.id;
+    const what = result.__typename === 'ValidationError' ? `${result.field}: ${result.message}` : result.message;
+    throw new CommandError(`the service refused the request: ${what}`);
+  }
+
+  async *watch(taskId: string): AsyncIterable<TaskUpdate> {
+    const done = new Set<number>();
+    let first = true;
+    try {
+      for await (const frame of this.client.watch(taskId)) {
+        if (first) {
+          first = false;
+          // A frame names only the image finished in it: the images finished before the first one come from the task.
+          for (const image of (await this.call(() => this.client.task(taskId)))?.images ?? []) done.add(image.index);
+        }
+        if (frame.image) done.add(frame.image.index);
+        yield toUpdate(frame, done);
+      }
+    } catch (err) {
+      // A GraphQL error (unknown task) is the service's answer; anything else means the socket gave up.
+      if (err instanceof KontextError && err.errors.length > 0) throw new CommandError(`following task ${taskId} failed: ${err.message}`);
+      if (err instanceof CommandError) throw err;
+      throw new ServiceUnreachableError(this.url, `progress stream: ${(err as Error).message}`, false);
+    }
+  }
+
+  async result(taskId: string): Promise<FinishedTask> {
+    const task = await this.call(() => this.client.task(taskId));
+    if (!task) throw new CommandError(`task ${taskId} is gone from the service`);
+    return { status: lower(task.status), error: task.error, images: task.images.map(({ index, url }) => ({ index, url })) };
+  }
+
+  async cancel(taskId: string): Promise<void> {
+    await this.call(() => this.client.cancel(taskId));
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  /** Runs an SDK call; its protocol errors become command errors with the service named. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof KontextError) throw new CommandError(`the service at ${this.url} answered with an error: ${err.message}`);
+      throw err;
+    }
+  }
+}
+
+function toUpdate(frame: TaskProgress, done: ReadonlySet<number>): TaskUpdate {
+  return {
+    status: lower(frame.status),
+    progress: frame.progress,
+    queuePosition: frame.queuePosition,
+    imageIndex: frame.imageIndex,
+    step: frame.step,
+    totalSteps: frame.totalSteps,
+    done: [...done].sort((a, b) => a - b),
+    error: frame.error,
+  };
+}
+
+/** GraphQL's enum values are the database's statuses in upper case. */
+function lower(status: TaskProgress['status']): TaskStatus {
+  return status.toLowerCase() as TaskStatus;
+}

@@ -1,0 +1,316 @@
+/**
+ * The `kontext` CLI, run as a real process (bin/kontext.js) against real things: the app and
+ * simulators of test/helpers/stack.ts, a service process killed with SIGKILL, and their DATA_DIR.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { insertTask } from '../src/db/tasks.js';
+import { makeImage } from './helpers/images.js';
+import { startServiceProcess, type Child } from './helpers/processes.js';
+import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
+
+const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
+/** The service's variables: the CLI must see only what a test gives it. */
+const CONFIG_VARS = ['HOST', 'PORT', 'DEBUG', 'COMFYUI_URL', 'COMFYUI_TIMEOUT', 'MAX_FILE_SIZE', 'MAX_CONCURRENT_TASKS', 'TASK_CLEANUP_DAYS', 'DATA_DIR', 'PUBLIC_URL', 'CORS_ORIGINS', 'WORKFLOW'];
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'kontext-cli-'));
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `kontext` in a scratch folder (so no `.env` of the repository applies) and collects its output. */
+function kontext(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_VARS.includes(k)));
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: scratch, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kontext ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A URL where nothing listens (connections are refused at once). */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((r) => server.close(() => r()));
+  return `http://127.0.0.1:${port}`;
+}
+
+function taskIdOf(run: Run): string {
+  const id = /task (\S+) submitted/.exec(run.stdout)?.[1];
+  if (!id) throw new Error(`no task id in:\n${run.stdout}\n${run.stderr}`);
+  return id;
+}
+
+async function createTask(url: string, fields: Record<string, string>): Promise<string> {
+  const res = await postGenerate(url, { size: '256x256', ...fields });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { task_id: string }).task_id;
+}
+
+describe('help and usage', () => {
+  it('every command has --help (exit 0); unknown commands, bad flags and bad config exit 2 with one line', async () => {
+    const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup'];
+    const [top, ...helps] = await Promise.all([kontext(['--help']), ...commands.map((c) => kontext([...c.split(' '), '--help']))]);
+    expect(top!.code).toBe(0);
+    for (const c of commands) expect(top!.stdout).toContain(c);
+    helps.forEach((run, i) => {
+      expect(run.code, commands[i]).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`^Usage: kontext ${commands[i]}`));
+      expect(run.stdout).toMatch(/Exit codes/);
+    });
+
+    const [badFlag, unknown, badValue, badConfig, noPrompt] = await Promise.all([
+      kontext(['generate', '--bogus']),
+      kontext(['frobnicate']),
+      kontext(['tasks', 'list', '--limit', '0']),
+      kontext(['tasks', 'list'], { PORT: 'abc', DATA_DIR: scratch }),
+      kontext(['generate', '--image', 'x.png', '--out', 'out']),
+    ]);
+    for (const run of [badFlag, unknown, badValue, noPrompt]) {
+      expect(run.code).toBe(2);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(/--help/);
+    }
+    expect(badFlag!.stderr).toMatch(/--bogus/);
+    expect(unknown!.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(badValue!.stderr).toMatch(/--limit must be a whole number from 1 to 1000/);
+    expect(noPrompt!.stderr).toMatch(/--prompt is required/);
+    expect(badConfig!.code).toBe(2);
+    expect(badConfig!.stderr).toMatch(/PORT="abc": must be a whole number/);
+  });
+});
+
+describe('generate, tasks list/show, images check and cleanup on a running stack', () => {
+  let stack: Stack;
+  let env: Record<string, string>;
+  let id: string;
+  beforeAll(async () => {
+    stack = await startStack();
+    env = { DATA_DIR: stack.config.dataDir };
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('generate makes the images with progress and saves them as <out>/<task_id>_<index>.png', async () => {
+    const ref = join(scratch, 'ref.png');
+    await writeFile(ref, await makeImage('png', 320, 240));
+    const out = join(scratch, 'out');
+    const run = await kontext(['generate', '--image', ref, '--prompt', 'make it night', '--count', '2', '--size', '256x256', '--steps', '4', '--seed', '1', '--out', out, '--url', stack.app.url]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    id = taskIdOf(run);
+    // Not a terminal here: plain progress lines, then the saved files.
+    expect(run.stdout).toContain(`task ${id}: completed`);
+    expect(run.stdout).toMatch(/image 2\/2: done/);
+    expect((await readdir(out)).sort()).toEqual([`${id}_0.png`, `${id}_1.png`]);
+    for (const index of [0, 1]) {
+      const meta = await sharp(join(out, `${id}_${index}.png`)).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['png', 256, 256]);
+    }
+  });
+
+  it('tasks list shows tasks newest first, as a table or JSON, filtered by status', async () => {
+    const secondId = await createTask(stack.app.url, { description: 'no luck', steps: '2' });
+    await waitForStatus(stack.app.url, secondId, ['completed']);
+    const [table, json, limited, failed] = await Promise.all([
+      kontext(['tasks', 'list'], env),
+      kontext(['tasks', 'list', '--json'], env),
+      kontext(['tasks', 'list', '--limit', '1', '--json'], env),
+      kontext(['tasks', 'list', '--status', 'failed', '--json'], env),
+    ]);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+PROGRESS\s+IMAGES\s+CREATED\s+DESCRIPTION$/);
+    expect(lines[1]).toMatch(new RegExp(`^${secondId}\\s+completed\\s+100%\\s+1/1 .* no luck$`));
+    expect(lines[2]).toMatch(new RegExp(`^${id}\\s+completed\\s+100%\\s+2/2 .* make it night$`));
+    const all = JSON.parse(json.stdout) as { id: string; status: string; images: unknown[] }[];
+    expect(all.map((t) => [t.id, t.status, t.images.length])).toEqual([
+      [secondId, 'completed', 1],
+      [id, 'completed', 2],
+    ]);
+    expect((JSON.parse(limited.stdout) as { id: string }[]).map((t) => t.id)).toEqual([secondId]);
+    expect(JSON.parse(failed.stdout)).toEqual([]);
+  });
+
+  it('tasks show prints one task with its images; an unknown id exits 1', async () => {
+    const [text, json, missing] = await Promise.all([
+      kontext(['tasks', 'show', id], env),
+      kontext(['tasks', 'show', id, '--json'], env),
+      kontext(['tasks', 'show', 'no-such-task'], env),
+    ]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^task\s+\S+\nstatus\s+completed\n/);
+    expect(text.stdout).toMatch(/parameters\s+count 2, size 256x256, steps 4, guidance 2.5, seed 1/);
+    expect(text.stdout).toMatch(/^0\s+completed\s+1\s+256x256/m);
+    expect(text.stdout).toMatch(/^1\s+completed\s+2\s+256x256/m);
+    const task = JSON.parse(json.stdout) as { id: string; seed: number; images: { index: number; status: string; file: string; bytes: number }[] };
+    expect(task).toMatchObject({ id, seed: 1 });
+    expect(task.images.map((i) => [i.index, i.status])).toEqual([
+      [0, 'completed'],
+      [1, 'completed'],
+    ]);
+    expect(task.images[0]!.file).toBe(join(stack.config.dataDir, 'images', id, '0.png'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/task no-such-task not found/);
+  });
+
+  it('images check: all intact exits 0; a deleted and a truncated file exit 1, each named', async () => {
+    const ok = await kontext(['images', 'check'], env);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/checked 3 images: all present and intact/);
+
+    const deleted = join(stack.config.dataDir, 'images', id, '0.png');
+    const truncated = join(stack.config.dataDir, 'images', id, '1.png');
+    await rm(deleted);
+    await truncate(truncated, 100);
+    // A row as the old service left it: no image rows, a result_path to a file long gone.
+    const at = new Date().toISOString();
+    await insertTask(stack.app.db, { id: 'legacy-1', description: 'old', status: 'completed', result_path: JSON.stringify(['outputs/legacy-1.png']), error_message: null, created_at: at, updated_at: at });
+    const bad = await kontext(['images', 'check'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(new RegExp(`${id}\\s+0\\s+${deleted}\\s+missing`));
+    expect(bad.stdout).toMatch(new RegExp(`${id}\\s+1\\s+${truncated}\\s+100 bytes on disk, \\d+ recorded \\(truncated\\)`));
+    expect(bad.stdout).toMatch(/legacy-1\s+0\s+outputs\/legacy-1.png\s+missing \(result_path of a task of the old service\)/);
+    expect(bad.stdout).toMatch(/checked 3 images and 1 legacy result path: 3 problems/);
+  });
+
+  it('cleanup --days 0 deletes the finished tasks with their files', async () => {
+    const kept = await kontext(['cleanup'], env);
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toMatch(/deleted 0 tasks finished more than 7 days ago/);
+    const run = await kontext(['cleanup', '--days', '0'], env);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/deleted 3 tasks/);
+    expect(JSON.parse((await kontext(['tasks', 'list', '--json'], env)).stdout)).toEqual([]);
+    expect(await readdir(join(stack.config.dataDir, 'images'))).toEqual([]);
+  });
+
+  it('generate: a request the service refuses exits 1 with its reason', async () => {
+    const notes = join(scratch, 'notes.png');
+    await writeFile(notes, 'not an image at all\n'.repeat(20));
+    const run = await kontext(['generate', '--image', notes, '--prompt', 'x', '--out', join(scratch, 'none'), '--url', stack.app.url]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^kontext generate: the service refused the request: .*not a PNG, JPEG or WebP image/);
+  });
+
+  it('generate against a URL where nothing listens exits 3 with a clear message', async () => {
+    const url = await deadUrl();
+    const run = await kontext(['generate', '--image', join(scratch, 'ref.png'), '--prompt', 'x', '--out', join(scratch, 'none'), '--url', url]);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toBe(`kontext generate: the service at ${url} is not reachable (ECONNREFUSED); is it running? Set --url or PORT\n`);
+  });
+});
+
+describe('tasks cancel and repair next to a busy service', () => {
+  let stack: Stack;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    // One task at a time on a slow ComfyUI: the first stays processing, the others pending.
+    stack = await startStack({ sim: { stepMs: 200 }, config: { maxConcurrentTasks: 1 } });
+    env = { DATA_DIR: stack.config.dataDir, COMFYUI_URL: stack.sims[0]!.url };
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('cancels a pending task through the service, and with the service stopped in the database; refuses a processing one', async () => {
+    const url = stack.app.url;
+    const busy = await createTask(url, { description: 'busy', steps: '20' });
+    await waitForStatus(url, busy, ['processing']);
+    const [viaService, offline] = [await createTask(url, { description: 'b' }), await createTask(url, { description: 'c' })];
+    expect((await taskStatus(url, viaService)).status).toBe('pending');
+
+    const refused = await kontext(['repair', '--url', url], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`the service at ${url} is running and looks after task ${busy} itself`));
+
+    const cancelled = await kontext(['tasks', 'cancel', viaService, '--url', url], env);
+    expect(cancelled.code).toBe(0);
+    expect(cancelled.stdout).toBe(`task ${viaService} cancelled\n`);
+    expect((await taskStatus(url, viaService)).status).toBe('cancelled');
+
+    await stack.app.close();
+    const dead = await deadUrl();
+    const inDb = await kontext(['tasks', 'cancel', offline, '--url', dead], env);
+    expect(inDb.stderr).toBe('');
+    expect(inDb.code).toBe(0);
+    expect(inDb.stdout).toBe(`task ${offline} cancelled in the database (the service at ${dead} is not running)\n`);
+    const shown = JSON.parse((await kontext(['tasks', 'show', offline, '--json'], env)).stdout) as { status: string; images: { status: string }[] };
+    expect(shown.status).toBe('cancelled');
+    expect(shown.images.map((i) => i.status)).toEqual(['cancelled']);
+
+    const processing = await kontext(['tasks', 'cancel', busy, '--url', dead], env);
+    expect(processing.code).toBe(3);
+    expect(processing.stderr).toMatch(/is processing and the service at .* is not reachable: only the service can stop its prompts on ComfyUI/);
+    expect(processing.stderr).toMatch(/kontext repair/);
+  });
+});
+
+describe('repair after a crash', () => {
+  let service: Child | undefined;
+  afterAll(async () => {
+    await service?.kill('SIGKILL');
+  });
+
+  it('completes a task a SIGKILLed service left processing, with the service down, running each prompt once', async () => {
+    const sim = await startSimulator({ port: 0, stepMs: 40, baseDir: join(scratch, 'comfyui') });
+    try {
+      const env = { DATA_DIR: join(scratch, 'crashed'), COMFYUI_URL: sim.url };
+      service = await startServiceProcess(env);
+      const id = await createTask(service.url, { description: 'crash me', count: '3', steps: '10' });
+      await until('the first image', async () => (await taskStatus(service!.url, id)).images.length >= 1);
+      await service.kill('SIGKILL');
+
+      const run = await kontext(['repair', '--url', await deadUrl(), '--timeout', '30'], env);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/repairing 1 processing task/);
+      expect(run.stdout).toContain(`${id}  processing -> completed  3/3 images`);
+      expect(run.stdout).toMatch(/all 1 task settled/);
+
+      const task = JSON.parse((await kontext(['tasks', 'show', id, '--json'], env)).stdout) as { status: string; claimed_by: string | null; images: { status: string }[] };
+      expect(task.status).toBe('completed');
+      expect(task.claimed_by).toBeNull();
+      expect(task.images.map((i) => i.status)).toEqual(['completed', 'completed', 'completed']);
+      // ComfyUI numbers every POST /prompt: three history entries mean no image ran twice.
+      const history = (await (await fetch(`${sim.url}/history`)).json()) as Record<string, unknown>;
+      expect(Object.keys(history)).toHaveLength(3);
+
+      const again = await kontext(['repair'], env);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toBe('nothing to repair: no task is processing\n');
+      expect((await kontext(['images', 'check'], env)).code).toBe(0);
+    } finally {
+      await sim.close();
+    }
+  });
+});
