@@ -58,6 +58,13 @@ describe('POST /generate-image rejects bad uploads with a clear reason and store
     expect((await fetch(`${stack.app.url}/health`)).status).toBe(200);
   });
 
+  it('a body over the cap is refused from its Content-Length, before it is read', async () => {
+    const res = await postGenerate(stack.app.url, ok, Buffer.alloc(2 * 1024 * 1024, 1));
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { detail: string }).detail).toMatch(/exceeds the limit of 1114112 bytes \(MAX_FILE_SIZE is 65536\)/);
+    await expectNothingStored();
+  });
+
   it('a PNG claiming 100000x100000 pixels', async () => {
     const res = await postGenerate(stack.app.url, ok, pngClaiming(100_000, 100_000));
     expect(res.status).toBe(422);

@@ -268,6 +268,7 @@ export class TaskEngine {
         continue;
       }
       task.lastActivity = Date.now();
+      this.log.debug('image assigned', { task: task.row.id, index: image.idx, worker: member.url, prompt_id: image.prompt_id, attempt: assigned.attempts });
       this.startImage(task, assigned, member, 'run');
     }
   }
@@ -465,8 +466,12 @@ export class TaskEngine {
     const t = Date.now();
     switch (e.type) {
       case 'started':
+        this.log.debug('image started on ComfyUI', { task: id, index: idx });
         void updateImage(this.db, id, idx, { status: 'running' }, ['submitted']);
         break;
+      case 'cached':
+        this.log.debug('ComfyUI served nodes from its cache', { task: id, index: idx, nodes: e.nodes });
+        return;
       case 'executing':
         state.node = e.node;
         break;
