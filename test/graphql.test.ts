@@ -538,6 +538,9 @@ describe('the task list, DataLoader, PUBLIC_URL, CORS_ORIGINS and masking (a sec
     expect((await gqlData<Page>(other.app.url, PAGE, {})).tasks.edges).toHaveLength(10);
     const tooMany = await gql(other.app.url, PAGE, { first: 101 });
     expect(tooMany.errors?.[0]?.message).toBe('first must be a whole number from 0 to 100');
+    // A cursor whose task is gone is an error, not a silent restart from the newest (a pager would loop).
+    const gone = await gql(other.app.url, PAGE, { first: 3, after: 'deleted-task' });
+    expect(gone.errors?.[0]?.message).toBe('after: no task deleted-task (it may have been deleted); start again without a cursor');
 
     // A status filter.
     const cancelled = await generateTask(other.app.url, { description: 'to cancel', size: '256x256', steps: 100 }, ref);

@@ -13,7 +13,7 @@ import type { ImageRow, TaskRow, TaskStatus } from '../db/types.js';
 import { saveUpload } from '../db/uploads.js';
 import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
 import type { TaskEngine } from './engine.js';
-import { paramsHash, type GenerateParams } from './generate-params.js';
+import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
 import { newTaskId, promptIdFor } from './ids.js';
 import type { ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
@@ -146,10 +146,14 @@ export class TaskService {
     return { task, images: await imagesOfTask(db, id), queuePosition: await this.position(task) };
   }
 
-  /** Tasks newest first; `after` is the id of the last task of the previous page. */
+  /**
+   * Tasks newest first; `after` is the id of the last task of the previous page. A cursor whose task
+   * is gone (deleted by cleanup) is an error: starting over from the newest would make a pager loop.
+   */
   async listTasks(options: { first: number; after?: string; status?: TaskStatus }): Promise<{ tasks: TaskRow[]; hasNextPage: boolean }> {
     const { db } = this.options;
     const cursor = options.after ? await findTask(db, options.after) : undefined;
+    if (options.after && !cursor) throw new ValidationError('after', `after: no task ${options.after} (it may have been deleted); start again without a cursor`);
     const rows = await listTasks(db, {
       limit: options.first + 1,
       ...(cursor ? { after: { createdAt: cursor.created_at, id: cursor.id } } : {}),

@@ -2,6 +2,7 @@
 import { createContextCache } from '@pothos/core';
 import DataLoader from 'dataloader';
 import { GraphQLError } from 'graphql';
+import { ValidationError } from '../../tasks/generate-params.js';
 import type { TaskRow } from '../../db/types.js';
 import type { TaskView } from '../../tasks/task-service.js';
 import { builder } from '../builder.js';
@@ -105,11 +106,18 @@ builder.queryFields((t) => ({
       if (!Number.isInteger(first) || first < 0 || first > TASKS_PAGE.max) {
         throw new GraphQLError(`first must be a whole number from 0 to ${TASKS_PAGE.max}`, { extensions: { code: 'BAD_USER_INPUT' } });
       }
-      const { tasks, hasNextPage } = await ctx.service.listTasks({
-        first,
-        ...(args.after ? { after: args.after } : {}),
-        ...(args.status ? { status: args.status } : {}),
-      });
+      let page;
+      try {
+        page = await ctx.service.listTasks({
+          first,
+          ...(args.after ? { after: args.after } : {}),
+          ...(args.status ? { status: args.status } : {}),
+        });
+      } catch (err) {
+        if (err instanceof ValidationError) throw new GraphQLError(err.message, { extensions: { code: 'BAD_USER_INPUT', field: err.field } });
+        throw err;
+      }
+      const { tasks, hasNextPage } = page;
       const edges = tasks.map((row) => ({ cursor: row.id, node: row as TaskShape }));
       return {
         edges,
