@@ -6,6 +6,7 @@
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import { silentLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/task-service.js';
@@ -58,6 +59,8 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     maskedErrors: true,
     logging: yogaLogger(options.log ?? silentLogger),
     landingPage: false,
+    // GraphiQL's scripts and styles served from this package, not a CDN: it works on an offline GPU box.
+    renderGraphiQL,
     graphiql: {
       title: 'Kontext Gateway',
       subscriptionsProtocol: 'WS',
