@@ -4,7 +4,10 @@
  * and noisy and absolute times alone mean little.
  */
 import { cpus } from 'node:os';
+import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
+import { benchOverhead } from './overhead.js';
+import { benchReads } from './reads.js';
 import { benchUploads } from './uploads.js';
 import { formatTable, type BenchRow } from './table.js';
 
@@ -14,7 +17,10 @@ const rows: BenchRow[] = [];
 const only = process.argv[2]?.toLowerCase();
 const all: [string, () => Promise<BenchRow[]>][] = [
   ['GPU feed', benchGpuFeed],
+  ['overhead', benchOverhead],
+  ['fan-out', benchFanout],
   ['uploads', benchUploads],
+  ['reads', benchReads],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

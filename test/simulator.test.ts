@@ -732,6 +732,21 @@ describe('WebSocket routing', () => {
     await b.close();
   });
 
+  it('onMessageSent sees each message once, after it went out (the benchmarks time progress with it)', async () => {
+    const sent: string[] = [];
+    const observed = await newSim({ stepMs: 5, onMessageSent: (text) => sent.push(text) });
+    try {
+      const c = await Client.open(observed, 'observed');
+      await post(observed, '/prompt', { prompt: kontext({ seed: 16, steps: 2 }), client_id: 'observed' });
+      await c.waitFor((m) => m.type === 'executing' && m.data.node === null);
+      // Everything the socket got but its greeting, in the same order and text.
+      expect(sent).toEqual(c.texts.slice(1));
+      await c.close();
+    } finally {
+      await observed.close();
+    }
+  });
+
   it('dropSockets() terminates every socket', async () => {
     const a = await Client.open(sim, 'drop');
     const closed = new Promise<number>((resolve) => a.ws.once('close', (code) => resolve(code)));

@@ -42,6 +42,12 @@ export interface SimulatorOptions {
   previewSize?: number;
   /** Largest accepted request body in bytes; default 100 MiB. */
   maxUploadSize?: number;
+  /**
+   * Observer for benchmarks: called with the text of each JSON WebSocket message of the queue and
+   * its prompts (`status`, `progress`, `executing`, ...) right after it was sent to its socket(s);
+   * not for the greeting a new socket gets, nor for a message no socket received. Default none.
+   */
+  onMessageSent?: (text: string) => void;
 }
 
 /** A running simulator. */
@@ -118,7 +124,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     queueRemaining: queue.remaining(),
     runningClientId: executor?.clientId ?? null,
     lastNodeId: executor?.lastNodeId ?? null,
-  }));
+  }), options.onMessageSent);
   executor = new PromptExecutor(
     hub,
     classCtx,

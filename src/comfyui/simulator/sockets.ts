@@ -27,6 +27,8 @@ export class SocketHub implements MessageSink {
   constructor(
     private readonly serverFeatures: () => PyDict,
     private readonly connectInfo: () => { queueRemaining: number; runningClientId: PyValue; lastNodeId: string | null },
+    /** Called with the text of each JSON message routed through `sendSync`, right after it went out to its socket(s); not for messages no socket received. */
+    private readonly onSent?: (text: string) => void,
   ) {}
 
   /** Registers a new connection and runs its protocol until it closes. */
@@ -144,12 +146,14 @@ export class SocketHub implements MessageSink {
   }
 
   private deliver(m: Outgoing): void {
+    let sent = false;
     if (m.sid === null) {
-      for (const ws of [...this.sockets.values()]) safeSend(ws, m.payload);
+      for (const ws of [...this.sockets.values()]) sent = safeSend(ws, m.payload) || sent;
     } else if (typeof m.sid === 'string') {
       const ws = this.sockets.get(m.sid);
-      if (ws) safeSend(ws, m.payload);
+      if (ws) sent = safeSend(ws, m.payload);
     }
+    if (sent && this.onSent && typeof m.payload === 'string') this.onSent(m.payload);
   }
 
   private sendDirect(ws: WebSocket, type: string, data: PyDict): void {
@@ -161,11 +165,14 @@ function statusData(remaining: number): PyDict {
   return new Map<string, PyValue>([['exec_info', new Map<string, PyValue>([['queue_remaining', remaining]])]]);
 }
 
-function safeSend(ws: WebSocket, payload: string | Buffer): void {
-  if (ws.readyState !== 1) return;
+/** True when the payload was handed to the socket. */
+function safeSend(ws: WebSocket, payload: string | Buffer): boolean {
+  if (ws.readyState !== 1) return false;
   try {
     ws.send(payload, () => undefined);
+    return true;
   } catch {
     // a socket that died mid-send is dropped silently, as send_socket_catch_exception does
+    return false;
   }
 }
