@@ -396,7 +396,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: basePair,
         ratio: percentile(svc.ws.values, 50) / percentile(bare.delays, 50),
         ratioLabel: 'x the baseline p50 delay',
-        note: `each frame is persisted (SQLite), then the subscription is executed and serialized once per subscriber: one frame takes ${ms(svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, so the burst of step-0 frames (one per node) at the start of sampling queues up and delays the first steps (the p99)${folded(svc.ws, WS_SUBSCRIBERS)}; ${clientNote}`,
+        note: `each frame is persisted (SQLite), then the subscription is executed and serialized once per subscriber: one frame takes ${ms(svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, the delay is that fan-out (node-only frames are throttled, so the start of sampling brings no burst)${folded(svc.ws, WS_SUBSCRIBERS)}; ${clientNote}`,
       },
       {
         name: `Fan-out: SSE delay, simulator progress to frame (${load})`,

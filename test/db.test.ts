@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { assignImage, finishOpenImages, imagesOfTasks, insertImages, waitingImages } from '../src/db/images.js';
@@ -66,6 +67,13 @@ for (const dialect of DIALECTS) {
       expect((await findTask(db, 'a'))?.seq).toBe(5);
       expect(await saveFrame(db, 'a', { progress: 9 }, {}, ['completed'])).toBeUndefined();
       expect(await saveFrame(db, 'missing', { progress: 9 }, {})).toBeUndefined();
+    });
+
+    it('lists tasks newest first through an index, not a scan and sort', async () => {
+      const plan = await sql<{ detail: string }>`explain query plan select * from tasks order by created_at desc, id desc limit 50`.execute(db);
+      const steps = plan.rows.map((r) => r.detail).join('; ');
+      expect(steps).toMatch(/USING INDEX tasks_newest/);
+      expect(steps).not.toMatch(/TEMP B-TREE/);
     });
 
     it('pages tasks newest first by (created_at, id), filtered by status', async () => {

@@ -81,11 +81,16 @@ interface ActiveTask {
   stopping: 'cancel' | 'fail' | undefined;
   /** When it last made progress (a frame, a submission): a task no worker takes must not wait forever. */
   lastActivity: number;
+  /** When its last frame was written, to spare subscribers a burst of frames that only change `node`. */
+  lastFrameAt: number;
   /** Frames of one task are written and published in order. */
   chain: Promise<unknown>;
 }
 
 const now = () => new Date().toISOString();
+
+/** Least time between two frames that only report a new executing node. */
+const NODE_FRAME_INTERVAL_MS = 250;
 
 export class TaskEngine {
   private readonly db: Db;
@@ -303,6 +308,7 @@ export class TaskEngine {
       lastPreviewAt: 0,
       stopping: undefined,
       lastActivity: Date.now(),
+      lastFrameAt: 0,
       chain: Promise.resolve(),
     };
     this.active.set(row.id, task);
@@ -474,6 +480,9 @@ export class TaskEngine {
         return;
       case 'executing':
         state.node = e.node;
+        // A fresh prompt runs a dozen quick nodes before sampling: one frame each would be written and
+        // fanned out to every subscriber for nothing; the next frame carries the node anyway.
+        if (t - task.lastFrameAt < NODE_FRAME_INTERVAL_MS) return;
         break;
       case 'progress': {
         if (state.lastStepAt && e.value > state.step) {
@@ -542,6 +551,7 @@ export class TaskEngine {
   /** Persists and publishes a frame of an active task, in order with its other frames. */
   private emit(task: ActiveTask, changes: TaskUpdate, frame: Omit<ProgressFrame, 'seq'>): Promise<number | undefined> {
     task.lastActivity = Date.now();
+    task.lastFrameAt = task.lastActivity;
     const next = task.chain.then(() => this.persistAndPublish(task.row.id, changes, frame, ['processing']));
     task.chain = next.catch(() => undefined);
     return next;
