@@ -235,7 +235,7 @@ export async function benchReads(): Promise<BenchRow[]> {
           baseline: `${rps(listBare)} bare node:http + better-sqlite3, the same 2 reads (a page of tasks, their images) and JSON`,
           ratio: listService / listBare,
           ratioLabel: 'of the baseline',
-          note: 'one core: Yoga parses and validates each request and resolves ~50 tasks and ~125 images field by field (DataLoader keeps the images to one query); on both sides SQLite scans and sorts every task for the page, as no index covers ORDER BY created_at, id without a status filter',
+          note: 'one core: Yoga parses and validates each request and resolves ~50 tasks and ~125 images field by field (DataLoader keeps the images to one query); the page itself is an index walk (tasks_newest) on both sides',
         },
       ];
     } finally {
