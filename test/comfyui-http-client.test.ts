@@ -6,7 +6,6 @@
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -22,6 +21,7 @@ import { ComfyHttpClient, PARTIAL_VALIDATION_ERROR_TYPE } from '../src/comfyui/h
 import type { ApiPrompt, HistoryEntry } from '../src/comfyui/protocol.js';
 import { startSimulator } from '../src/comfyui/simulator/server.js';
 import { kontextPrompt } from './helpers/kontext-prompt.js';
+import { closedPort } from './helpers/ports.js';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -59,14 +59,6 @@ async function fakeServer(handler: (req: IncomingMessage, res: ServerResponse) =
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
 }
 
-async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('ComfyHttpClient against a misbehaving server', () => {
   it('reports a closed port as ComfyUnreachableError naming the URL', async () => {

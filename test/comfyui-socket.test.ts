@@ -4,13 +4,13 @@
  * scripted per test; the real message flow comes from the simulator.
  */
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ComfyTimeoutError, ComfyUnreachableError } from '../src/comfyui/errors.js';
 import { encodePreviewFrame, encodePreviewFrameWithMetadata, type WsMessage } from '../src/comfyui/protocol.js';
 import { ComfySocket, type SocketOpenEvent, type SocketPreviewEvent } from '../src/comfyui/socket.js';
 import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { closedPort } from './helpers/ports.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -58,14 +58,6 @@ function socketFor(url: string, options: ConstructorParameters<typeof ComfySocke
   return socket;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function nextEvent<K extends 'open' | 'close' | 'preview' | 'message'>(socket: ComfySocket, name: K, timeoutMs = 5_000) {
   return new Promise<unknown>((resolve, reject) => {
@@ -132,7 +124,7 @@ describe('ComfySocket', () => {
   });
 
   it('rejects the first connect with ComfyUnreachableError and keeps retrying until the server is up', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const socket = socketFor(`http://127.0.0.1:${port}`);
     const attempt = socket.connect();
     await expect(attempt).rejects.toBeInstanceOf(ComfyUnreachableError);

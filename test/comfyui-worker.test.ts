@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -27,6 +26,7 @@ import type { ApiPrompt } from '../src/comfyui/protocol.js';
 import { startSimulator } from '../src/comfyui/simulator/server.js';
 import { ComfyWorker, type ComfyWorkerOptions, type PromptEvent } from '../src/comfyui/worker.js';
 import { kontextPrompt } from './helpers/kontext-prompt.js';
+import { closedPort } from './helpers/ports.js';
 
 type Simulator = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -78,14 +78,6 @@ function recorder() {
   };
 }
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('ComfyWorker on a healthy simulator', () => {
   let sim: Simulator;

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closedPort } from './helpers/ports.js';
 import { runServiceToExit, startServiceProcess, startSimulatorProcess, type Child } from './helpers/processes.js';
 import { postGenerate, taskStatus, until, waitForStatus } from './helpers/stack.js';
 
@@ -53,10 +54,7 @@ describe('starting the service', () => {
   });
 
   it('starts while ComfyUI is down, reports degraded, and processes the queue once a worker answers', async () => {
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const port = await closedPort();
     const comfyUrl = `http://127.0.0.1:${port}`;
     const service = await track(startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: comfyUrl }));
     const health = (await (await fetch(`${service.url}/health`)).json()) as { status: string };
