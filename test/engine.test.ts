@@ -54,6 +54,10 @@ describe('the task engine', () => {
     for (let i = 1; i < frames.length; i++) expect(frames[i]!.progress).toBeGreaterThanOrEqual(frames[i - 1]!.progress);
     expect(frames.at(-1)).toMatchObject({ status: 'completed', progress: 100 });
     expect(frames.filter((f) => f.image).map((f) => f.image!.index).sort()).toEqual([0, 1]);
+    // One worker runs the images one after the other: with the first done, the task is half done.
+    const firstDone = frames.find((f) => f.image)!;
+    expect(firstDone.progress).toBeGreaterThanOrEqual(50);
+    expect(firstDone.progress).toBeLessThan(60);
     expect(frames.some((f) => f.step === 6 && f.totalSteps === 6)).toBe(true);
   });
 

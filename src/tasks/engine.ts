@@ -110,8 +110,8 @@ export class TaskEngine {
   private readonly log: Logger;
 
   private readonly active = new Map<string, ActiveTask>();
-  /** Reference images already on each server: url -> sha256 -> name there. */
-  private readonly referenceNames = new Map<string, Map<string, string>>();
+  /** Reference images on each server (url -> sha256 -> its name there), shared by concurrent callers. */
+  private readonly referenceNames = new Map<string, Map<string, Promise<string>>>();
   /** Queue positions last announced, to publish only changes. */
   private readonly announced = new Map<string, number>();
   private readonly running = new Set<Promise<void>>();
@@ -385,6 +385,7 @@ export class TaskEngine {
       ['submitted', 'running'],
     );
     if (!recorded) return; // cancelled or failed meanwhile
+    task.steps.delete(image.idx); // counted as done from here on, not also as a running image
     this.log.info('image ready', { task: id, index: image.idx, worker: member.url, cached: result.cached });
     const images = await imagesOfTask(this.db, id);
     const done = images.filter((i) => i.status === 'completed');
@@ -575,21 +576,28 @@ export class TaskEngine {
   // -------------------------------------------------------------------------------------------
 
   /** The reference image's name on a server, uploading it there the first time. */
-  private async referenceOn(member: PoolMember, sha256: string | null): Promise<string> {
-    if (!sha256) throw new Error('the task has no reference image');
+  private referenceOn(member: PoolMember, sha256: string | null): Promise<string> {
+    if (!sha256) return Promise.reject(new Error('the task has no reference image'));
     let names = this.referenceNames.get(member.url);
     if (!names) this.referenceNames.set(member.url, (names = new Map()));
-    const known = names.get(sha256);
-    if (known) return known;
+    let name = names.get(sha256);
+    if (!name) {
+      // One upload per server and image, even when several images of a task start at once.
+      name = this.uploadReference(member, sha256);
+      names.set(sha256, name);
+      name.catch(() => names.delete(sha256));
+    }
+    return name;
+  }
+
+  private async uploadReference(member: PoolMember, sha256: string): Promise<string> {
     const upload = await findUpload(this.db, sha256);
     if (!upload) throw new Error(`the reference image ${sha256} is no longer stored`);
     const data = await readFile(join(this.dataDir, upload.file_path));
     const name = upload.file_path.replace(/^.*[\\/]/, '');
     // The name is the content hash, so overwriting can only write the same bytes (and avoids "name (1).png").
     const stored = await member.worker.http.uploadImage(data, name, { overwrite: true });
-    const ref = stored.subfolder ? `${stored.subfolder}/${stored.name}` : stored.name;
-    names.set(sha256, ref);
-    return ref;
+    return stored.subfolder ? `${stored.subfolder}/${stored.name}` : stored.name;
   }
 
   /** A server went down: its images go back to the queue, to run on the others (same prompt_id). */
