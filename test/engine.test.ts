@@ -58,6 +58,8 @@ describe('the task engine', () => {
     const firstDone = frames.find((f) => f.image)!;
     expect(firstDone.progress).toBeGreaterThanOrEqual(50);
     expect(firstDone.progress).toBeLessThan(60);
+    // Prompts are submitted in queue order, so the images finish in theirs.
+    expect(frames.filter((f) => f.image).map((f) => f.image!.index)).toEqual([0, 1]);
     expect(frames.some((f) => f.step === 6 && f.totalSteps === 6)).toBe(true);
   });
 

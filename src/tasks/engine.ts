@@ -10,6 +10,7 @@
  */
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import {
   ComfyError,
@@ -88,6 +89,9 @@ interface ActiveTask {
 }
 
 const now = () => new Date().toISOString();
+
+/** Longest wait for one prompt to be queued before the next is submitted anyway. */
+const SUBMIT_ORDER_WAIT_MS = 2000;
 
 /** Least time between two frames that only report a new executing node. */
 const NODE_FRAME_INTERVAL_MS = 250;
@@ -274,7 +278,9 @@ export class TaskEngine {
       }
       task.lastActivity = Date.now();
       this.log.debug('image assigned', { task: task.row.id, index: image.idx, worker: member.url, prompt_id: image.prompt_id, attempt: assigned.attempts });
-      this.startImage(task, assigned, member, 'run');
+      // Submit in queue order: the next prompt is posted once this one is in ComfyUI's queue, so
+      // images (and tasks) run in the order they were taken, not in the order their POSTs landed.
+      await Promise.race([this.startImage(task, assigned, member, 'run'), sleep(SUBMIT_ORDER_WAIT_MS)]);
     }
   }
 
@@ -315,20 +321,28 @@ export class TaskEngine {
     return task;
   }
 
-  private startImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): void {
-    const p = this.runImage(task, image, member, mode).finally(() => {
+  /** Starts an image's run; resolves once ComfyUI has queued its prompt (or the run ended first). */
+  private startImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): Promise<void> {
+    let accepted!: () => void;
+    const queued = new Promise<void>((resolve) => (accepted = resolve));
+    const p = this.runImage(task, image, member, mode, accepted).finally(() => {
+      accepted();
       this.pool.release(member);
       this.running.delete(p);
       this.wake();
     });
     this.running.add(p);
+    return queued;
   }
 
   /** Runs (or re-attaches to) one image's prompt and records its outcome. */
-  private async runImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): Promise<void> {
+  private async runImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach', accepted: () => void): Promise<void> {
     const id = task.row.id;
     task.steps.set(image.idx, { step: 0, total: task.row.steps, node: null, lastStepAt: 0, member });
-    const onEvent = (e: PromptEvent) => this.onPromptEvent(task, image.idx, e);
+    const onEvent = (e: PromptEvent) => {
+      if (e.type === 'queued' || e.type === 'started') accepted();
+      this.onPromptEvent(task, image.idx, e);
+    };
     const options = { outputNode: this.workflow.binding.outputNode, timeoutMs: this.imageTimeoutMs, onEvent };
     try {
       let result: PromptResult;
@@ -633,7 +647,7 @@ export class TaskEngine {
           await updateImage(this.db, row.id, image.idx, { status: 'pending', worker: null });
           continue;
         }
-        this.startImage(task, image, member, 'attach');
+        void this.startImage(task, image, member, 'attach');
       }
     }
   }
