@@ -83,7 +83,7 @@ export async function benchOverhead(): Promise<BenchRow[]> {
         baseline: `bare ComfyUI client: p50 ${ms(p(bare, 50))}, p99 ${ms(p(bare, 99))}; difference p50 +${ms(p(service, 50) - p(bare, 50))}, p99 +${ms(p(service, 99) - p(bare, 99))}`,
         ratio: p(service, 50) / p(bare, 50),
         ratioLabel: 'x the baseline p50',
-        note: 'on top of the same ComfyUI work (mostly the simulator encoding PNGs): the upload streamed, hashed and fsynced before the reply, a SQLite write per frame, the claim, a new graphql-ws socket per watch (the SDK is lazy), the image fsynced before the final frame',
+        note: 'on top of the same ComfyUI work (mostly the simulator encoding PNGs): the upload streamed, hashed and fsynced before the reply, a SQLite write per frame, the claim, the graphql-ws subscription (the SDK keeps one socket across watches), the image fsynced before the final frame',
       },
     ];
   } finally {

@@ -113,12 +113,14 @@ export function createKontextClient(options: KontextClientOptions): KontextClien
   const headers = options.headers ?? {};
   let ws: Client | undefined;
 
-  // One socket for every watch, opened on the first and closed when none is left (graphql-ws' lazy mode).
+  // One socket for every watch, opened on the first and closed 5 s after the last ends (graphql-ws'
+  // lazy mode), so watching task after task does not reconnect each time; close() ends it at once.
   const socket = (): Client =>
     (ws ??= createClient({
       url: options.wsUrl ?? options.url.replace(/^http/, 'ws'),
       ...(options.webSocketImpl ? { webSocketImpl: options.webSocketImpl } : {}),
       lazy: true,
+      lazyCloseTimeout: 5_000,
     }));
 
   async function post<R>(body: BodyInit, extraHeaders: Record<string, string>): Promise<R> {
