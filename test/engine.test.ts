@@ -224,6 +224,10 @@ describe('the task engine', () => {
     expect(withPreview.length).toBeGreaterThanOrEqual(2);
     expect(withPreview.length).toBeLessThan(24);
     expect(withPreview[0]!.preview).toMatch(/^data:image\/jpeg;base64,\/9j\//);
+    // The ETA comes from measured step times and shrinks as sampling goes on.
+    const timed = frames.filter((f) => f.status === 'processing' && (f.step ?? 0) >= 2);
+    expect(timed.every((f) => typeof f.etaSeconds === 'number')).toBe(true);
+    expect(timed[0]!.etaSeconds!).toBeGreaterThan(timed.at(-1)!.etaSeconds!);
     const row = await stack.app.db.selectFrom('tasks').select('last_frame').where('id', '=', id).executeTakeFirstOrThrow();
     expect(JSON.parse(row.last_frame!).preview).toBeNull();
   });

@@ -5,22 +5,16 @@
  */
 import WebSocket from 'ws';
 import type { TaskStatus } from '../db/types.js';
+import type { GenerateParams } from '../tasks/generate-params.js';
 import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../sdk/client.js';
 import { CommandError } from './output.js';
 import { ServiceUnreachableError, unreachable } from './service.js';
 
-/** What `generate` asks for. */
-export interface GenerateRequest {
+/** What `generate` asks for: the service's own parameters, plus the image. */
+export interface GenerateRequest extends Omit<GenerateParams, 'idempotencyKey'> {
   referenceImage: Buffer;
   /** Sent as the upload's file name (the service detects the type from the bytes). */
   fileName: string;
-  description: string;
-  count: number;
-  size: string;
-  steps: number;
-  guidance: number;
-  /** Undefined: the service picks one. */
-  seed: number | undefined;
 }
 
 /** The state of a task at one moment; absolute, so a missed update loses nothing. */

@@ -15,9 +15,12 @@ export async function handleImage(req: IncomingMessage, res: ServerResponse, tas
     return sendFieldErrors(res, [{ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' }]);
   }
   const index = Number(raw);
-  if (!(await service.getTask(taskId))) return sendDetail(res, 404, 'Task not found');
   const found = await service.imageFile(taskId, index);
-  if (!found) return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
+  if (!found) {
+    // Only a miss pays for telling a missing task from a missing image.
+    if (!(await service.getTask(taskId))) return sendDetail(res, 404, 'Task not found');
+    return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
+  }
   let size: number;
   try {
     size = (await stat(found.path)).size;

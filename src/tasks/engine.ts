@@ -73,7 +73,9 @@ export interface EngineOptions {
 interface ActiveTask {
   row: TaskRow;
   /** Per image index: progress within the current prompt. */
-  steps: Map<number, { step: number; total: number; node: string | null; lastStepAt: number; member: PoolMember | undefined }>;
+  steps: Map<number, { step: number; total: number; node: string | null; lastStepAt: number; member: PoolMember; promptId: string }>;
+  /** Images finished so far (kept here so a sampler step costs no database read). */
+  done: number;
   progress: number;
   /** Smoothed time per sampler step, ms. */
   stepMs: number | undefined;
@@ -313,6 +315,7 @@ export class TaskEngine {
       preview: undefined,
       lastPreviewAt: 0,
       stopping: undefined,
+      done: 0,
       lastActivity: Date.now(),
       lastFrameAt: 0,
       chain: Promise.resolve(),
@@ -338,7 +341,7 @@ export class TaskEngine {
   /** Runs (or re-attaches to) one image's prompt and records its outcome. */
   private async runImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach', accepted: () => void): Promise<void> {
     const id = task.row.id;
-    task.steps.set(image.idx, { step: 0, total: task.row.steps, node: null, lastStepAt: 0, member });
+    task.steps.set(image.idx, { step: 0, total: task.row.steps, node: null, lastStepAt: 0, member, promptId: image.prompt_id });
     const onEvent = (e: PromptEvent) => {
       if (e.type === 'queued' || e.type === 'started') accepted();
       this.onPromptEvent(task, image.idx, e);
@@ -401,10 +404,10 @@ export class TaskEngine {
     if (!recorded) return; // cancelled or failed meanwhile
     task.steps.delete(image.idx); // counted as done from here on, not also as a running image
     this.log.info('image ready', { task: id, index: image.idx, worker: member.url, cached: result.cached });
-    const images = await imagesOfTask(this.db, id);
-    const done = images.filter((i) => i.status === 'completed');
+    const done = (await imagesOfTask(this.db, id)).filter((i) => i.status === 'completed');
+    task.done = done.length;
     const frameImage: FrameImage = { index: image.idx, width: meta.width, height: meta.height, seed: image.seed, contentType, bytes };
-    const resultPath = JSON.stringify(done.map((i) => join(this.dataDir, i.file_path!)));
+    const resultPath = this.resultPath(done);
     const complete = done.length === task.row.count;
     task.progress = Math.max(task.progress, complete ? 100 : this.computeProgress(task, done.length));
     if (complete) {
@@ -523,7 +526,7 @@ export class TaskEngine {
     const state = task.steps.get(idx);
     if (!state) return;
     const id = task.row.id;
-    const done = (await imagesOfTask(this.db, id)).filter((i) => i.status === 'completed').length;
+    const done = task.done;
     task.progress = Math.max(task.progress, this.computeProgress(task, done));
     let preview: string | null = null;
     if (task.preview?.fresh && Date.now() - task.lastPreviewAt >= this.previewIntervalMs) {
@@ -619,11 +622,7 @@ export class TaskEngine {
     this.referenceNames.delete(member.url);
     for (const task of this.active.values()) {
       for (const [idx, s] of task.steps) {
-        if (s.member !== member) continue;
-        const image = task.row.id;
-        void findImage(this.db, image, idx).then((row) => {
-          if (row) member.worker.release?.(row.prompt_id, `ComfyUI at ${member.url} is down; moving image ${idx} to another worker`);
-        });
+        if (s.member === member) member.worker.release(s.promptId, `ComfyUI at ${member.url} is down; moving image ${idx} to another worker`);
       }
     }
   }
@@ -652,14 +651,20 @@ export class TaskEngine {
     }
   }
 
+  /** The old service's `result_path`: the JSON list of the finished images' file paths. */
+  private resultPath(done: ImageRow[]): string {
+    return JSON.stringify(done.map((i) => join(this.dataDir, i.file_path!)));
+  }
+
   /** A crash between an image's last write and the task's: finish the task from its images. */
   private async settleIfDone(task: ActiveTask): Promise<boolean> {
     const images = await imagesOfTask(this.db, task.row.id);
-    if (images.some((i) => i.status === 'pending' || i.status === 'submitted' || i.status === 'running')) return false;
     const done = images.filter((i) => i.status === 'completed');
+    task.done = done.length;
+    if (images.some((i) => i.status === 'pending' || i.status === 'submitted' || i.status === 'running')) return false;
     if (done.length === images.length) {
       task.progress = 100;
-      const resultPath = JSON.stringify(done.map((i) => join(this.dataDir, i.file_path!)));
+      const resultPath = this.resultPath(done);
       await this.finish(task, 'completed', { result_path: resultPath, progress: 100 }, {});
     } else {
       task.stopping = 'fail';
