@@ -28,8 +28,27 @@ export interface Config {
   dataDir: string;
   /** Base of absolute URLs in replies, e.g. https://gpu.example.com. @default undefined (relative URLs) */
   publicUrl: string | undefined;
-  /** Allowed browser origins; empty means any origin (never with credentials). @default [] */
-  corsOrigins: string[];
+  /**
+   * Browser origins allowed besides the service's own; `'*'` allows any (the old service's
+   * behaviour). A request whose `Origin` is neither gets 403. Never with credentials. @default []
+   */
+  corsOrigins: string[] | '*';
+  /** Host names (`Host` header, without port) accepted besides loopback and PUBLIC_URL's (DNS rebinding). @default [] */
+  allowedHosts: string[];
+  /** Serve GraphiQL on GET /graphql in a browser. @default true */
+  graphiql: boolean;
+  /** /health shows worker URLs and errors to anyone (otherwise a short public form). @default false */
+  healthDetails: boolean;
+  /** Keep ComfyUI's workflow and prompt in the PNG metadata of served images. @default false */
+  keepImageMetadata: boolean;
+  /** Largest accepted reference image, width x height, checked before it is decoded. @default 16_777_216 */
+  maxImagePixels: number;
+  /** Seconds a request body may take to arrive in full (a trickling or stalled upload is cut). @default 120 */
+  bodyTimeoutS: number;
+  /** graphql-ws subscriptions at once on one socket. @default 100 */
+  maxSubscriptionsPerSocket: number;
+  /** graphql-ws sockets plus SSE streams open at once, in total. @default 10_000 */
+  maxLiveConnections: number;
   /** A workflow binding file (or API prompt with a sibling binding). @default the built-in Flux Kontext workflow */
   workflow: string | undefined;
 }
@@ -61,7 +80,15 @@ const EnvSchema = z.object({
   TASK_CLEANUP_DAYS: int(0, 36_500).default(7),
   DATA_DIR: z.string().min(1).default('./data'),
   PUBLIC_URL: httpUrl.optional(),
-  CORS_ORIGINS: list(httpUrl).default([]),
+  CORS_ORIGINS: z.union([z.literal('*'), list(httpUrl)]).default([]),
+  ALLOWED_HOSTS: list(z.string().regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name')).default([]),
+  GRAPHIQL: bool.default(true),
+  HEALTH_DETAILS: bool.default(false),
+  KEEP_IMAGE_METADATA: bool.default(false),
+  MAX_IMAGE_PIXELS: int(256, 400_000_000).default(16_777_216),
+  BODY_TIMEOUT: int(1, 3600).default(120),
+  MAX_SUBSCRIPTIONS_PER_SOCKET: int(1, 10_000).default(100),
+  MAX_LIVE_CONNECTIONS: int(1, 1_000_000).default(10_000),
   WORKFLOW: z.string().min(1).optional(),
 });
 
@@ -99,6 +126,14 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     dataDir: e.DATA_DIR,
     publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
     corsOrigins: e.CORS_ORIGINS,
+    allowedHosts: e.ALLOWED_HOSTS.map((h) => h.toLowerCase()),
+    graphiql: e.GRAPHIQL,
+    healthDetails: e.HEALTH_DETAILS,
+    keepImageMetadata: e.KEEP_IMAGE_METADATA,
+    maxImagePixels: e.MAX_IMAGE_PIXELS,
+    bodyTimeoutS: e.BODY_TIMEOUT,
+    maxSubscriptionsPerSocket: e.MAX_SUBSCRIPTIONS_PER_SOCKET,
+    maxLiveConnections: e.MAX_LIVE_CONNECTIONS,
     workflow: e.WORKFLOW,
   };
 }

@@ -18,7 +18,7 @@ import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack 
 
 const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
 /** The service's variables: the CLI must see only what a test gives it. */
-const CONFIG_VARS = ['HOST', 'PORT', 'DEBUG', 'COMFYUI_URL', 'COMFYUI_TIMEOUT', 'MAX_FILE_SIZE', 'MAX_CONCURRENT_TASKS', 'TASK_CLEANUP_DAYS', 'DATA_DIR', 'PUBLIC_URL', 'CORS_ORIGINS', 'WORKFLOW'];
+const CONFIG_VARS = ['HOST', 'PORT', 'DEBUG', 'COMFYUI_URL', 'COMFYUI_TIMEOUT', 'MAX_FILE_SIZE', 'MAX_CONCURRENT_TASKS', 'TASK_CLEANUP_DAYS', 'DATA_DIR', 'PUBLIC_URL', 'CORS_ORIGINS', 'ALLOWED_HOSTS', 'GRAPHIQL', 'HEALTH_DETAILS', 'KEEP_IMAGE_METADATA', 'MAX_IMAGE_PIXELS', 'BODY_TIMEOUT', 'MAX_SUBSCRIPTIONS_PER_SOCKET', 'MAX_LIVE_CONNECTIONS', 'WORKFLOW'];
 
 let scratch: string;
 beforeAll(async () => {
