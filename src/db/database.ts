@@ -5,9 +5,11 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, type LogEvent } from 'kysely';
+import { Kysely, type LogEvent } from 'kysely';
 import { migrateToLatest } from './migrate.js';
+import { RetryingSqliteDialect } from './sqlite-dialect.js';
 import type { Database } from './types.js';
+import type { WriteHealth } from './write-health.js';
 
 /** A database handle. */
 export type Db = Kysely<Database>;
@@ -18,6 +20,10 @@ export interface OpenDatabaseOptions {
   file: string;
   /** Called after every query (counting queries in tests, debug logs). @default undefined */
   onQuery?: (event: LogEvent) => void;
+  /** Told of every write's outcome (for /ready and the write probe). @default none */
+  health?: WriteHealth;
+  /** Longest time a write waits for another process's lock, retried without blocking, in ms. @default 5000 */
+  busyTimeoutMs?: number;
 }
 
 /** Opens (and migrates) the database; throws a readable error when the folder is not writable. */
@@ -31,11 +37,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
   }
   const sqlite = new BetterSqlite3(options.file);
   sqlite.pragma('journal_mode = WAL'); // readers never block the writer
-  sqlite.pragma('busy_timeout = 5000'); // wait, don't fail, when the CLI writes at the same time
+  // SQLite's own wait blocks the event loop: keep it tiny; the driver retries a busy write asynchronously.
+  sqlite.pragma('busy_timeout = 10');
   sqlite.pragma('synchronous = NORMAL'); // durable with WAL, much faster commits
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({
-    dialect: new SqliteDialect({ database: sqlite }),
+    dialect: new RetryingSqliteDialect({
+      database: sqlite,
+      ...(options.health ? { health: options.health } : {}),
+      ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+    }),
     ...(options.onQuery ? { log: options.onQuery } : {}),
   });
   try {

@@ -1,6 +1,6 @@
 /** Queries on `images`, one row per image of a task. The only module that writes SQL for that table. */
 import type { Db } from './database.js';
-import type { ImageRow, ImageStatus, ImageUpdate, NewImage } from './types.js';
+import type { ImageRow, ImageStatus, ImageUpdate, NewImage, TaskStatus } from './types.js';
 
 export async function insertImages(db: Db, images: NewImage[]): Promise<void> {
   if (images.length) await db.insertInto('images').values(images).execute();
@@ -19,6 +19,18 @@ export async function imagesOfTasks(db: Db, taskIds: readonly string[]): Promise
 
 export async function findImage(db: Db, taskId: string, idx: number): Promise<ImageRow | undefined> {
   return db.selectFrom('images').selectAll().where('task_id', '=', taskId).where('idx', '=', idx).executeTakeFirst();
+}
+
+/** The images whose ComfyUI prompt is one of `promptIds`, with their task's status. */
+export async function imagesByPromptId(db: Db, promptIds: readonly string[]): Promise<(ImageRow & { task_status: TaskStatus })[]> {
+  if (promptIds.length === 0) return [];
+  return db
+    .selectFrom('images')
+    .innerJoin('tasks', 'tasks.id', 'images.task_id')
+    .selectAll('images')
+    .select('tasks.status as task_status')
+    .where('images.prompt_id', 'in', promptIds)
+    .execute();
 }
 
 /** Images of this instance's processing tasks waiting for a worker, oldest task first. */

@@ -80,10 +80,17 @@ export interface UploadsTable {
   created_at: ColumnType<string, string, never>;
 }
 
+/** One row per service instance: the last time it could write (the write probe). */
+export interface HeartbeatsTable {
+  instance: string;
+  at: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   images: ImagesTable;
   uploads: UploadsTable;
+  heartbeats: HeartbeatsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -1,0 +1,146 @@
+/**
+ * A Kysely driver for better-sqlite3 that never blocks the event loop on a locked database.
+ *
+ * better-sqlite3 is synchronous: with SQLite's own `busy_timeout` a write that meets another
+ * process's write lock (the CLI, a backup) freezes every HTTP and WebSocket client until the lock
+ * goes. Here SQLite waits only a few milliseconds; a busy statement is retried asynchronously with
+ * backoff until `busyTimeoutMs`, so other work (and reads, which WAL never blocks) goes on.
+ *
+ * Also, unlike Kysely's SqliteDriver:
+ * - transactions start with `BEGIN IMMEDIATE`, so the write lock is taken (and waited for) up front
+ *   and a statement inside a transaction never meets SQLITE_BUSY halfway;
+ * - a rollback after SQLite already rolled back by itself (SQLITE_FULL, SQLITE_IOERR) is skipped,
+ *   so the caller sees the real error, not "cannot rollback - no transaction is active";
+ * - statements outside a transaction do not queue behind each other, only behind an open transaction.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type BetterSqlite3 from 'better-sqlite3';
+import { CompiledQuery, SelectQueryNode, type DatabaseConnection, type Driver, type QueryResult } from 'kysely';
+import type { WriteHealth } from './write-health.js';
+
+/** Options of {@link RetryingSqliteDriver}. */
+export interface RetryingSqliteDriverOptions {
+  database: BetterSqlite3.Database;
+  /** Longest time a statement keeps retrying while the database is locked, in ms. @default 5000 */
+  busyTimeoutMs?: number;
+  /** Told of every write's outcome (for /ready). @default none */
+  health?: WriteHealth;
+}
+
+/** First pause after SQLITE_BUSY; doubles up to {@link MAX_BACKOFF_MS}. */
+const FIRST_BACKOFF_MS = 5;
+const MAX_BACKOFF_MS = 100;
+
+export class RetryingSqliteDriver implements Driver {
+  readonly #db: BetterSqlite3.Database;
+  readonly #busyTimeoutMs: number;
+  readonly #health: WriteHealth | undefined;
+  /** The connection whose transaction is open; others wait for {@link #released}. */
+  #owner: Connection | undefined;
+  #released: Promise<void> = Promise.resolve();
+  #release: () => void = () => undefined;
+
+  constructor(options: RetryingSqliteDriverOptions) {
+    this.#db = options.database;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.#health = options.health;
+  }
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    return new Connection(this);
+  }
+
+  async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    const conn = connection as Connection;
+    // Checked and taken in one synchronous step: two transactions waiting together must not both start.
+    while (this.#owner && this.#owner !== conn) await this.#released;
+    this.#owner = conn;
+    this.#released = new Promise((resolve) => (this.#release = resolve));
+    try {
+      await this.run(conn, CompiledQuery.raw('begin immediate'), true);
+    } catch (err) {
+      this.endTransaction();
+      throw err;
+    }
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await this.run(connection as Connection, CompiledQuery.raw('commit'), false);
+    } finally {
+      // A failed commit leaves the transaction open in SQLite; Kysely then calls rollback.
+      if (!this.#db.inTransaction) this.endTransaction();
+    }
+  }
+
+  async rollbackTransaction(): Promise<void> {
+    try {
+      // SQLite rolls back by itself on some errors; a second rollback would hide the first error.
+      if (this.#db.inTransaction) this.#db.prepare('rollback').run();
+    } finally {
+      this.endTransaction();
+    }
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    if (this.#owner === connection) await this.rollbackTransaction();
+  }
+
+  async destroy(): Promise<void> {
+    this.#db.close();
+  }
+
+  /** Runs one statement for `conn`, after any other connection's transaction; retries SQLITE_BUSY outside transactions. */
+  async run(conn: Connection, query: CompiledQuery, retryBusy = this.#owner !== conn): Promise<QueryResult<unknown>> {
+    const deadline = Date.now() + this.#busyTimeoutMs;
+    for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
+      while (this.#owner && this.#owner !== conn) await this.#released;
+      const stmt = this.#db.prepare(query.sql);
+      try {
+        if (stmt.reader) return { rows: stmt.all(query.parameters as unknown[]) };
+        const { changes, lastInsertRowid } = stmt.run(query.parameters as unknown[]);
+        this.#health?.succeeded();
+        return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+      } catch (err) {
+        const busy = isBusy(err);
+        if (!busy || !retryBusy || Date.now() + backoff > deadline) {
+          if (!stmt.reader) this.#health?.failed(err);
+          throw err;
+        }
+        await sleep(backoff);
+      }
+    }
+  }
+
+  async *stream(conn: Connection, query: CompiledQuery): AsyncIterableIterator<QueryResult<unknown>> {
+    if (!SelectQueryNode.is(query.query)) throw new Error('the SQLite driver streams only select queries');
+    while (this.#owner && this.#owner !== conn) await this.#released;
+    for (const row of this.#db.prepare(query.sql).iterate(query.parameters as unknown[])) yield { rows: [row] };
+  }
+
+  private endTransaction(): void {
+    this.#owner = undefined;
+    this.#release();
+  }
+}
+
+/** A handle Kysely holds for one query or one transaction; the driver does the work. */
+class Connection implements DatabaseConnection {
+  constructor(private readonly driver: RetryingSqliteDriver) {}
+
+  executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    return this.driver.run(this, query) as Promise<QueryResult<R>>;
+  }
+
+  streamQuery<R>(query: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
+    return this.driver.stream(this, query) as AsyncIterableIterator<QueryResult<R>>;
+  }
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock; worth another try. */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
