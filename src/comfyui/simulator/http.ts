@@ -101,8 +101,11 @@ export class Router {
     return out;
   }
 
-  /** Answers one request (never throws). */
-  async handle(req: IncomingMessage, res: ServerResponse, maxBody: number): Promise<void> {
+  /**
+   * Answers one request (never throws). `beforeReply` is awaited before anything is written
+   * (a paused simulator holds its answers). @default none
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, maxBody: number, beforeReply?: () => Promise<void>): Promise<void> {
     let reply: Reply;
     const url = new URL(req.url ?? '/', 'http://localhost');
     try {
@@ -111,6 +114,7 @@ export class Router {
       reply = err instanceof BodyTooLarge ? text(413, err.message) : SERVER_ERROR();
     }
     applyCacheControl(url.pathname, reply);
+    if (beforeReply) await beforeReply();
     const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : reply.body;
     res.writeHead(reply.status, { ...reply.headers, 'Content-Length': String(body.length) });
     res.end(req.method === 'HEAD' ? undefined : body);

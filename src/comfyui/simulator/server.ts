@@ -15,6 +15,7 @@ import { PromptExecutor } from './executor.js';
 import { codepointCompare, type Folders } from './files.js';
 import { originRejected, Router, text } from './http.js';
 import type { ClassContext, ModelLists } from './node-classes.js';
+import { PauseGate } from './pause.js';
 import { PromptQueue } from './prompt-queue.js';
 import { PyFloat, type PyDict, type PyValue } from './py.js';
 import { registerRoutes, systemStats } from './routes.js';
@@ -60,6 +61,19 @@ export interface Simulator {
   close(): Promise<void>;
   /** Test hook: abruptly terminates every WebSocket (like a network drop). */
   dropSockets(): void;
+  /**
+   * Test hook, like SIGSTOP: connections are still accepted but nothing is read or answered (no
+   * HTTP reply, no WebSocket message, no pong) and the running prompt's timers stand still.
+   */
+  pause(): void;
+  /** Like SIGCONT after `pause()`: held requests are answered and execution continues where it stood. */
+  resume(): void;
+  /**
+   * Test hook: the model files "installed" now, per folder (a folder left out keeps its list).
+   * Seen at once by /object_info, /models and validation, as ComfyUI rescans a model folder
+   * whose modification time changed.
+   */
+  setModels(models: SimulatorOptions['models']): void;
 }
 
 /** The model files of the Kontext template (PROTOCOL.md 9.1). */
@@ -90,6 +104,13 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     text_encoders: [...(options.models?.text_encoders ?? DEFAULT_MODELS.text_encoders)].sort(codepointCompare),
     vae: [...(options.models?.vae ?? DEFAULT_MODELS.vae)].sort(codepointCompare),
   };
+  const setModels = (next: SimulatorOptions['models']): void => {
+    // In place: the route and node-class contexts hold this object.
+    for (const folder of ['diffusion_models', 'text_encoders', 'vae'] as const) {
+      const list = next?.[folder];
+      if (list) models[folder] = [...list].sort(codepointCompare);
+    }
+  };
   const classCtx: ClassContext = { folders, models };
   const maxUpload = options.maxUploadSize ?? DEFAULT_MAX_UPLOAD;
   const previewMethod = options.previewMethod ?? 'none';
@@ -102,19 +123,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     ]);
 
   let closed = false;
-  const sleepers = new Set<() => void>();
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      if (closed) return resolve();
-      const done = (): void => {
-        sleepers.delete(done);
-        clearTimeout(timer);
-        resolve();
-      };
-      // A zero step still yields to the event loop so requests (an interrupt) get in.
-      const timer = setTimeout(done, Math.max(0, ms));
-      sleepers.add(done);
-    });
+  // Every timer of the executor goes through the gate, so a pause freezes execution.
+  const gate = new PauseGate();
+  const sleep = (ms: number): Promise<void> => gate.sleep(ms);
 
   const outputCache = new OutputCache();
   const objectCache = new ObjectCache();
@@ -162,11 +173,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   router.add('GET', '/ws', () => text(400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".'));
 
   const server = http.createServer((req, res) => {
-    void router.handle(req, res, maxUpload);
+    void router.handle(req, res, maxUpload, () => gate.whenRunning());
   });
   server.keepAliveTimeout = 75_000;
+  server.on('connection', (socket) => gate.track(socket));
+  gate.onResume(() => hub.hold(false));
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
-  server.on('upgrade', (req, socket, head) => {
+  server.on('upgrade', async (req, socket, head) => {
+    // A handshake read just before a pause is answered after the resume.
+    await gate.whenRunning();
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (closed || (url.pathname !== '/ws' && url.pathname !== '/api/ws')) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\nConnection: close\r\n\r\n404: Not Found');
@@ -197,6 +212,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const signal = { closed: false };
   const worker = (async () => {
     for (;;) {
+      await gate.whenRunning();
       const got = await queue.get(signal);
       if (!got) return;
       running = true;
@@ -231,6 +247,13 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     port,
     baseDir,
     dropSockets: () => hub.dropAll(),
+    pause: () => {
+      if (closed) return;
+      hub.hold(true);
+      gate.pause();
+    },
+    resume: () => gate.resume(),
+    setModels,
     close: () => {
       closing ??= (async () => {
         // Like a killed ComfyUI: connections are cut first, so no client hears the abandoned
@@ -241,8 +264,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         wss.close();
         server.closeAllConnections();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // A paused simulator's held sockets are cut too (SIGKILL works on a stopped process).
+        for (const socket of gate.openSockets()) socket.destroy();
         exec.interrupt();
-        for (const wake of [...sleepers]) wake();
+        gate.release();
         queue.wake();
         await Promise.race([worker, new Promise((r) => setTimeout(r, 2000).unref())]);
         await serverClosed;

@@ -23,6 +23,8 @@ export class SocketHub implements MessageSink {
   private readonly all = new Set<WebSocket>();
   private outbox: Outgoing[] = [];
   private flushing = false;
+  /** While set (the simulator is paused), messages wait in the outbox. */
+  private holding = false;
 
   constructor(
     private readonly serverFeatures: () => PyDict,
@@ -128,6 +130,12 @@ export class SocketHub implements MessageSink {
     return isDict(f) && f.get('supports_preview_metadata') === true;
   }
 
+  /** Holds every message back (pause) or sends what was held and continues (resume). */
+  hold(on: boolean): void {
+    this.holding = on;
+    if (!on && this.outbox.length > 0) this.scheduleFlush();
+  }
+
   /** Sends everything queued so far, in order (used before the process ends). */
   flushNow(): void {
     const batch = this.outbox;
@@ -141,7 +149,7 @@ export class SocketHub implements MessageSink {
     // Like ComfyUI's send_sync: the message leaves after the current handler (e.g. the HTTP reply).
     setImmediate(() => {
       this.flushing = false;
-      this.flushNow();
+      if (!this.holding) this.flushNow();
     });
   }
 
