@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { openDatabase } from '../src/db/database.js';
+import { insertImages } from '../src/db/images.js';
 import { insertTask } from '../src/db/tasks.js';
 import { makeImage } from './helpers/images.js';
 import { startServiceProcess, type Child } from './helpers/processes.js';
@@ -227,6 +229,57 @@ describe('generate, tasks list/show, images check and cleanup on a running stack
     const run = await kontext(['generate', '--image', join(scratch, 'ref.png'), '--prompt', 'x', '--out', join(scratch, 'none'), '--url', url]);
     expect(run.code).toBe(3);
     expect(run.stderr).toBe(`kontext generate: the service at ${url} is not reachable (ECONNREFUSED); is it running? Set --url or PORT\n`);
+  });
+});
+
+describe('tasks list/show with hostile task text', () => {
+  // Sets the window title, rings the bell and clears the screen when printed raw.
+  const HOSTILE = '\u001b]0;pwned\u0007\u001b[2J';
+  const VISIBLE = '\\x1b]0;pwned\\x07\\x1b[2J';
+  let env: Record<string, string>;
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = join(scratch, 'hostile');
+    env = { DATA_DIR: dataDir };
+    const db = await openDatabase({ file: join(dataDir, 'kontext.db') });
+    const at = new Date().toISOString();
+    // A C1 CSI (U+009B) and a bidi override too: JSON.stringify leaves both raw.
+    await insertTask(db, { id: 'evil-1', description: `make it red${HOSTILE}\u009b2J\u202e`, status: 'failed', result_path: JSON.stringify([join(dataDir, 'images', 'evil-1', '0.png'), '/srv/elsewhere/old.png']), error_message: `ComfyUI said ${HOSTILE}`, created_at: at, updated_at: at });
+    await insertImages(db, [{ task_id: 'evil-1', idx: 0, seed: 1, prompt_id: 'p-evil-1-0', status: 'failed', worker: null, error: `node error ${HOSTILE}` }]);
+    await insertTask(db, { id: 'legacy-2', description: 'old', status: 'completed', result_path: JSON.stringify([join(dataDir, 'outputs', 'legacy-2.png')]), error_message: null, created_at: at, updated_at: at });
+    await db.destroy();
+  });
+
+  it('prints control characters visibly escaped; no ESC, BEL or C1 byte reaches the terminal', async () => {
+    const [list, show, legacy, missing] = await Promise.all([
+      kontext(['tasks', 'list'], env),
+      kontext(['tasks', 'show', 'evil-1'], env),
+      kontext(['tasks', 'show', 'legacy-2'], env),
+      kontext(['tasks', 'show', `nope${HOSTILE}`], env),
+    ]);
+    for (const run of [list, show, legacy, missing]) {
+      expect(run.stdout + run.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    }
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain(`make it red${VISIBLE}\\x9b2J\\u202e`);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain(`description  make it red${VISIBLE}`);
+    expect(show.stdout).toContain(`error        ComfyUI said ${VISIBLE}`);
+    expect(show.stdout).toContain(`node error ${VISIBLE}`);
+    // The legacy result path, relative to DATA_DIR like REST shows it.
+    expect(legacy.stdout).toContain('result       outputs/legacy-2.png\n');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`task nope${VISIBLE} not found`);
+  });
+
+  it('--json stays JSON with the text intact, and result_path relative to DATA_DIR', async () => {
+    const run = await kontext(['tasks', 'show', 'evil-1', '--json'], env);
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    const task = JSON.parse(run.stdout) as { description: string; error_message: string; result_path: string[] };
+    expect(task.description).toBe(`make it red${HOSTILE}\u009b2J\u202e`);
+    expect(task.error_message).toBe(`ComfyUI said ${HOSTILE}`);
+    expect(task.result_path).toEqual(['images/evil-1/0.png', 'old.png']);
   });
 });
 

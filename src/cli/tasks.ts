@@ -5,12 +5,13 @@
  */
 import { join } from 'node:path';
 import { finishOpenImages, imagesOfTask, imagesOfTasks } from '../db/images.js';
-import { findTask, listTasks, queuePosition, resultPaths, saveFrame } from '../db/tasks.js';
+import { findTask, listTasks, queuePosition, saveFrame } from '../db/tasks.js';
 import { TASK_STATUSES, type ImageRow, type TaskRow, type TaskStatus } from '../db/types.js';
 import { emptyFrame, isFinal } from '../tasks/progress-frame.js';
+import { publicResultPaths } from '../tasks/public-result-paths.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
-import { clip, CommandError, EXIT, printJson, printTable, UsageError } from './output.js';
+import { clip, CommandError, escapeControl, EXIT, printJson, printTable, UsageError } from './output.js';
 import { errorDetail, fetchService, serviceUrl, ServiceUnreachableError } from './service.js';
 
 const LIST_USAGE = `Usage: kontext tasks list [--status <status>] [--limit <n>] [--json]
@@ -124,15 +125,15 @@ export const tasksCancelCommand: Command = {
       throw err;
     }
     if (res.status === 404) throw new CommandError(`task ${id} not found (asked the service at ${url})`);
-    if (res.status !== 200) throw new CommandError(`cancelling task ${id} failed (${res.status}): ${await errorDetail(res)}`);
+    if (res.status !== 200) throw new CommandError(`cancelling task ${id} failed (${res.status}): ${escapeControl(await errorDetail(res))}`);
     const body = (await res.json()) as { status: TaskStatus; images?: string[] };
     if (body.status === 'cancelled') {
       const kept = body.images?.length ?? 0;
-      console.log(`task ${id} cancelled${kept ? ` (${kept} finished image${kept === 1 ? '' : 's'} kept)` : ''}`);
+      console.log(`task ${escapeControl(id)} cancelled${kept ? ` (${kept} finished image${kept === 1 ? '' : 's'} kept)` : ''}`);
       return EXIT.OK;
     }
     if (isFinal(body.status)) {
-      console.log(`task ${id} is already ${body.status}; nothing to cancel`);
+      console.log(escapeControl(`task ${id} is already ${body.status}; nothing to cancel`));
       return EXIT.OK;
     }
     throw new CommandError(`task ${id} is still ${body.status} after the cancel; see the service's log`);
@@ -146,7 +147,7 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
     const task = await findTask(db, id);
     if (!task) throw new CommandError(`task ${id} not found in ${join(dataDirOf(config), 'kontext.db')} (the service at ${unreachable.url} is not running)`);
     if (isFinal(task.status)) {
-      console.log(`task ${id} is already ${task.status}; nothing to cancel`);
+      console.log(escapeControl(`task ${id} is already ${task.status}; nothing to cancel`));
       return EXIT.OK;
     }
     if (task.status === 'processing') {
@@ -164,12 +165,12 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
       throw new CommandError(`task ${id} is now ${now?.status ?? 'gone'}: a service picked it up meanwhile; cancel it through that service (--url)`);
     }
     await finishOpenImages(db, id, 'cancelled', at);
-    console.log(`task ${id} cancelled in the database (the service at ${unreachable.url} is not running)`);
+    console.log(escapeControl(`task ${id} cancelled in the database (the service at ${unreachable.url} is not running)`));
     return EXIT.OK;
   });
 }
 
-/** A task as `--json` shows it: the database's fields, result paths parsed, image files absolute. */
+/** A task as `--json` shows it: the database's fields, result paths parsed (relative to DATA_DIR, as REST shows them), image files absolute. */
 function taskJson(task: TaskRow, images: ImageRow[], dataDir: string): Record<string, unknown> {
   return {
     id: task.id,
@@ -183,7 +184,7 @@ function taskJson(task: TaskRow, images: ImageRow[], dataDir: string): Record<st
     seed: task.base_seed,
     workflow: task.workflow,
     error_message: task.error_message,
-    result_path: resultPaths(task.result_path),
+    result_path: publicResultPaths(task.result_path, dataDir),
     created_at: task.created_at,
     started_at: task.started_at,
     finished_at: task.finished_at,
@@ -222,10 +223,11 @@ function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | n
     ['claimed by', t.claimed_by ? `${String(t.claimed_by)} until ${String(t.lease_expires_at)}` : null],
     ['error', t.error_message],
   ];
-  for (const [k, v] of lines) if (v !== null && v !== undefined) console.log(`${k.padEnd(12)} ${String(v)}`);
+  // Task text (description, errors, claims) is the service's or its callers': printed escaped.
+  for (const [k, v] of lines) if (v !== null && v !== undefined) console.log(`${k.padEnd(12)} ${escapeControl(String(v))}`);
   const legacy = t.result_path as string[];
   if (images.length === 0) {
-    if (legacy.length) for (const p of legacy) console.log(`${'result'.padEnd(12)} ${p}`);
+    if (legacy.length) for (const p of legacy) console.log(`${'result'.padEnd(12)} ${escapeControl(p)}`);
     return;
   }
   console.log('');

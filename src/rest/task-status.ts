@@ -3,7 +3,6 @@
  * service's shape, extended with what the engine adds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { resultPaths } from '../db/tasks.js';
 import type { TaskService, TaskView } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
 
@@ -30,7 +29,8 @@ export function taskStatusBody(view: TaskView, baseUrl: string): Record<string, 
     images: images
       .filter((i) => i.status === 'completed')
       .map((i) => `${baseUrl}/api/image/${encodeURIComponent(task.id)}?index=${i.idx}`),
-    result_path: resultPaths(task.result_path),
+    // Relative to DATA_DIR: the old service showed absolute server paths.
+    result_path: view.resultPaths,
     error_message: task.error_message,
     queue_position: view.queuePosition,
     created_at: task.created_at,

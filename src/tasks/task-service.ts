@@ -17,6 +17,7 @@ import { paramsHash, ValidationError, type GenerateParams } from './generate-par
 import { newTaskId, promptIdFor } from './ids.js';
 import type { ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
+import { publicResultPaths } from './public-result-paths.js';
 
 /** A task with its images, as every interface shows it. */
 export interface TaskView {
@@ -24,6 +25,8 @@ export interface TaskView {
   images: ImageRow[];
   /** 1 = next to start; only while pending. */
   queuePosition: number | null;
+  /** The legacy `result_path` list, relative to DATA_DIR (see publicResultPaths). */
+  resultPaths: string[];
 }
 
 /** The same idempotency key was used with different parameters. */
@@ -143,7 +146,12 @@ export class TaskService {
     const { db } = this.options;
     const task = await findTask(db, id);
     if (!task) return undefined;
-    return { task, images: await imagesOfTask(db, id), queuePosition: await this.position(task) };
+    return {
+      task,
+      images: await imagesOfTask(db, id),
+      queuePosition: await this.position(task),
+      resultPaths: publicResultPaths(task.result_path, this.options.dataDir),
+    };
   }
 
   /**
