@@ -16,6 +16,8 @@ import {
   ComfyExecutionError,
   ComfyInterruptedError,
   ComfyPromptVanishedError,
+  ComfyQueueTimeoutError,
+  ComfyRunTimeoutError,
   ComfyTimeoutError,
   ComfyUnreachableError,
   ComfyValidationError,
@@ -130,10 +132,13 @@ describe('ComfyWorker on a healthy simulator', () => {
   });
 
   it('yields the images of a fully cached resubmit, with cached: true', async () => {
+    // No re-check for a minute, and a run limit well below it: only `executing null` (sent
+    // although no node ran) can finish the cached run in time, not the idle reconcile.
+    const patient = await startedWorker(sim.url, { silenceMs: 60_000, pollMs: 60_000 });
     const prompt = variant(base, { seed: seed++, steps: 3 });
-    const first = await worker.run(randomUUID(), prompt, { outputNode: '136', timeoutMs: 10_000 });
+    const first = await patient.run(randomUUID(), prompt, { outputNode: '136', timeoutMs: 10_000 });
     const rec = recorder();
-    const again = await worker.run(randomUUID(), prompt, { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 10_000 });
+    const again = await patient.run(randomUUID(), prompt, { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 5_000, queueTimeoutMs: 5_000 });
     expect(again.cached).toBe(true);
     expect(again.images).toEqual(first.images);
     expect(rec.events.some((e) => e.type === 'progress' || e.type === 'executing')).toBe(false);
@@ -267,12 +272,12 @@ describe('ComfyWorker on a healthy simulator', () => {
     expect(entry).toBeInstanceOf(ComfyInterruptedError);
   });
 
-  it('bounds the wait with timeoutMs: ComfyTimeoutError naming the worker and the time waited', async () => {
+  it('bounds the run with timeoutMs: ComfyRunTimeoutError naming the worker and the limit', async () => {
     const promptId = randomUUID();
     const started = Date.now();
     const err = await worker.run(promptId, variant(base, { seed: seed++, steps: 400 }), { outputNode: '136', timeoutMs: 300 }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ComfyTimeoutError);
-    expect(err).toMatchObject({ waitedMs: 300, worker: sim.url });
+    expect(err).toBeInstanceOf(ComfyRunTimeoutError);
+    expect(err).toMatchObject({ waitedMs: 300, worker: sim.url, promptId });
     expect((err as Error).message).toContain(sim.url);
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(worker.inFlight()).toEqual([]);
@@ -377,6 +382,102 @@ describe('ComfyWorker when things go wrong', () => {
     const http = new ComfyHttpClient(sim.url);
     await http.interrupt(promptId); // the prompt itself outlives the worker
     await http.close();
+  });
+});
+
+describe('ComfyWorker deadlines: the run is bounded from its start, the wait in the queue separately', () => {
+  let sim: Simulator;
+  let worker: ComfyWorker;
+  let base: ApiPrompt;
+  let seed = 5_000;
+
+  beforeAll(async () => {
+    // 50 ms per step: a prompt of n steps runs about n × 50 ms.
+    sim = await startSimulator({ port: 0, stepMs: 50 });
+    worker = new ComfyWorker(sim.url, FAST);
+    await worker.start();
+    base = await uploadReference(worker);
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    await sim?.close();
+  });
+  afterEach(async () => {
+    // Leave an empty queue to the next test.
+    const queue = await worker.http.getQueue();
+    await Promise.all([...queue.queue_pending, ...queue.queue_running].map((item) => worker.cancel(item[1]).catch(() => undefined)));
+  });
+
+  it('does not count the time queued behind other prompts against timeoutMs (live messages)', async () => {
+    // Four prompts of ~0.7 s each against a 1.5 s limit: each run is well within it, while the
+    // third and fourth finish 2.1 s and 2.8 s after their submission.
+    const ids = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const recs = ids.map(() => recorder());
+    const results = await Promise.all(
+      ids.map((id, i) => worker.run(id, variant(base, { seed: seed++, steps: 14 }), { outputNode: '136', onEvent: recs[i]!.onEvent, timeoutMs: 1_500 })),
+    );
+    expect(results.map((r) => r.promptId)).toEqual(ids);
+    expect(results.every((r) => r.images.length > 0)).toBe(true);
+    const last = recs[3]!.events.map((e) => e.type);
+    expect(last.indexOf('queued')).toBeGreaterThanOrEqual(0);
+    expect(last.indexOf('queued')).toBeLessThan(last.indexOf('started'));
+  });
+
+  it('starts the run deadline of an attached prompt when polling finds it running', async () => {
+    // Submitted by another client: no messages, the worker learns the start from GET /queue.
+    const blocker = randomUUID();
+    const promptId = randomUUID();
+    await worker.http.queuePrompt({ prompt: variant(base, { seed: seed++, steps: 40 }), promptId: blocker }); // ~2 s
+    await worker.http.queuePrompt({ prompt: variant(base, { seed: seed++, steps: 12 }), promptId }); // ~0.6 s, after ~2 s in the queue
+    const rec = recorder();
+    const result = await worker.attach(promptId, { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 1_300 });
+    expect(result.images.length).toBeGreaterThan(0);
+    const types = rec.events.map((e) => e.type);
+    expect(types.indexOf('queued')).toBeGreaterThanOrEqual(0);
+    expect(types.indexOf('queued')).toBeLessThan(types.indexOf('started'));
+  });
+
+  it('times out a prompt that runs longer than timeoutMs, after it started, with ComfyRunTimeoutError', async () => {
+    const blockerRec = recorder();
+    const blocking = worker.run(randomUUID(), variant(base, { seed: seed++, steps: 40 }), { outputNode: '136', onEvent: blockerRec.onEvent, timeoutMs: 10_000 });
+    await blockerRec.waitFor((e) => e.type === 'started');
+    const rec = recorder();
+    const promptId = randomUUID();
+    // ~2 s in the queue, then 200 steps (~10 s) against a 1 s limit.
+    const err = await worker.run(promptId, variant(base, { seed: seed++, steps: 200 }), { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 1_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyRunTimeoutError);
+    expect(err).toBeInstanceOf(ComfyTimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', promptId, operation: `prompt ${promptId} to finish`, waitedMs: 1_000, worker: sim.url });
+    expect((err as Error).message).toBe(`ComfyUI at ${sim.url}: prompt ${promptId} ran for more than 1 s (its limit) without finishing`);
+    expect(rec.events.some((e) => e.type === 'started')).toBe(true); // its deadline ran from its start, not from its submission
+    expect(rec.events.some((e) => e.type === 'progress')).toBe(true);
+    expect((await blocking).images.length).toBeGreaterThan(0);
+    expect(worker.inFlight()).toEqual([]);
+    expect(await worker.reconcile(promptId)).toEqual({ state: 'running' }); // the caller decides whether to cancel it
+  });
+
+  it('gives up on a prompt stuck in the queue after queueTimeoutMs and removes it from the queue', async () => {
+    const blockerRec = recorder();
+    const blocker = randomUUID();
+    const blocking = worker.run(blocker, variant(base, { seed: seed++, steps: 1_000 }), { outputNode: '136', onEvent: blockerRec.onEvent, timeoutMs: 60_000 });
+    await blockerRec.waitFor((e) => e.type === 'progress');
+    const rec = recorder();
+    const promptId = randomUUID();
+    const err = await worker
+      .run(promptId, variant(base, { seed: seed++, steps: 3 }), { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 60_000, queueTimeoutMs: 500 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyQueueTimeoutError);
+    expect(err).not.toBeInstanceOf(ComfyRunTimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', promptId, removed: true, waitedMs: 500, operation: `prompt ${promptId} to start` });
+    expect((err as Error).message).toBe(
+      `prompt ${promptId} waited in the queue of ComfyUI at ${sim.url} for 0.5 s without starting; it was removed from that queue`,
+    );
+    expect(rec.events.some((e) => e.type === 'queued')).toBe(true);
+    expect(rec.events.some((e) => e.type === 'started')).toBe(false);
+    expect(await worker.reconcile(promptId)).toEqual({ state: 'vanished' }); // deleted: it will never run there
+    expect(worker.inFlight()).toEqual([blocker]); // the running prompt is not affected
+    await worker.cancel(blocker);
+    await expect(blocking).rejects.toBeInstanceOf(ComfyInterruptedError);
   });
 });
 

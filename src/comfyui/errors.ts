@@ -63,6 +63,45 @@ export class ComfyTimeoutError extends ComfyError {
   }
 }
 
+/**
+ * A prompt ran longer than its own limit (`RunOptions.timeoutMs`, counted from its start, not from
+ * its submission). The prompt may still run on ComfyUI: the caller decides whether to cancel it.
+ * `operation` stays `prompt <id> to finish` for callers that test it.
+ */
+export class ComfyRunTimeoutError extends ComfyTimeoutError {
+  override name = 'ComfyRunTimeoutError';
+  constructor(
+    worker: string,
+    readonly promptId: string,
+    /** The limit of its run, in milliseconds. */
+    limitMs: number,
+  ) {
+    super(worker, `prompt ${promptId} to finish`, limitMs);
+    // The base message counts from the call; say what is measured here.
+    this.message = `ComfyUI at ${worker}: prompt ${promptId} ran for more than ${seconds(limitMs)} s (its limit) without finishing`;
+  }
+}
+
+/**
+ * A prompt waited in ComfyUI's queue longer than `RunOptions.queueTimeoutMs` without starting.
+ * `removed` tells whether the worker deleted it from that queue (it will then never run there, so
+ * submitting it elsewhere is safe) or could not (the server did not answer: it may still run).
+ */
+export class ComfyQueueTimeoutError extends ComfyTimeoutError {
+  override name = 'ComfyQueueTimeoutError';
+  constructor(
+    worker: string,
+    readonly promptId: string,
+    waitedMs: number,
+    readonly removed: boolean,
+  ) {
+    super(worker, `prompt ${promptId} to start`, waitedMs);
+    this.message =
+      `prompt ${promptId} waited in the queue of ComfyUI at ${worker} for ${seconds(waitedMs)} s without starting; ` +
+      (removed ? 'it was removed from that queue' : 'it could not be removed from that queue and may still run');
+  }
+}
+
 /** An HTTP status we did not expect (anything but the documented answers). */
 export class ComfyHttpError extends ComfyError {
   override name = 'ComfyHttpError';
@@ -226,4 +265,9 @@ function flattenNodeErrors(nodeErrors: NodeErrors): ValidationProblem[] {
 function describeProblem(p: ValidationProblem): string {
   const where = p.nodeId === undefined ? '' : `node ${p.nodeId}${p.classType ? ` (${p.classType})` : ''}${p.inputName ? ` input ${p.inputName}` : ''}: `;
   return `${where}${p.message}${p.details ? `: ${p.details}` : ''}`;
+}
+
+/** Milliseconds as seconds for messages: whole seconds, or one decimal below 10 s. */
+function seconds(ms: number): string {
+  return ms >= 10_000 ? String(Math.round(ms / 1000)) : String(Math.round(ms / 100) / 10);
 }

@@ -17,8 +17,14 @@
  * waiting), or gone (→ `ComfyPromptVanishedError`, after a second history read so that a prompt
  * finishing between the two calls is not mistaken for a lost one).
  *
- * Every wait is bounded: `run`/`attach` take a deadline (`ComfyTimeoutError`), every timer is
- * cleared when its prompt settles, and `stop()` rejects whatever is still pending.
+ * Every wait is bounded, by two deadlines per prompt: `queueTimeoutMs` from submission (or
+ * `attach()`) to its start (`ComfyQueueTimeoutError`; the prompt is then deleted from the queue),
+ * and `timeoutMs` from its start to its end (`ComfyRunTimeoutError`), so that time spent queued
+ * behind other prompts does not eat into a prompt's own run. The start is the first sign of it
+ * running: `execution_start`/`execution_cached`/`executing` on the socket, or the prompt found in
+ * `queue_running` by a poll or reconcile (then up to `pollMs`, or `silenceMs` for a silent live
+ * prompt, after the real start). Both timers are cleared when the prompt settles, and `stop()`
+ * rejects whatever is still pending.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -27,6 +33,8 @@ import {
   ComfyExecutionError,
   ComfyInterruptedError,
   ComfyPromptVanishedError,
+  ComfyQueueTimeoutError,
+  ComfyRunTimeoutError,
   ComfyTimeoutError,
   ComfyUnreachableError,
   ComfyWorkerStoppedError,
@@ -90,10 +98,17 @@ export interface ComfyWorkerOptions {
    */
   previewMetadata?: boolean;
   /**
-   * Deadline of `run`/`attach` when the call gives none, in milliseconds.
+   * Limit of a prompt's own run (from its start) when the call gives none, in milliseconds.
    * @default 900_000 (15 minutes)
    */
   runTimeoutMs?: number;
+  /**
+   * Limit of a prompt's wait in ComfyUI's queue (from submission, or from `attach()`, to its
+   * start) when the call gives none, in milliseconds. Generous on purpose: a queue shared with
+   * other clients may hold many long prompts; it ends a wait for a prompt that never starts.
+   * @default 3_600_000 (1 hour)
+   */
+  queueTimeoutMs?: number;
   /**
    * Reconnect tuning of the WebSocket (see `ComfySocketOptions`).
    * @default the ComfySocket defaults
@@ -104,8 +119,10 @@ export interface ComfyWorkerOptions {
 export interface RunOptions {
   /** The node whose images are the result (the SaveImage). */
   outputNode: string;
-  /** Deadline for the whole wait, submission included, in milliseconds. @default the worker's `runTimeoutMs` */
+  /** Limit of the prompt's own run, from its start to its end, in milliseconds (`ComfyRunTimeoutError`). @default the worker's `runTimeoutMs` */
   timeoutMs?: number;
+  /** Limit of its wait in the queue, from submission (or `attach()`) to its start, in milliseconds (`ComfyQueueTimeoutError`). @default the worker's `queueTimeoutMs` */
+  queueTimeoutMs?: number;
   /** Called with each event of this prompt. Exceptions thrown by it are ignored. */
   onEvent?: (event: PromptEvent) => void;
   /** Put the prompt ahead of normal submissions. @default false */
@@ -139,7 +156,12 @@ interface Tracked {
   /** A reconcile is in flight for it. */
   checking: boolean;
   cancelRequested: boolean;
-  deadline: NodeJS.Timeout;
+  /** Limit of its run, started by `markStarted`. */
+  timeoutMs: number;
+  /** Bounds the wait for its start; cleared when it starts. */
+  queueDeadline: NodeJS.Timeout | undefined;
+  /** Bounds its run; set when it starts. */
+  runDeadline: NodeJS.Timeout | undefined;
   promise: Promise<PromptResult>;
   resolve: (result: PromptResult) => void;
   reject: (err: Error) => void;
@@ -154,6 +176,7 @@ export class ComfyWorker {
   private readonly silenceMs: number;
   private readonly pollMs: number;
   private readonly runTimeoutMs: number;
+  private readonly queueTimeoutMs: number;
   private readonly tracked = new Map<string, Tracked>();
   /** Aborted by `stop()`: cancels the sleeps of finishing prompts. */
   private readonly lifetime = new AbortController();
@@ -172,6 +195,7 @@ export class ComfyWorker {
     this.silenceMs = options.silenceMs ?? 20_000;
     this.pollMs = options.pollMs ?? 1_000;
     this.runTimeoutMs = options.runTimeoutMs ?? 900_000;
+    this.queueTimeoutMs = options.queueTimeoutMs ?? 3_600_000;
     this.socket.on('message', (msg) => this.onMessage(msg));
     this.socket.on('preview', (preview) => this.onPreview(preview));
     this.socket.on('open', (event) => this.onOpen(event));
@@ -195,9 +219,10 @@ export class ComfyWorker {
   /**
    * Submits a prompt and waits for its outcome: resolves with the output node's images, or rejects
    * with `ComfyValidationError`, `ComfyExecutionError`, `ComfyInterruptedError` (cancelled),
-   * `ComfyPromptVanishedError` (ComfyUI lost it: resubmit with the same id), `ComfyTimeoutError`
-   * (the prompt may still run: the caller decides whether to cancel), `ComfyUnreachableError`
-   * (fails fast when the server is down) or `ComfyWorkerStoppedError`.
+   * `ComfyPromptVanishedError` (ComfyUI lost it: resubmit with the same id), `ComfyRunTimeoutError`
+   * (ran longer than `timeoutMs`; it may still run: the caller decides whether to cancel),
+   * `ComfyQueueTimeoutError` (did not start within `queueTimeoutMs`; see its `removed`),
+   * `ComfyUnreachableError` (fails fast when the server is down) or `ComfyWorkerStoppedError`.
    *
    * Use a fresh UUID as `promptId`: it is the key for everything, including `attach()` after a crash.
    */
@@ -214,7 +239,8 @@ export class ComfyWorker {
    * prompt resolves (or rejects) at once from its history, a queued or running one is polled
    * every `pollMs` (no live events but `queued`/`started`), a vanished one rejects with
    * `ComfyPromptVanishedError`. Rejects with `ComfyUnreachableError` if the server cannot be
-   * asked. A prompt already in flight here returns the same promise (with `onEvent` added).
+   * asked. Its queue deadline counts from this call; one found running gets its run deadline from
+   * then. A prompt already in flight here returns the same promise (with `onEvent` added).
    */
   attach(promptId: string, options: AttachOptions): Promise<PromptResult> {
     if (this.stopped) return Promise.reject(new ComfyWorkerStoppedError(this.url, promptId));
@@ -320,7 +346,7 @@ export class ComfyWorker {
 
   private track(promptId: string, options: AttachOptions): Tracked {
     this.startTicking();
-    const timeoutMs = options.timeoutMs ?? this.runTimeoutMs;
+    const queueTimeoutMs = options.queueTimeoutMs ?? this.queueTimeoutMs;
     let resolve!: (result: PromptResult) => void;
     let reject!: (err: Error) => void;
     const promise = new Promise<PromptResult>((res, rej) => {
@@ -341,7 +367,9 @@ export class ComfyWorker {
       lastActivity: Date.now(),
       checking: false,
       cancelRequested: false,
-      deadline: setTimeout(() => this.settle(t, new ComfyTimeoutError(this.url, `prompt ${promptId} to finish`, timeoutMs)), timeoutMs),
+      timeoutMs: options.timeoutMs ?? this.runTimeoutMs,
+      queueDeadline: setTimeout(() => void this.onQueueTimeout(t, queueTimeoutMs), queueTimeoutMs),
+      runDeadline: undefined,
       promise,
       resolve,
       reject,
@@ -657,15 +685,52 @@ export class ComfyWorker {
   private settle(t: Tracked, outcome: PromptResult | Error): void {
     if (!this.isCurrent(t)) return;
     this.tracked.delete(t.promptId);
-    clearTimeout(t.deadline);
+    clearTimeout(t.queueDeadline);
+    clearTimeout(t.runDeadline);
     if (outcome instanceof Error) t.reject(outcome);
     else t.resolve(outcome);
   }
 
+  /** The prompt runs: its wait in the queue is over, the limit of its run starts now. */
   private markStarted(t: Tracked): void {
-    if (t.started) return;
+    if (t.started || !this.isCurrent(t)) return; // never a timer for a settled prompt
     t.started = true;
+    clearTimeout(t.queueDeadline);
+    t.queueDeadline = undefined;
+    t.runDeadline = setTimeout(() => this.settle(t, new ComfyRunTimeoutError(this.url, t.promptId, t.timeoutMs)), t.timeoutMs);
     this.emit(t, { type: 'started' });
+  }
+
+  /**
+   * The prompt did not start within `waitedMs`. Look first (it may have started or finished
+   * unnoticed, e.g. with its messages lost); if it still waits, delete it from the queue, so that
+   * the caller may submit it elsewhere without it running twice.
+   */
+  private async onQueueTimeout(t: Tracked, waitedMs: number): Promise<void> {
+    t.queueDeadline = undefined;
+    if (!this.isCurrent(t) || t.started) return;
+    const giveUp = (removed: boolean) => this.settle(t, new ComfyQueueTimeoutError(this.url, t.promptId, waitedMs, removed));
+    // Still being submitted: the POST may yet queue it, so it cannot be said to be removed.
+    if (t.phase === 'submitting') return giveUp(false);
+    let state: ReconcileState;
+    let deleted = false;
+    try {
+      state = await this.reconcile(t.promptId);
+      if (state.state === 'queued') {
+        await this.http.deleteQueued([t.promptId]);
+        deleted = true;
+        state = await this.reconcile(t.promptId); // it may have started between the two calls
+      }
+    } catch {
+      if (this.isCurrent(t) && !t.started) giveUp(false); // the server does not answer: it may still run
+      return;
+    }
+    if (!this.isCurrent(t) || t.started) return;
+    if (state.state === 'finished') this.settleFromEntry(t, state.entry);
+    else if (state.state === 'running') this.markStarted(t);
+    else if (state.state === 'queued') giveUp(false);
+    else if (deleted) giveUp(true);
+    else this.settle(t, new ComfyPromptVanishedError(this.url, t.promptId)); // lost before we looked
   }
 
   /** Forces a reconcile at the next tick. */
