@@ -72,9 +72,9 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     log,
     ...options.engine,
   });
-  const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, workflowName: workflow.name });
+  const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
-  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, corsOrigins: config.corsOrigins, version: VERSION, startedAt };
+  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, corsOrigins: config.corsOrigins, version: VERSION, startedAt, healthDetails: config.healthDetails };
   const yoga = createGraphQLServer({
     service,
     maxFileSize: config.maxFileSize,

@@ -1,6 +1,7 @@
 /**
  * `GET /health` and `GET /ready`: what a load balancer and an operator need to see, from the worker
- * pool's regular checks (no request waits on ComfyUI).
+ * pool's regular checks (no request waits on ComfyUI). Anyone may ask, so the public form names no
+ * internal URL and quotes no error; HEALTH_DETAILS=true adds them.
  */
 import type { ServerResponse } from 'node:http';
 import type { TaskService } from '../tasks/task-service.js';
@@ -13,15 +14,23 @@ export interface HealthSources {
   service: TaskService;
   version: string;
   startedAt: number;
+  /** Add each worker's URL, queue, device and last error, and the database's error (HEALTH_DETAILS). @default false */
+  details?: boolean;
 }
 
+/**
+ * Status, version, uptime, the durable queue's counts, whether the database answers, and per
+ * worker its index in COMFYUI_URL, `reachable` (its last health check answered) and `ready` (it
+ * gets work: reachable and able to run the workflow). `status` is `ok` only when the database and
+ * every worker are both.
+ */
 export async function handleHealth(res: ServerResponse, sources: HealthSources): Promise<void> {
-  const comfyui = sources.pool.members.map((m) => ({
-    url: m.url,
-    reachable: m.healthy,
-    queue: m.queue,
-    device: m.device,
-    last_error: m.lastError,
+  const details = sources.details ?? false;
+  const comfyui = sources.pool.members.map((m, index) => ({
+    index,
+    reachable: m.reachable,
+    ready: m.healthy,
+    ...(details ? { url: m.url, queue: m.queue, device: m.device, last_error: m.lastError } : {}),
   }));
   let database: { ok: boolean; error?: string } = { ok: true };
   let queue = { pending: 0, processing: 0 };
@@ -29,9 +38,10 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
     const counts = await sources.service.counts();
     queue = { pending: counts.pending, processing: counts.processing };
   } catch (err) {
-    database = { ok: false, error: (err as Error).message };
+    // The message may name files and SQL: for operators only.
+    database = details ? { ok: false, error: (err as Error).message } : { ok: false };
   }
-  const ok = database.ok && comfyui.every((w) => w.reachable);
+  const ok = database.ok && comfyui.every((w) => w.reachable && w.ready);
   // 200 while work can be accepted: tasks wait in the durable queue until a worker answers.
   sendJson(res, database.ok ? 200 : 503, {
     status: ok ? 'ok' : 'degraded',

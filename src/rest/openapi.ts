@@ -3,7 +3,11 @@
  * Limits and defaults come from the same constants the routes enforce, so the document cannot
  * drift from the behaviour.
  */
+import { loadConfig } from '../config.js';
 import { DEFAULTS, LIMITS } from '../tasks/generate-params.js';
+
+// The settings' defaults, from the one place that defines them.
+const DEFAULT_CONFIG = loadConfig({});
 
 const detailString = { type: 'object', properties: { detail: { type: 'string' } }, required: ['detail'] } as const;
 const detailList = {
@@ -46,7 +50,11 @@ export function openApiDocument(version: string): Record<string, unknown> {
                   type: 'object',
                   required: ['referenceImage', 'description'],
                   properties: {
-                    referenceImage: { type: 'string', format: 'binary', description: 'PNG, JPEG or WebP, at most MAX_FILE_SIZE bytes.' },
+                    referenceImage: {
+                      type: 'string',
+                      format: 'binary',
+                      description: `PNG, JPEG or WebP, at most MAX_FILE_SIZE bytes (${DEFAULT_CONFIG.maxFileSize} by default) and MAX_IMAGE_PIXELS pixels, width x height (${DEFAULT_CONFIG.maxImagePixels} by default), read from the header before the image is decoded.`,
+                    },
                     description: { type: 'string', minLength: LIMITS.description.min, maxLength: LIMITS.description.max, description: 'The edit instruction.' },
                     count: { type: 'integer', minimum: LIMITS.count.min, maximum: LIMITS.count.max, default: DEFAULTS.count },
                     size: {
@@ -68,7 +76,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
             '409': json(detailString, 'The idempotency key was used with different parameters.'),
             '413': json(detailString, 'The file or the body is too large.'),
             '415': json(detailString, 'The file is not a PNG, JPEG or WebP image.'),
-            '422': json(detailList, 'A field is missing or outside its limits, or the image is empty, truncated or too large in pixels.'),
+            '422': json(detailList, 'A field is missing or outside its limits, or the image is empty, truncated or has more pixels than MAX_IMAGE_PIXELS (`loc` ["body", "referenceImage"], type `upload_too_many_pixels`).'),
           },
         },
       },
@@ -102,6 +110,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/health': {
         get: {
           summary: 'Service health: every ComfyUI worker, the database and the queue',
+          description: 'Worker URLs, devices, queues and errors are shown only with HEALTH_DETAILS=true.',
           responses: { '200': json({ $ref: '#/components/schemas/Health' }, 'The service can accept work (status ok or degraded).'), '503': json({ $ref: '#/components/schemas/Health' }, 'The database is not usable.') },
         },
       },
@@ -128,7 +137,11 @@ export function openApiDocument(version: string): Record<string, unknown> {
             guidance: { type: 'number' },
             seed: { type: 'integer' },
             images: { type: 'array', items: { type: 'string', format: 'uri' }, description: 'Absolute URLs of the finished images.' },
-            result_path: { type: 'array', items: { type: 'string' }, description: 'Paths of the image files, as the old service reported them.' },
+            result_path: {
+              type: 'array',
+              items: { type: 'string' },
+              description: 'Paths of the image files relative to the data folder (the old service reported absolute paths); prefer `images`.',
+            },
             error_message: { type: ['string', 'null'] },
             queue_position: { type: ['integer', 'null'], description: '1 = next to start; null unless pending.' },
             created_at: { type: 'string', format: 'date-time' },
@@ -138,15 +151,27 @@ export function openApiDocument(version: string): Record<string, unknown> {
         Health: {
           type: 'object',
           properties: {
-            status: { enum: ['ok', 'degraded'] },
+            status: { enum: ['ok', 'degraded'], description: 'ok when the database and every worker are reachable and ready.' },
             comfyui: {
               type: 'array',
               items: {
                 type: 'object',
-                properties: { url: { type: 'string' }, reachable: { type: 'boolean' }, queue: { type: ['integer', 'null'] }, last_error: { type: ['string', 'null'] } },
+                required: ['index', 'reachable', 'ready'],
+                properties: {
+                  index: { type: 'integer', description: 'Position in COMFYUI_URL.' },
+                  reachable: { type: 'boolean', description: 'Its last health check answered.' },
+                  ready: { type: 'boolean', description: 'It gets work: reachable and able to run the workflow.' },
+                  url: { type: 'string', description: 'Only with HEALTH_DETAILS=true.' },
+                  queue: { type: ['integer', 'null'], description: 'Only with HEALTH_DETAILS=true.' },
+                  device: { type: ['string', 'null'], description: 'Only with HEALTH_DETAILS=true.' },
+                  last_error: { type: ['string', 'null'], description: 'Only with HEALTH_DETAILS=true.' },
+                },
               },
             },
-            database: { type: 'object' },
+            database: {
+              type: 'object',
+              properties: { ok: { type: 'boolean' }, error: { type: 'string', description: 'Only with HEALTH_DETAILS=true.' } },
+            },
             queue: { type: 'object', properties: { pending: { type: 'integer' }, processing: { type: 'integer' } } },
             version: { type: 'string' },
             uptime_s: { type: 'integer' },

@@ -23,6 +23,8 @@ export interface RestOptions {
   corsOrigins: string[];
   version: string;
   startedAt: number;
+  /** /health shows worker URLs, queues, devices and errors (HEALTH_DETAILS). @default false */
+  healthDetails?: boolean;
 }
 
 /** Handles a REST request; resolves false when the path is not a REST route. */
@@ -47,7 +49,7 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
   const { service, publicUrl } = options;
   switch (route.name) {
     case 'health':
-      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt });
+      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt, details: options.healthDetails ?? false });
       break;
     case 'ready':
       handleReady(res, options.pool);

@@ -46,17 +46,22 @@ export interface TaskServiceOptions {
   dataDir: string;
   /** Largest upload in bytes (MAX_FILE_SIZE). */
   maxFileSize: number;
+  /** Largest reference image in pixels, width x height (MAX_IMAGE_PIXELS), read from its header before anything decodes it. Required. */
+  maxImagePixels: number;
   /** Recorded on each task. */
   workflowName: string;
 }
+
+/** Longest accepted `after` cursor: cursors are task ids, UUIDs of 36 characters. */
+export const MAX_CURSOR_LENGTH = 36;
 
 export class TaskService {
   constructor(private readonly options: TaskServiceOptions) {}
 
   /** Streams a reference image into storage (see storeUpload for what is rejected). */
   async storeReference(source: Readable): Promise<StoredUpload> {
-    const { dataDir, maxFileSize, db } = this.options;
-    const stored = await storeUpload(source, { dir: join(dataDir, 'uploads'), maxBytes: maxFileSize });
+    const { dataDir, maxFileSize, maxImagePixels, db } = this.options;
+    const stored = await storeUpload(source, { dir: join(dataDir, 'uploads'), maxBytes: maxFileSize, maxPixels: maxImagePixels });
     await saveUpload(db, {
       sha256: stored.sha256,
       file_path: relative(dataDir, stored.path),
@@ -160,6 +165,10 @@ export class TaskService {
    */
   async listTasks(options: { first: number; after?: string; status?: TaskStatus }): Promise<{ tasks: TaskRow[]; hasNextPage: boolean }> {
     const { db } = this.options;
+    // Refused before the lookup, and never echoed whole: the message quotes what it was given.
+    if (options.after && options.after.length > MAX_CURSOR_LENGTH) {
+      throw new ValidationError('after', `after must be a task id of at most ${MAX_CURSOR_LENGTH} characters (got ${options.after.length})`);
+    }
     const cursor = options.after ? await findTask(db, options.after) : undefined;
     if (options.after && !cursor) throw new ValidationError('after', `after: no task ${options.after} (it may have been deleted); start again without a cursor`);
     const rows = await listTasks(db, {
