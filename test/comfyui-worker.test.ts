@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -456,6 +457,19 @@ describe('ComfyWorker deadlines: the run is bounded from its start, the wait in 
     expect(await worker.reconcile(promptId)).toEqual({ state: 'running' }); // the caller decides whether to cancel it
   });
 
+  it('gives a prompt found running at attach() its run deadline from then', async () => {
+    const promptId = randomUUID();
+    await worker.http.queuePrompt({ prompt: variant(base, { seed: seed++, steps: 400 }), promptId });
+    while ((await worker.reconcile(promptId)).state !== 'running') await sleep(20);
+    const rec = recorder();
+    const err = await worker.attach(promptId, { outputNode: '136', onEvent: rec.onEvent, timeoutMs: 500, queueTimeoutMs: 60_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyRunTimeoutError);
+    expect(err).toMatchObject({ promptId, waitedMs: 500 });
+    const types = rec.events.map((e) => e.type);
+    expect(types[0]).toBe('started');
+    expect(types).not.toContain('queued');
+  });
+
   it('gives up on a prompt stuck in the queue after queueTimeoutMs and removes it from the queue', async () => {
     const blockerRec = recorder();
     const blocker = randomUUID();
@@ -489,7 +503,9 @@ async function scriptedComfy(onPrompt: (body: { prompt_id: string; client_id?: s
   const history = new Map<string, unknown>();
   const queue: { queue_running: unknown[][]; queue_pending: unknown[][] } = { queue_running: [], queue_pending: [] };
   const sockets = new Map<string, WebSocket>();
+  let hung = false;
   const server = createHttpServer(async (req, res) => {
+    if (hung) return; // like a SIGSTOPped ComfyUI: the connection stays open, no answer comes
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const path = req.url ?? '/';
@@ -522,6 +538,9 @@ async function scriptedComfy(onPrompt: (body: { prompt_id: string; client_id?: s
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
     send: (clientId: string | undefined, msg: unknown) => sockets.get(clientId ?? '')?.send(JSON.stringify(msg)),
     setRunning: (id: string) => (queue.queue_running = [[0, id, {}, {}, ['136']]]),
+    setPending: (id: string) => queue.queue_pending.push([1, id, {}, {}, ['136']]),
+    /** From now on no HTTP request is answered. */
+    hang: () => (hung = true),
     finish: (id: string) => {
       queue.queue_running = [];
       history.set(id, {
@@ -572,6 +591,23 @@ describe('ComfyWorker against a scripted server that loses things', () => {
     const worker = await startedWorker(comfy.url, { silenceMs: 300 });
     const result = await worker.run(randomUUID(), kontextPrompt('x.png'), { outputNode: '136', timeoutMs: 5_000 });
     expect(result.images).toEqual(comfy.images);
+  });
+
+  it('gives up on a queued prompt when the server stops answering, saying it may still run', async () => {
+    const comfy = await scriptedComfy((body, reply) => {
+      comfy.setPending(body.prompt_id); // behind something that never ends
+      reply(200);
+      comfy.hang();
+    });
+    const worker = await startedWorker(comfy.url, { timeoutMs: 300, silenceMs: 60_000 });
+    const promptId = randomUUID();
+    const err = await worker.run(promptId, kontextPrompt('x.png'), { outputNode: '136', timeoutMs: 60_000, queueTimeoutMs: 500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyQueueTimeoutError);
+    expect(err).toMatchObject({ promptId, removed: false });
+    expect((err as Error).message).toBe(
+      `prompt ${promptId} waited in the queue of ComfyUI at ${comfy.url} for 0.5 s without starting; it could not be removed from that queue and may still run`,
+    );
+    expect(worker.inFlight()).toEqual([]);
   });
 
   it('sends POST /prompt again when a dropped connection provably never delivered it', async () => {
