@@ -1,7 +1,9 @@
 /**
- * The ComfyUI servers the engine runs images on. Each gets a health check (`/system_stats`) on a
- * timer and a check of the workflow against its `/object_info` when it first answers; only a
- * healthy server that can run the workflow is handed work. Each server takes at most `slots`
+ * The ComfyUI servers the engine runs images on. Each gets a health check (`/system_stats` and
+ * `/queue`) on a timer and a check of the workflow against its `/object_info`: when it first
+ * answers, whenever it comes back (its socket reconnects, or a check succeeds after failures) and
+ * periodically while the workflow cannot run there (a model may have been installed since). Only
+ * a healthy server that can run the workflow is handed work. Each server takes at most `slots`
  * prompts at once: one running and one waiting in its own queue, so the GPU never idles between
  * images but cancellation and ordering stay ours.
  */
@@ -15,15 +17,17 @@ import { silentLogger, type Logger } from '../log.js';
 export interface PoolMember {
   url: string;
   worker: ComfyWorker;
-  /** Answered its last health checks and can run the workflow. */
+  /** Gets work: reachable (within `failuresBeforeDown`), can run the workflow, and `beforeUp` done. */
   healthy: boolean;
+  /** The last health check got a valid answer (false before the first one). */
+  reachable: boolean;
   /** Prompts we have on it now. */
   busy: number;
   /** Prompts running plus pending in its queue (all clients), from the last check. */
   queue: number | null;
   device: string | null;
   lastError: string | null;
-  /** The workflow check passed (undefined: not checked yet). */
+  /** The last workflow check passed (undefined: not checked yet). */
   workflowOk: boolean | undefined;
   failures: number;
 }
@@ -37,9 +41,39 @@ export interface WorkerPoolOptions {
   healthIntervalMs?: number;
   /** Failed checks in a row before a server counts as down. @default 2 */
   failuresBeforeDown?: number;
+  /** Time between workflow checks of a server that cannot run the workflow (a model may have been installed). @default 30000 */
+  workflowRecheckMs?: number;
+  /**
+   * Runs before a server that was down (or never up) gets work again, e.g. to clean its queue;
+   * while it runs or if it throws, the server stays out of rotation and the next check tries again.
+   * @default none
+   */
+  beforeUp?: (member: PoolMember) => Promise<void>;
   /** Options of every ComfyWorker. @default ComfyWorker defaults with a 10 s HTTP timeout */
   worker?: ComfyWorkerOptions;
   log?: Logger;
+}
+
+/** What the logs report; each change is logged once. */
+type MemberState = 'unchecked' | 'up' | 'failing' | 'down' | 'excluded' | 'preparing';
+
+/** The pool's own bookkeeping per member. */
+interface Tracking {
+  state: MemberState;
+  /** For 'excluded': the problems last logged, so a different problem is logged too. */
+  loggedError: string | null;
+  /** The check in progress; another request for a check while it runs sets `again`. */
+  checking: Promise<void> | undefined;
+  again: boolean;
+  /** Check the workflow at the next successful check (first answer, reconnect, after failures). */
+  workflowStale: boolean;
+  workflowCheckedAt: number;
+  /** `beforeUp` in progress. */
+  preparing: Promise<void> | undefined;
+  /** Incremented by every failed check: a `beforeUp` started before it is stale. */
+  epoch: number;
+  /** The last `beforeUp` failure logged, so repeated identical failures are logged once. */
+  prepareError: string | null;
 }
 
 export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [member: PoolMember] }> {
@@ -47,8 +81,11 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
   private readonly slots: number;
   private readonly healthIntervalMs: number;
   private readonly failuresBeforeDown: number;
+  private readonly workflowRecheckMs: number;
+  private readonly beforeUp: ((member: PoolMember) => Promise<void>) | undefined;
   private readonly workflow: Workflow;
   private readonly log: Logger;
+  private readonly tracking = new Map<PoolMember, Tracking>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
   private stopped = false;
@@ -58,12 +95,15 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     this.slots = options.slots ?? 2;
     this.healthIntervalMs = options.healthIntervalMs ?? 3000;
     this.failuresBeforeDown = options.failuresBeforeDown ?? 2;
+    this.workflowRecheckMs = options.workflowRecheckMs ?? 30_000;
+    this.beforeUp = options.beforeUp;
     this.workflow = options.workflow;
     this.log = options.log ?? silentLogger;
     this.members = urls.map((url) => ({
       url,
       worker: new ComfyWorker(url, { timeoutMs: 10_000, ...options.worker }),
       healthy: false,
+      reachable: false,
       busy: 0,
       queue: null,
       device: null,
@@ -71,13 +111,36 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
       workflowOk: undefined,
       failures: 0,
     }));
+    for (const m of this.members) {
+      this.tracking.set(m, {
+        state: 'unchecked',
+        loggedError: null,
+        checking: undefined,
+        again: false,
+        workflowStale: true,
+        workflowCheckedAt: 0,
+        preparing: undefined,
+        epoch: 0,
+        prepareError: null,
+      });
+    }
   }
 
   /** Connects to every server (a server that is down is retried in the background) and starts the checks. */
   async start(): Promise<void> {
-    for (const m of this.members) m.worker.socket.on('close', () => void this.check(m));
+    for (const m of this.members) {
+      m.worker.socket.on('close', () => void this.check(m));
+      // A reconnect may be a restarted ComfyUI with other models or nodes: check the workflow again.
+      m.worker.socket.on('open', (event) => {
+        if (!event.reconnected) return;
+        this.track(m).workflowStale = true;
+        void this.check(m);
+      });
+    }
     await Promise.all(this.members.map((m) => m.worker.start().catch(() => undefined)));
     await this.checkAll();
+    // Servers that answered are in rotation when start() returns, also with a `beforeUp`.
+    await Promise.all(this.members.map((m) => this.track(m).preparing));
     this.timer = setInterval(() => void this.checkAll(), this.healthIntervalMs);
     this.timer.unref();
   }
@@ -127,39 +190,128 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     }
   }
 
-  private async check(m: PoolMember): Promise<void> {
+  private track(m: PoolMember): Tracking {
+    return this.tracking.get(m) as Tracking;
+  }
+
+  /** One check at a time per server; a request during a check runs one more right after it. */
+  private check(m: PoolMember): Promise<void> {
+    const t = this.track(m);
+    if (t.checking) {
+      t.again = true;
+      return t.checking;
+    }
+    t.checking = (async () => {
+      try {
+        do {
+          t.again = false;
+          await this.checkOnce(m, t);
+        } while (t.again && !this.stopped);
+      } finally {
+        t.checking = undefined;
+      }
+    })();
+    return t.checking;
+  }
+
+  private async checkOnce(m: PoolMember, t: Tracking): Promise<void> {
     if (this.stopped) return;
     const wasHealthy = m.healthy;
     try {
       const [stats, queue] = await Promise.all([m.worker.http.systemStats(), m.worker.http.getQueue()]);
       m.queue = queue.queue_running.length + queue.queue_pending.length;
       m.device = stats.devices[0]?.name ?? null;
-      m.failures = 0;
-      if (m.workflowOk === undefined) {
+      const due = m.workflowOk === false && Date.now() - t.workflowCheckedAt >= this.workflowRecheckMs;
+      if (t.workflowStale || m.workflowOk === undefined || due) {
         const problems = checkAgainstObjectInfo(this.workflow, await m.worker.http.objectInfo());
+        t.workflowStale = false;
+        t.workflowCheckedAt = Date.now();
         m.workflowOk = problems.length === 0;
-        if (problems.length) {
-          m.lastError = `cannot run workflow ${this.workflow.name}: ${problems.join('; ')}`;
-          for (const problem of problems) this.log.error('ComfyUI worker cannot run the workflow', { worker: m.url, problem });
-        }
+        if (problems.length) m.lastError = `cannot run workflow ${this.workflow.name}: ${problems.join('; ')}`;
       }
-      if (m.workflowOk) {
+      m.reachable = true;
+      m.failures = 0;
+      if (!m.workflowOk) m.healthy = false;
+      else if (wasHealthy) m.lastError = null;
+      else if (!this.beforeUp) {
         m.healthy = true;
         m.lastError = null;
-      }
+      } else this.prepare(m, t);
     } catch (err) {
+      t.epoch++;
+      m.reachable = false;
       m.failures++;
       m.lastError = (err as Error).message;
+      // Whatever changed while it did not answer (a restart, a model removed) shows at the next answer.
+      t.workflowStale = true;
       // A lost socket plus a failed check is enough: don't wait for more checks to move its work.
       if (m.failures >= this.failuresBeforeDown || !wasHealthy || !m.worker.isConnected) m.healthy = false;
     }
     if (this.stopped) return;
-    if (m.healthy && !wasHealthy) {
-      this.log.info('ComfyUI worker up', { worker: m.url, device: m.device });
-      this.emit('up', m);
-    } else if (!m.healthy && wasHealthy) {
-      this.log.warn('ComfyUI worker down', { worker: m.url, error: m.lastError });
-      this.emit('down', m);
+    this.report(m, t);
+    if (m.healthy && !wasHealthy) this.emit('up', m);
+    else if (!m.healthy && wasHealthy) this.emit('down', m);
+  }
+
+  /** Runs `beforeUp` (once at a time) and puts the server into rotation when it succeeds. */
+  private prepare(m: PoolMember, t: Tracking): void {
+    if (t.preparing || !this.beforeUp) return;
+    const epoch = t.epoch;
+    const hook = this.beforeUp;
+    t.preparing = (async () => {
+      try {
+        await hook(m);
+        t.prepareError = null;
+        // Stale if the server stopped answering meanwhile: the next check prepares it again.
+        if (this.stopped || t.epoch !== epoch || !m.reachable || !m.workflowOk || m.healthy) return;
+        m.healthy = true;
+        m.lastError = null;
+        this.report(m, t);
+        this.emit('up', m);
+      } catch (err) {
+        const message = `preparing the server failed: ${(err as Error).message}`;
+        if (m.reachable && m.workflowOk) m.lastError = message;
+        if (t.prepareError !== message) this.log.warn('ComfyUI worker not put back into rotation', { worker: m.url, error: message });
+        t.prepareError = message;
+      } finally {
+        t.preparing = undefined;
+      }
+    })();
+  }
+
+  /** Logs a change of the server's state, once. */
+  private report(m: PoolMember, t: Tracking): void {
+    const state: MemberState = !m.reachable
+      ? m.healthy
+        ? 'failing'
+        : 'down'
+      : m.workflowOk === false
+        ? 'excluded'
+        : m.healthy
+          ? 'up'
+          : 'preparing';
+    const error = state === 'excluded' ? m.lastError : null;
+    if (state === t.state && error === t.loggedError) return;
+    const was = t.state;
+    t.state = state;
+    t.loggedError = error;
+    const fields = { worker: m.url, was };
+    switch (state) {
+      case 'up':
+        this.log.info('ComfyUI worker up', { ...fields, device: m.device });
+        break;
+      case 'failing':
+        this.log.warn('ComfyUI worker did not answer its health check; still in rotation', { ...fields, error: m.lastError, failures: m.failures });
+        break;
+      case 'down':
+        this.log.warn(was === 'unchecked' ? 'ComfyUI worker unreachable' : 'ComfyUI worker down', { ...fields, error: m.lastError });
+        break;
+      case 'excluded':
+        this.log.error('ComfyUI worker cannot run the workflow; excluded until it can', { ...fields, error: m.lastError });
+        break;
+      case 'preparing':
+        this.log.info('ComfyUI worker reachable; preparing it before it gets work', fields);
+        break;
     }
   }
 }
