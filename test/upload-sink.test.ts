@@ -259,7 +259,9 @@ describe('storeUpload: rejected uploads leave nothing behind', fast, () => {
   it("takes busboy's 'limit' event as TOO_LARGE", async () => {
     const source = new Readable({ read() {} });
     source.push(PNG_SIGNATURE);
-    setTimeout(() => source.emit('limit'), 5);
+    // As with busboy, 'limit' comes once the data flows, i.e. once the sink reads (never before it listens).
+    // A 'resume' listener, unlike a 'data' listener, does not start the flow itself.
+    source.once('resume', () => source.emit('limit'));
     const ended = once(source, 'end');
     await rejection(storeUpload(source, { dir, maxBytes: MiB }), 'TOO_LARGE');
     source.push(Buffer.alloc(1000));

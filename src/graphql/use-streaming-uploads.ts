@@ -47,8 +47,14 @@ export function useStreamingUploads(options: StreamingUploadsOptions = {}): Plug
         // mid-file, an unhandled 'error' would kill the process; and the unread rest of the body would
         // hang the keep-alive connection for the client's next request. So: swallow it (the file
         // stream reports it to the resolver) and close the connection once the reply is out.
+        const { req: incoming, res } = serverContext as { req?: IncomingMessage; res?: ServerResponse };
+        // A client that leaves mid-body (or is cut by BODY_TIMEOUT) does not end the web stream Yoga
+        // made of the request: the file part would wait for the rest forever, its part file open on
+        // disk. Destroying the body makes processRequest fail the file stream, and the sink clean up.
+        incoming?.once('close', () => {
+          if (!incoming.complete && !body.destroyed) body.destroy(new Error('the client closed the connection before the body ended'));
+        });
         nodeReq.on('error', () => {
-          const res = (serverContext as { res?: ServerResponse }).res;
           if (!res) return;
           if (!res.headersSent) res.shouldKeepAlive = false; // Node then sends `Connection: close`
           else if (res.writableFinished) res.socket?.destroy();

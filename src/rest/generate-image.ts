@@ -39,19 +39,20 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
     return sendFieldErrors(res, [{ loc: ['body', FILE_FIELD], msg: 'Field required (send multipart/form-data)', type: 'missing' }]);
   }
 
-  let parsed: { fields: Record<string, string>; upload: Promise<StoredUpload> | undefined };
+  const form: Form = { fields: {}, upload: undefined };
   try {
-    parsed = await parseForm(req, options.service, options.maxFileSize, maxBody);
+    await parseForm(req, form, options.service, options.maxFileSize, maxBody);
   } catch (err) {
+    // A file stored before the form failed (a later part crossed the cap, the client left) has no task.
+    if (form.upload) void form.upload.then((s) => options.service.discardUpload(s)).catch(() => undefined);
     res.shouldKeepAlive = false;
     if (err instanceof BodyTooLargeError) return sendDetail(res, 413, err.message);
     return sendDetail(res, 400, `Malformed multipart body: ${(err as Error).message}`);
   }
-
   let stored: StoredUpload | undefined;
   let rejected: UploadRejectedError | undefined;
   try {
-    stored = await parsed.upload;
+    stored = await form.upload;
   } catch (err) {
     if (!(err instanceof UploadRejectedError)) throw err;
     rejected = err;
@@ -61,7 +62,7 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
 
   const raw: RawGenerateParams = {};
   for (const name of FIELDS) {
-    const value = parsed.fields[name];
+    const value = form.fields[name];
     if (value === undefined || value === '') continue;
     raw[name] = NUMERIC.has(name) && /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
   }
@@ -87,30 +88,41 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
 
 class BodyTooLargeError extends Error {}
 
-/** Streams the form: fields are collected, the reference image goes straight into the upload sink. */
-function parseForm(
-  req: IncomingMessage,
-  service: TaskService,
-  maxFileSize: number,
-  maxBody: number,
-): Promise<{ fields: Record<string, string>; upload: Promise<StoredUpload> | undefined }> {
+/** What the form brought: the fields, and the reference image while it streams into the sink. */
+interface Form {
+  fields: Record<string, string>;
+  upload: Promise<StoredUpload> | undefined;
+}
+
+/**
+ * Streams the form into `form`: fields are collected, the reference image goes straight into the
+ * upload sink. Rejects when the body is malformed, too large or cut off; busboy is then destroyed,
+ * which fails the file part still streaming, so the sink deletes its part file.
+ */
+function parseForm(req: IncomingMessage, form: Form, service: TaskService, maxFileSize: number, maxBody: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const fields: Record<string, string> = {};
-    let upload: Promise<StoredUpload> | undefined;
     // busboy reports a file of exactly `fileSize` bytes as truncated: give it one byte more, the sink enforces the limit.
     const bb = busboy({ headers: req.headers, limits: { files: 1, fileSize: maxFileSize + 1, fields: 20, fieldSize: 64 * 1024, parts: 30 } });
+    const fail = (err: Error): void => {
+      req.unpipe(counter);
+      req.resume();
+      bb.destroy(err);
+      reject(err);
+    };
     bb.on('field', (name, value) => {
-      fields[name] = value;
+      form.fields[name] = value;
     });
     bb.on('file', (name, stream) => {
-      if (name !== FILE_FIELD || upload) {
+      // busboy destroys the part stream with its own error when the form fails; unheard, that error ends the process.
+      stream.on('error', () => undefined);
+      if (name !== FILE_FIELD || form.upload) {
         stream.resume();
         return;
       }
-      upload = service.storeReference(stream);
-      upload.catch(() => undefined); // awaited by the caller once the form is read
+      form.upload = service.storeReference(stream);
+      form.upload.catch(() => undefined); // awaited by the caller once the form is read
     });
-    bb.on('close', () => resolve({ fields, upload }));
+    bb.on('close', () => resolve());
     bb.on('error', (err: Error) => reject(err));
     let seen = 0;
     const counter = new Transform({
@@ -120,14 +132,13 @@ function parseForm(
         done(null, chunk);
       },
     });
-    counter.on('error', (err) => {
-      req.unpipe(counter);
-      req.resume();
-      // Ends the file part with an error, so the upload sink cleans up instead of waiting for bytes.
-      bb.destroy(err);
-      reject(err);
+    counter.on('error', fail);
+    req.on('error', fail);
+    // A client that leaves mid-body (or is cut by BODY_TIMEOUT) ends neither busboy nor the file
+    // part: without this the sink would wait for the rest forever, its part file open on disk.
+    req.once('close', () => {
+      if (!req.complete) fail(new Error('the client closed the connection before the body ended'));
     });
-    req.on('error', reject);
     req.pipe(counter).pipe(bb);
   });
 }

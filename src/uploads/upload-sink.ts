@@ -60,6 +60,10 @@ type Limits = Required<Omit<StoreUploadOptions, 'dir'>>;
  * (see its `reason`), leaving nothing behind; `source` is then drained, never destroyed.
  */
 export async function storeUpload(source: Readable, options: StoreUploadOptions): Promise<StoredUpload> {
+  // Heard at once: the source may fail while we await the directory and the file (a client that
+  // left, a body cap), and an 'error' nobody listens to ends the process. `receive` sees it then as
+  // a destroyed source.
+  source.on('error', ignoreError);
   try {
     const limits = readLimits(options);
     const dir = resolve(options.dir);
@@ -263,9 +267,11 @@ async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
   }
 }
 
+function ignoreError(): void {}
+
 /** Lets the rest of `source` flow into nothing, so whoever feeds it (busboy, the HTTP request) can finish. */
 function drain(source: Readable): void {
-  if (source.listenerCount('error') === 0) source.on('error', () => undefined);
+  if (source.listenerCount('error') === 0) source.on('error', ignoreError);
   if (!source.destroyed) source.resume();
 }
 
