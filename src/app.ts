@@ -99,6 +99,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         else res.destroy();
       });
   });
+  // BODY_TIMEOUT: Node counts from a request's first byte until its body arrived in full, so a
+  // trickling or stalled body is cut (408, connection closed) while requests already received
+  // (WebSocket upgrades, SSE streams, slow image downloads) are never touched. Checked every few
+  // seconds instead of Node's 30; the interval is read when the server starts listening.
+  server.requestTimeout = config.bodyTimeoutS * 1000;
+  server.headersTimeout = Math.min(server.headersTimeout, server.requestTimeout);
+  Object.assign(server, { connectionsCheckingInterval: Math.min(5_000, server.requestTimeout / 4) });
   try {
     await listen(server, config.port, config.host);
   } catch (err) {

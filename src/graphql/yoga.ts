@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
 import { schema } from './schema/index.js';
+import { useBodyLimits } from './use-body-limits.js';
 import { useStreamingUploads } from './use-streaming-uploads.js';
 
 /** Options of {@link createGraphQLServer}. */
@@ -51,8 +52,8 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     context: createContextFactory({ service: options.service, publicUrl: options.publicUrl }),
-    // Checked on Content-Length before the body is read (413) and while it streams.
-    maxRequestBodySize: options.maxFileSize + BODY_OVERHEAD,
+    // useBodyLimits (in plugins) has a limit per kind of body instead of one sized for images.
+    maxRequestBodySize: false,
     // Yoga's default reflects any origin *with* credentials.
     cors: { origin: options.corsOrigins, credentials: false, methods: ['GET', 'POST'] },
     // Errors that are not GraphQLErrors reach clients as "Unexpected error." only (Yoga logs the original).
@@ -70,6 +71,8 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
       // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),
+      // After the parsers: it wraps the one chosen. JSON gets 1 MiB, only multipart room for an image.
+      useBodyLimits({ maxFileSize: options.maxFileSize, multipartMargin: BODY_OVERHEAD }),
       ...armor.protect().plugins,
     ],
   });
