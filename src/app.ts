@@ -12,10 +12,12 @@ import sharp from 'sharp';
 import { loadWorkflow, type Workflow } from './comfyui/workflow.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
+import { LiveConnections, wantsEventStream } from './graphql/live-connections.js';
 import { attachGraphQLWs } from './graphql/ws.js';
 import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
+import { createRequestGuard, sendRefusal } from './http/request-guard.js';
 import { silentLogger, type Logger } from './log.js';
-import { sendDetail } from './rest/respond.js';
+import { sendDetail, sendJson } from './rest/respond.js';
 import { handleRest } from './rest/router.js';
 import { TaskEngine, type EngineOptions } from './tasks/engine.js';
 import { createMemoryProgressBus, type ProgressBus } from './tasks/progress-bus.js';
@@ -74,24 +76,36 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
-  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, corsOrigins: config.corsOrigins, version: VERSION, startedAt, healthDetails: config.healthDetails };
+  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails };
   const yoga = createGraphQLServer({
     service,
     maxFileSize: config.maxFileSize,
     publicUrl: config.publicUrl,
     corsOrigins: config.corsOrigins,
+    graphiql: config.graphiql,
     log,
   });
+  // Origin and Host, decided once for every route and the WebSocket upgrade.
+  const guard = createRequestGuard(config);
+  const live = new LiveConnections(config.maxLiveConnections);
 
   const server = createServer((req, res) => {
     const started = Date.now();
     res.on('finish', () => log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }));
+    const refusal = guard(req);
+    if (refusal) {
+      req.resume();
+      sendRefusal(res, refusal, isGraphQLPath(req.url) ? 'graphql' : 'rest');
+      return;
+    }
     // REST first: Yoga's own health check would answer any path ending in /health.
     handleRest(req, res, rest)
       .then(async (handled) => {
         if (handled) return;
-        if (isGraphQLPath(req.url)) await yoga(req, res);
-        else sendDetail(res, 404, 'Not Found');
+        if (!isGraphQLPath(req.url)) sendDetail(res, 404, 'Not Found');
+        // SSE streams count against MAX_LIVE_CONNECTIONS with the WebSockets, until the response closes.
+        else if (wantsEventStream(req) && !live.tryHold(res)) sendJson(res, 503, { errors: [{ message: live.refusal, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
+        else await yoga(req, res);
       })
       .catch((err: unknown) => {
         log.error('request failed', { method: req.method, path: req.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
@@ -112,8 +126,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await db.destroy();
     throw err;
   }
-  // Attached once listening: ws re-emits the server's errors (EADDRINUSE) and graphql-ws logs them as its own.
-  const graphqlWs = attachGraphQLWs(server, { yoga, corsOrigins: config.corsOrigins });
+  const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
   await pool.start();
   await engine.start();
 

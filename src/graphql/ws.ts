@@ -2,14 +2,23 @@
  * GraphQL over WebSocket (`graphql-transport-ws`, graphql-ws) on the HTTP server's port and Yoga's
  * path, running every operation through Yoga's envelop (context, armor limits, error masking).
  *
+ * The upgrade is ours, not ws' own `server` option: the request guard (Origin, Host) and the cap on
+ * live connections answer with a plain HTTP status *before* the handshake, so a refused page never
+ * holds a socket. The glue between ws and graphql-ws's `makeServer` is ours too (it replaces
+ * `graphql-ws/use/ws`), so a socket error is one warn line in our log, not a stack on the console.
+ *
  * Unlike the recipe in Yoga's docs, `onSubscribe` never throws: graphql-ws answers a throw by closing
- * the whole socket (4500), which would end every other subscription on it. A bad document or a
- * rejected limit fails only its own operation.
+ * the whole socket (4500), which would end every other subscription on it. A bad document, a
+ * rejected limit or one subscription too many fails only its own operation.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type execute, type subscribe } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { graphqlRefusalBody, type RequestGuard } from '../http/request-guard.js';
+import { silentLogger, type Logger } from '../log.js';
+import { LiveConnections } from './live-connections.js';
 import type { GraphQLServer } from './yoga.js';
 
 /** Options of {@link attachGraphQLWs}. */
@@ -18,12 +27,14 @@ export interface GraphQLWsOptions {
   yoga: GraphQLServer;
   /** Path of the upgrade requests. @default yoga.graphqlEndpoint ('/graphql') */
   path?: string;
-  /**
-   * Allowed browser origins. An upgrade whose `Origin` is another one is refused with close code
-   * 4403 (cross-site WebSocket hijacking); clients that send no Origin (scripts) pass. Empty allows
-   * any origin. @default []
-   */
-  corsOrigins?: string[];
+  /** Decides on Origin and Host before the handshake; a refusal is answered with its HTTP status (403/421). @default none (all pass) */
+  guard?: RequestGuard;
+  /** The cap shared with SSE streams; at the cap an upgrade gets HTTP 503. @default its own counter of 10_000 */
+  live?: LiveConnections;
+  /** Operations in flight at once on one socket (MAX_SUBSCRIPTIONS_PER_SOCKET); the next one gets an error. @default 100 */
+  maxSubscriptionsPerSocket?: number;
+  /** Where a socket's error (an oversized message, a protocol violation) is reported, once per socket. @default silentLogger */
+  log?: Logger;
   /** Largest incoming message in bytes; a larger one closes the socket with 1009. @default 65536 (ws' own default is 100 MiB) */
   maxPayload?: number;
   /** Interval of the server's pings; a socket without a pong within it is terminated. @default 12_000 */
@@ -42,6 +53,12 @@ export interface GraphQLWsServer {
   dispose(): Promise<void>;
 }
 
+/** What graphql-ws hands to every hook besides its own context. */
+interface Extra {
+  socket: WebSocket;
+  request: IncomingMessage;
+}
+
 /** What `onSubscribe` puts in `rootValue`: Yoga's enveloped execute and subscribe for that operation. */
 interface EnvelopedRoot {
   execute: typeof execute;
@@ -51,55 +68,127 @@ interface EnvelopedRoot {
 /** Serves graphql-ws on `server` at the GraphQL path. */
 export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): GraphQLWsServer {
   const { yoga } = options;
-  const corsOrigins = options.corsOrigins ?? [];
-  const wss = new WebSocketServer({ server, path: options.path ?? yoga.graphqlEndpoint, maxPayload: options.maxPayload ?? 64 * 1024 });
-  const disposable = useServer(
-    {
-      connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
-      // false closes the socket with 4403 Forbidden.
-      onConnect: (ctx) => originAllowed(ctx.extra.request, corsOrigins),
-      execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
-      subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
-      onSubscribe: async (ctx, _id, payload) => {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params: payload,
-        });
-        let document;
-        try {
-          document = parse(payload.query);
-          // graphql-armor's rules throw from validate rather than report.
-          const errors = validate(schema, document);
-          if (errors.length > 0) return errors.map(ownGraphQLError);
-        } catch (err) {
-          return [ownGraphQLError(err)];
-        }
-        const args: ExecutionArgs = {
-          schema,
-          document,
-          operationName: payload.operationName ?? null,
-          variableValues: payload.variables ?? null,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe } satisfies EnvelopedRoot,
-        };
-        return args;
-      },
+  const path = options.path ?? yoga.graphqlEndpoint;
+  const log = options.log ?? silentLogger;
+  const live = options.live ?? new LiveConnections();
+  const maxSubscriptions = options.maxSubscriptionsPerSocket ?? 100;
+  const keepAlive = options.keepAlive ?? 12_000;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 64 * 1024, handleProtocols: (protocols) => handleProtocols(protocols) });
+  const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
+    connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+    execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
+    subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
+    onSubscribe: async (ctx, _id, payload) => {
+      // graphql-ws has already entered this operation in ctx.subscriptions.
+      if (Object.keys(ctx.subscriptions).length > maxSubscriptions) {
+        return [
+          new GraphQLError(`Too many operations on this socket (at most ${maxSubscriptions}, MAX_SUBSCRIPTIONS_PER_SOCKET); complete one first`, {
+            extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' },
+          }),
+        ];
+      }
+      const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+        ...ctx,
+        req: ctx.extra.request,
+        socket: ctx.extra.socket,
+        params: payload,
+      });
+      let document;
+      try {
+        document = parse(payload.query);
+        // graphql-armor's rules throw from validate rather than report.
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors.map(ownGraphQLError);
+      } catch (err) {
+        return [ownGraphQLError(err)];
+      }
+      const args: ExecutionArgs = {
+        schema,
+        document,
+        operationName: payload.operationName ?? null,
+        variableValues: payload.variables ?? null,
+        contextValue: await contextFactory(),
+        rootValue: { execute, subscribe } satisfies EnvelopedRoot,
+      };
+      return args;
     },
-    wss,
-    options.keepAlive ?? 12_000,
-  );
+  });
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Until ws owns it, a reset by the peer must not become an unhandled 'error'.
+    socket.on('error', () => socket.destroy());
+    if ((request.url ?? '/').split('?', 1)[0] !== path) return refuseUpgrade(socket, 404, { detail: 'Not Found' });
+    const refusal = options.guard?.(request);
+    if (refusal) return refuseUpgrade(socket, refusal.status, graphqlRefusalBody(refusal));
+    // Counted from here until the TCP socket closes, also when the handshake below fails.
+    if (!live.tryHold(socket)) return refuseUpgrade(socket, 503, { errors: [{ message: live.refusal, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
+    wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
+  };
+
+  const onConnection = (socket: WebSocket, request: IncomingMessage) => {
+    let reported = false;
+    socket.on('error', (err: Error & { code?: string }) => {
+      // ws has already sent the close frame (1009 for an oversized message); one line, no stack.
+      if (!reported) log.warn('graphql-ws: socket closed on error', { code: err.code, error: err.message });
+      reported = true;
+      if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
+    });
+    let pongWait: NodeJS.Timeout | undefined;
+    const pinger =
+      keepAlive > 0 && Number.isFinite(keepAlive)
+        ? setInterval(() => {
+            if (socket.readyState !== socket.OPEN) return;
+            pongWait ??= setTimeout(() => socket.terminate(), keepAlive);
+            socket.once('pong', () => {
+              clearTimeout(pongWait);
+              pongWait = undefined;
+            });
+            socket.ping();
+          }, keepAlive)
+        : undefined;
+    const closed = graphqlWs.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data, (err) => (err ? reject(err) : resolve()));
+          }),
+        close: (code, reason) => socket.close(code, reason),
+        onMessage: (cb) =>
+          socket.on('message', (data) => {
+            cb(String(data)).catch((err: unknown) => {
+              log.error('graphql-ws: message handling failed', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+              socket.close(CloseCode.InternalServerError, 'Internal server error');
+            });
+          }),
+      },
+      { socket, request },
+    );
+    socket.once('close', (code, reason) => {
+      clearTimeout(pongWait);
+      clearInterval(pinger);
+      void closed(code, String(reason));
+    });
+  };
+
+  server.on('upgrade', onUpgrade);
   return {
     wss,
     dispose: async () => {
-      const disposed = disposable.dispose();
+      server.off('upgrade', onUpgrade);
+      for (const client of wss.clients) client.close(1001, 'Going away');
       // A peer that never answers the close frame would hold shutdown for ws' 30 s closing timeout.
       const timer = setTimeout(() => {
         for (const client of wss.clients) client.terminate();
       }, 1000);
       try {
-        await disposed;
+        await new Promise<void>((resolve) => {
+          if (wss.clients.size === 0) return resolve();
+          const check = () => wss.clients.size === 0 && resolve();
+          for (const client of wss.clients) client.once('close', () => setImmediate(check));
+        });
+        await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
       } finally {
         clearTimeout(timer);
       }
@@ -107,9 +196,13 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   };
 }
 
-function originAllowed(request: IncomingMessage, allowed: string[]): boolean {
-  const origin = request.headers.origin;
-  return !origin || allowed.length === 0 || allowed.includes(origin);
+/** Answers an upgrade request with a plain HTTP status and a JSON body, and closes the connection. */
+function refuseUpgrade(socket: Duplex, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
+      `${status === 503 ? 'Retry-After: 5\r\n' : ''}Connection: close\r\n\r\n${text}`,
+  );
 }
 
 /**

@@ -6,11 +6,12 @@
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import { originAllowed } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
+import { createGraphiQL } from './graphiql.js';
 import { schema } from './schema/index.js';
 import { useBodyLimits } from './use-body-limits.js';
 import { useStreamingUploads } from './use-streaming-uploads.js';
@@ -22,8 +23,13 @@ export interface GraphQLServerOptions {
   maxFileSize: number;
   /** Base of absolute image URLs (PUBLIC_URL). @default undefined (relative URLs) */
   publicUrl: string | undefined;
-  /** Allowed browser origins (CORS_ORIGINS); empty allows any origin, never with credentials. @default [] */
-  corsOrigins: string[];
+  /**
+   * Browser origins answered with CORS headers besides the service's own (CORS_ORIGINS); `'*'` any.
+   * Never with credentials. Other origins are refused before Yoga by the request guard. @default []
+   */
+  corsOrigins: string[] | '*';
+  /** Serve GraphiQL on GET /graphql in a browser (GRAPHIQL), its assets under /graphql/graphiql/. @default true */
+  graphiql?: boolean;
   /** Where Yoga's own lines go, unexpected (masked) errors with their stack included. @default silentLogger */
   log?: Logger;
 }
@@ -48,26 +54,32 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     costLimit: { maxCost: QUERY_LIMITS.maxCost },
     maxTokens: { n: QUERY_LIMITS.maxTokens },
   });
+  const graphiql = options.graphiql === false ? undefined : createGraphiQL({ basePath: `${GRAPHQL_PATH}/graphiql` });
+  const cors = { publicUrl: options.publicUrl, corsOrigins: options.corsOrigins };
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     context: createContextFactory({ service: options.service, publicUrl: options.publicUrl }),
     // useBodyLimits (in plugins) has a limit per kind of body instead of one sized for images.
     maxRequestBodySize: false,
-    // Yoga's default reflects any origin *with* credentials.
-    cors: { origin: options.corsOrigins, credentials: false, methods: ['GET', 'POST'] },
+    // Yoga's default reflects any origin *with* credentials; its origin list echoes any origin when empty
+    // and its single entry to everyone. The guard's allow-list decides instead, per request.
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (!origin || !originAllowed(origin, request.headers.get('host') ?? undefined, cors)) return false;
+      // ['*'] makes Yoga echo this (allowed) origin, with Vary: Origin.
+      return { origin: ['*'], credentials: false, methods: ['GET', 'POST'] };
+    },
     // Errors that are not GraphQLErrors reach clients as "Unexpected error." only (Yoga logs the original).
     maskedErrors: true,
     logging: yogaLogger(options.log ?? silentLogger),
     landingPage: false,
-    // GraphiQL's scripts and styles served from this package, not a CDN: it works on an offline GPU box.
-    renderGraphiQL,
-    graphiql: {
-      title: 'Kontext Gateway',
-      subscriptionsProtocol: 'WS',
-      defaultQuery: GRAPHIQL_EXAMPLE,
-    },
+    // GraphiQL's scripts and styles served from the installed package, not a CDN: it works on an offline GPU box.
+    ...(graphiql && { renderGraphiQL: graphiql.render }),
+    graphiql: graphiql ? { title: 'Kontext Gateway', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_EXAMPLE } : false,
     plugins: [
+      // First: its static files need none of the request parsing below.
+      ...(graphiql ? [graphiql.plugin] : []),
       // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),

@@ -19,8 +19,6 @@ export interface RestOptions {
   pool: WorkerPool;
   maxFileSize: number;
   publicUrl: string | undefined;
-  /** Allowed browser origins; empty allows any. */
-  corsOrigins: string[];
   version: string;
   startedAt: number;
   /** /health shows worker URLs, queues, devices and errors (HEALTH_DETAILS). @default false */
@@ -36,13 +34,6 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
   if (!route) return false;
   if (route.name === 'method-not-allowed') {
     sendDetail(res, 405, 'Method Not Allowed');
-    req.resume();
-    return true;
-  }
-  // A browser always sends Origin on a cross-site request; scripts and curl send none.
-  const origin = req.headers.origin;
-  if (origin && options.corsOrigins.length > 0 && !options.corsOrigins.includes(origin)) {
-    sendDetail(res, 403, `Origin ${origin} is not allowed (CORS_ORIGINS)`);
     req.resume();
     return true;
   }
