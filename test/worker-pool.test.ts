@@ -222,4 +222,19 @@ describe('beforeUp', () => {
       'ComfyUI worker up',
     ]);
   });
+
+  it('does not hold up start() when it hangs: the server stays out of rotation', async () => {
+    const s = await sim();
+    let calls = 0;
+    const { pool: p } = await pool([s.url], {
+      beforeUp: () => {
+        calls++;
+        return new Promise<void>(() => undefined);
+      },
+      worker: { timeoutMs: 300 },
+    });
+    const m = p.members[0]!;
+    expect(m).toMatchObject({ reachable: true, healthy: false });
+    expect(calls).toBe(1);
+  });
 });

@@ -8,6 +8,7 @@
  * images but cancellation and ordering stay ours.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ComfyWorker, type ComfyWorkerOptions } from '../comfyui/worker.js';
 import { checkAgainstObjectInfo } from '../comfyui/workflow-check.js';
 import type { Workflow } from '../comfyui/workflow.js';
@@ -83,6 +84,8 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
   private readonly failuresBeforeDown: number;
   private readonly workflowRecheckMs: number;
   private readonly beforeUp: ((member: PoolMember) => Promise<void>) | undefined;
+  /** How long start() waits for the first `beforeUp` runs: the HTTP timeout of the workers. */
+  private readonly startWaitMs: number;
   private readonly workflow: Workflow;
   private readonly log: Logger;
   private readonly tracking = new Map<PoolMember, Tracking>();
@@ -97,6 +100,7 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     this.failuresBeforeDown = options.failuresBeforeDown ?? 2;
     this.workflowRecheckMs = options.workflowRecheckMs ?? 30_000;
     this.beforeUp = options.beforeUp;
+    this.startWaitMs = options.worker?.timeoutMs ?? 10_000;
     this.workflow = options.workflow;
     this.log = options.log ?? silentLogger;
     this.members = urls.map((url) => ({
@@ -126,7 +130,11 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     }
   }
 
-  /** Connects to every server (a server that is down is retried in the background) and starts the checks. */
+  /**
+   * Connects to every server (a server that is down is retried in the background) and starts the
+   * checks; servers that answer are in rotation when it resolves (their first `beforeUp` is awaited
+   * for up to the workers' HTTP timeout).
+   */
   async start(): Promise<void> {
     for (const m of this.members) {
       m.worker.socket.on('close', () => void this.check(m));
@@ -139,8 +147,10 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     }
     await Promise.all(this.members.map((m) => m.worker.start().catch(() => undefined)));
     await this.checkAll();
-    // Servers that answered are in rotation when start() returns, also with a `beforeUp`.
-    await Promise.all(this.members.map((m) => this.track(m).preparing));
+    // Servers that answered are in rotation when start() returns, also with a `beforeUp`; but a
+    // hook that hangs must not hold up the service's start (it goes on in the background).
+    const prepared = Promise.all(this.members.map((m) => this.track(m).preparing));
+    await Promise.race([prepared, delay(this.startWaitMs, undefined, { ref: false })]);
     this.timer = setInterval(() => void this.checkAll(), this.healthIntervalMs);
     this.timer.unref();
   }
