@@ -21,6 +21,8 @@ export class PauseGate {
   private readonly sockets = new Set<Socket>();
   /** Sockets paused by us (not by someone else's backpressure), resumed by `resume()`. */
   private readonly pausedByUs = new Set<Socket>();
+  /** Idle timeouts (keep-alive) suspended by the pause: a stopped process closes nothing. */
+  private readonly idleTimeouts = new Map<Socket, number>();
   private readonly sleepers = new Set<Sleeper>();
   private waiters: Array<() => void> = [];
   private readonly resumeListeners: Array<() => void> = [];
@@ -36,6 +38,7 @@ export class PauseGate {
     socket.once('close', () => {
       this.sockets.delete(socket);
       this.pausedByUs.delete(socket);
+      this.idleTimeouts.delete(socket);
     });
     if (this.paused) this.stopReading(socket);
   }
@@ -65,6 +68,8 @@ export class PauseGate {
     this.paused = false;
     for (const socket of this.pausedByUs) socket.resume();
     this.pausedByUs.clear();
+    for (const [socket, ms] of this.idleTimeouts) socket.setTimeout(ms);
+    this.idleTimeouts.clear();
     for (const s of this.sleepers) this.run(s);
     this.waiters.splice(0).forEach((w) => w());
     for (const listener of this.resumeListeners) listener();
@@ -115,6 +120,10 @@ export class PauseGate {
   }
 
   private stopReading(socket: Socket): void {
+    if (socket.timeout) {
+      this.idleTimeouts.set(socket, socket.timeout);
+      socket.setTimeout(0);
+    }
     // A socket already paused (backpressure) is someone else's to resume.
     if (socket.isPaused()) return;
     socket.pause();

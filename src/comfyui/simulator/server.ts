@@ -240,6 +240,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
   })();
 
+  let httpTimeouts = { headers: server.headersTimeout, request: server.requestTimeout };
   const displayHost = host.includes(':') ? `[${host}]` : host;
   let closing: Promise<void> | null = null;
   return {
@@ -248,11 +249,20 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     baseDir,
     dropSockets: () => hub.dropAll(),
     pause: () => {
-      if (closed) return;
+      if (closed || gate.isPaused) return;
       hub.hold(true);
       gate.pause();
+      // Node's own request timeouts would answer 408 during a long pause; a stopped process cannot.
+      httpTimeouts = { headers: server.headersTimeout, request: server.requestTimeout };
+      server.headersTimeout = 0;
+      server.requestTimeout = 0;
     },
-    resume: () => gate.resume(),
+    resume: () => {
+      if (!gate.isPaused) return;
+      server.headersTimeout = httpTimeouts.headers;
+      server.requestTimeout = httpTimeouts.request;
+      gate.resume();
+    },
     setModels,
     close: () => {
       closing ??= (async () => {
