@@ -249,6 +249,15 @@ describe('storeUpload: rejected uploads leave nothing behind', fast, () => {
     expect(err.message).toBe('Upload did not complete: aborted');
   });
 
+  it('rejects a source that fails before the sink opened its file as INCOMPLETE, without an unhandled error', async () => {
+    // busboy does this to a part stream when the body cap trips or the client leaves, at any moment.
+    const source = new Readable({ read() {} });
+    const stored = storeUpload(source, { dir, maxBytes: MiB });
+    source.destroy(new Error('the client left'));
+    await rejection(stored, 'INCOMPLETE');
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('rejects a source destroyed without an error as INCOMPLETE', async () => {
     const source = new Readable({ read() {} });
     source.push(PNG_SIGNATURE);

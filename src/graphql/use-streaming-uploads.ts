@@ -3,7 +3,7 @@
  * own parser, which buffers every file in memory and runs the resolver only after the last byte. Here
  * the resolver starts as soon as `operations` and `map` arrived and streams the file to disk.
  *
- * The body it parses is the one Yoga's `maxRequestBodySize` already wraps, so that cap still holds.
+ * The body it parses is the one useBodyLimits already wraps, so the multipart cap still holds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
@@ -35,7 +35,7 @@ export function useStreamingUploads(options: StreamingUploadsOptions = {}): Plug
     onRequestParse({ request, setRequestParser, serverContext }) {
       const type = request.headers.get('content-type') ?? '';
       if (request.method !== 'POST' || !type.toLowerCase().startsWith('multipart/form-data')) return;
-      // `req` is the Request whose body Yoga's maxRequestBodySize counts.
+      // `req` is the Request whose body useBodyLimits counts (registered after this plugin, it wraps this parser).
       setRequestParser(async (req) => {
         if (!req.body) throw createGraphQLError('Missing multipart body', { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
         // Byte mode: at most 16 KiB read ahead of busboy (object mode would buffer 16 chunks of any size).
@@ -43,17 +43,18 @@ export function useStreamingUploads(options: StreamingUploadsOptions = {}): Plug
         const nodeReq = Object.assign(body, {
           headers: { 'content-type': req.headers.get('content-type') ?? '' },
         });
+        const { req: incoming, res } = serverContext as { req?: IncomingMessage; res?: ServerResponse };
+        // A client that leaves mid-body (or is cut by BODY_TIMEOUT): the web stream Yoga made of the
+        // request errors today, but nothing promises it; if it just stopped, the file part would wait
+        // forever with its part file open. Destroying the body makes processRequest fail the file
+        // stream, so the sink deletes the part file.
+        incoming?.once('close', () => {
+          if (!incoming.complete && !body.destroyed) body.destroy(new Error('the client closed the connection before the body ended'));
+        });
         // processRequest never listens for 'error' on the request. When the body cap errors the stream
         // mid-file, an unhandled 'error' would kill the process; and the unread rest of the body would
         // hang the keep-alive connection for the client's next request. So: swallow it (the file
         // stream reports it to the resolver) and close the connection once the reply is out.
-        const { req: incoming, res } = serverContext as { req?: IncomingMessage; res?: ServerResponse };
-        // A client that leaves mid-body (or is cut by BODY_TIMEOUT) does not end the web stream Yoga
-        // made of the request: the file part would wait for the rest forever, its part file open on
-        // disk. Destroying the body makes processRequest fail the file stream, and the sink clean up.
-        incoming?.once('close', () => {
-          if (!incoming.complete && !body.destroyed) body.destroy(new Error('the client closed the connection before the body ended'));
-        });
         nodeReq.on('error', () => {
           if (!res) return;
           if (!res.headersSent) res.shouldKeepAlive = false; // Node then sends `Connection: close`

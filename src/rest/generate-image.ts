@@ -49,6 +49,7 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
     if (err instanceof BodyTooLargeError) return sendDetail(res, 413, err.message);
     return sendDetail(res, 400, `Malformed multipart body: ${(err as Error).message}`);
   }
+
   let stored: StoredUpload | undefined;
   let rejected: UploadRejectedError | undefined;
   try {
