@@ -212,6 +212,10 @@ describe('beforeUp', () => {
     release?.();
     await up;
     expect(m).toMatchObject({ reachable: true, healthy: true, lastError: null });
+    // In rotation, it is not prepared again by the checks that follow.
+    const after = checks.mock.calls.length;
+    await until('three checks in rotation', () => checks.mock.calls.length >= after + 3);
+    expect(calls).toBe(3);
     expect(maxActive).toBe(1);
     expect(messages(lines, s.url)).toEqual([
       'ComfyUI worker reachable; preparing it before it gets work',

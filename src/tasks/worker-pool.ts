@@ -226,38 +226,48 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
 
   private async checkOnce(m: PoolMember, t: Tracking): Promise<void> {
     if (this.stopped) return;
-    const wasHealthy = m.healthy;
+    let problems: string[] | undefined;
+    let failure: Error | undefined;
     try {
       const [stats, queue] = await Promise.all([m.worker.http.systemStats(), m.worker.http.getQueue()]);
       m.queue = queue.queue_running.length + queue.queue_pending.length;
       m.device = stats.devices[0]?.name ?? null;
       const due = m.workflowOk === false && Date.now() - t.workflowCheckedAt >= this.workflowRecheckMs;
       if (t.workflowStale || m.workflowOk === undefined || due) {
-        const problems = checkAgainstObjectInfo(this.workflow, await m.worker.http.objectInfo());
-        t.workflowStale = false;
-        t.workflowCheckedAt = Date.now();
-        m.workflowOk = problems.length === 0;
-        if (problems.length) m.lastError = `cannot run workflow ${this.workflow.name}: ${problems.join('; ')}`;
+        problems = checkAgainstObjectInfo(this.workflow, await m.worker.http.objectInfo());
       }
-      m.reachable = true;
-      m.failures = 0;
-      if (!m.workflowOk) m.healthy = false;
-      else if (wasHealthy) m.lastError = null;
-      else if (!this.beforeUp) {
-        m.healthy = true;
-        m.lastError = null;
-      } else this.prepare(m, t);
     } catch (err) {
+      failure = err as Error;
+    }
+    if (this.stopped) return;
+    // Read after the awaits: a `beforeUp` may have put the server into rotation meanwhile.
+    const wasHealthy = m.healthy;
+    if (failure) {
       t.epoch++;
       m.reachable = false;
       m.failures++;
-      m.lastError = (err as Error).message;
+      m.lastError = failure.message;
       // Whatever changed while it did not answer (a restart, a model removed) shows at the next answer.
       t.workflowStale = true;
       // A lost socket plus a failed check is enough: don't wait for more checks to move its work.
       if (m.failures >= this.failuresBeforeDown || !wasHealthy || !m.worker.isConnected) m.healthy = false;
+    } else {
+      if (problems) {
+        t.workflowStale = false;
+        t.workflowCheckedAt = Date.now();
+        m.workflowOk = problems.length === 0;
+      }
+      m.reachable = true;
+      m.failures = 0;
+      if (!m.workflowOk) {
+        m.healthy = false;
+        if (problems?.length) m.lastError = `cannot run workflow ${this.workflow.name}: ${problems.join('; ')}`;
+      } else if (wasHealthy) m.lastError = null;
+      else if (!this.beforeUp) {
+        m.healthy = true;
+        m.lastError = null;
+      } else this.prepare(m, t);
     }
-    if (this.stopped) return;
     this.report(m, t);
     if (m.healthy && !wasHealthy) this.emit('up', m);
     else if (!m.healthy && wasHealthy) this.emit('down', m);
