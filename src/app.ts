@@ -12,6 +12,8 @@ import sharp from 'sharp';
 import { loadWorkflow, type Workflow } from './comfyui/workflow.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
+import { beat } from './db/heartbeats.js';
+import { describeWriteError, isStorageUnavailable, WriteHealth } from './db/write-health.js';
 import { LiveConnections, wantsEventStream } from './graphql/live-connections.js';
 import { attachGraphQLWs } from './graphql/ws.js';
 import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
@@ -36,6 +38,8 @@ export interface App {
   engine: TaskEngine;
   bus: ProgressBus;
   service: TaskService;
+  /** Whether the database takes writes now (/ready). */
+  writeHealth: WriteHealth;
   /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
   close(): Promise<void>;
 }
@@ -48,6 +52,10 @@ export interface AppOptions {
   engine?: Partial<Pick<EngineOptions, 'tickMs' | 'leaseMs' | 'maxAttempts' | 'previewIntervalMs' | 'cleanupIntervalMs'>>;
   pool?: Partial<Pick<WorkerPoolOptions, 'healthIntervalMs' | 'failuresBeforeDown' | 'slots' | 'worker'>>;
   onQuery?: OpenDatabaseOptions['onQuery'];
+  /** Longest wait of a write for another process's database lock, in ms. @default 5000 */
+  busyTimeoutMs?: number;
+  /** Time between probe writes while the database cannot be written, in ms. @default 1000 */
+  writeProbeMs?: number;
 }
 
 /** Starts the service; rejects with a readable error when it cannot. */
@@ -58,8 +66,25 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const dataDir = resolve(config.dataDir);
   const workflow = await loadWorkflow(config.workflow);
   await sweepPartialUploads(join(dataDir, 'uploads'));
-  const db = await openDatabase({ file: join(dataDir, 'kontext.db'), ...(options.onQuery ? { onQuery: options.onQuery } : {}) });
-  const pool = new WorkerPool(config.comfyuiUrls, { workflow, log, ...options.pool });
+  const instance = options.instance ?? hostname();
+  const writeHealth = new WriteHealth(options.writeProbeMs !== undefined ? { probeIntervalMs: options.writeProbeMs } : {});
+  writeHealth.on('change', (ok, error) =>
+    ok ? log.info('the database takes writes again') : log.error('the database cannot be written; /ready answers 503 until it can', { error }),
+  );
+  const db = await openDatabase({
+    file: join(dataDir, 'kontext.db'),
+    health: writeHealth,
+    ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+    ...(options.onQuery ? { onQuery: options.onQuery } : {}),
+  });
+  writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
+  const pool: WorkerPool = new WorkerPool(config.comfyuiUrls, {
+    workflow,
+    log,
+    // A server back from a hang or an outage first loses the prompts that moved elsewhere meanwhile.
+    beforeUp: (member): Promise<void> => engine.reconcileReturningWorker(member),
+    ...options.pool,
+  });
   const bus = createMemoryProgressBus();
   const engine = new TaskEngine({
     db,
@@ -70,13 +95,14 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     maxConcurrentTasks: config.maxConcurrentTasks,
     imageTimeoutMs: config.comfyuiTimeoutS * 1000,
     cleanupDays: config.taskCleanupDays,
-    instance: options.instance ?? hostname(),
+    keepImageMetadata: config.keepImageMetadata,
+    instance,
     log,
     ...options.engine,
   });
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
-  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails };
+  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth };
   const yoga = createGraphQLServer({
     service,
     maxFileSize: config.maxFileSize,
@@ -89,6 +115,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const guard = createRequestGuard(config);
   const live = new LiveConnections(config.maxLiveConnections);
 
+  // Until recovery has run, requests are refused: a task taken now would be mistaken for one a previous run left.
+  let accepting = false;
   const server = createServer((req, res) => {
     const started = Date.now();
     res.on('finish', () => log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }));
@@ -96,6 +124,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     if (refusal) {
       req.resume();
       sendRefusal(res, refusal, isGraphQLPath(req.url) ? 'graphql' : 'rest');
+      return;
+    }
+    if (!accepting && pathOf(req.url) !== '/health') {
+      res.setHeader('retry-after', '1');
+      sendDetail(res, 503, 'The service is starting (recovering tasks, connecting to ComfyUI); try again in a moment');
+      req.resume();
       return;
     }
     // REST first: Yoga's own health check would answer any path ending in /health.
@@ -108,7 +142,16 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         else await yoga(req, res);
       })
       .catch((err: unknown) => {
-        log.error('request failed', { method: req.method, path: req.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+        if (isStorageUnavailable(err)) {
+          // A full disk or a locked database: the request was fine, the service will be again.
+          log.warn('request refused: storage unavailable', { method: req.method, path: req.url, error: describeWriteError(err) });
+          if (!res.headersSent) {
+            res.setHeader('retry-after', '5');
+            return sendDetail(res, 503, `The service cannot store data right now: ${describeWriteError(err)}`);
+          }
+        } else {
+          log.error('request failed', { method: req.method, path: req.url, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+        }
         if (!res.headersSent) sendDetail(res, 500, 'Internal Server Error');
         else res.destroy();
       });
@@ -129,6 +172,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
   await pool.start();
   await engine.start();
+  accepting = true;
 
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -143,6 +187,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     engine,
     bus,
     service,
+    writeHealth,
     close: () =>
       (closing ??= (async () => {
         // Subscriptions end with a proper close frame, before the HTTP server drops every socket.
@@ -154,14 +199,20 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await engine.idle();
         server.closeAllConnections();
         await closed;
+        writeHealth.stop();
         await db.destroy();
       })()),
   };
 }
 
+/** The path of a request URL, without its query. */
+function pathOf(url: string | undefined): string {
+  return (url ?? '/').split('?', 1)[0]!;
+}
+
 /** `/graphql` and anything under it belongs to Yoga. */
 function isGraphQLPath(url: string | undefined): boolean {
-  const path = (url ?? '/').split('?', 1)[0]!;
+  const path = pathOf(url);
   return path === GRAPHQL_PATH || path.startsWith(`${GRAPHQL_PATH}/`);
 }
 

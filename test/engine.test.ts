@@ -188,7 +188,7 @@ describe('the task engine', () => {
   });
 
   it('does not leave a task processing forever when no worker is reachable', async () => {
-    stack = await startStack({ config: { comfyuiTimeoutS: 1 } });
+    stack = await startStack({ config: { comfyuiTimeoutS: 1, healthDetails: true } });
     await stack.sims[0]!.close();
     await until('the worker to be seen down', () => !stack!.app.pool.members[0]!.healthy);
     const id = ((await (await postGenerate(stack.app.url, { description: 'nobody home', size: '256x256' })).json()) as { task_id: string }).task_id;

@@ -152,11 +152,13 @@ describe('checking against object_info', () => {
 
 describe('a worker that lacks a model', () => {
   it('is kept out of the pool, and /health names the missing file', async () => {
-    const stack = await startStack({ sim: { models: { diffusion_models: ['some-other-model.safetensors'] } } });
+    const stack = await startStack({ sim: { models: { diffusion_models: ['some-other-model.safetensors'] } }, config: { healthDetails: true } });
     try {
-      const health = (await (await fetch(`${stack.app.url}/health`)).json()) as { status: string; comfyui: { reachable: boolean; last_error: string }[] };
+      const health = (await (await fetch(`${stack.app.url}/health`)).json()) as { status: string; comfyui: { reachable: boolean; ready: boolean; last_error: string }[] };
       expect(health.status).toBe('degraded');
-      expect(health.comfyui[0]!.reachable).toBe(false);
+      // It answers its checks, but gets no work.
+      expect(health.comfyui[0]!.reachable).toBe(true);
+      expect(health.comfyui[0]!.ready).toBe(false);
       expect(health.comfyui[0]!.last_error).toContain(
         "node 37 (UNETLoader) input unet_name: 'flux1-dev-kontext_fp8_scaled.safetensors' is not available on this ComfyUI (model file not installed)",
       );

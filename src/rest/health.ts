@@ -4,6 +4,7 @@
  * internal URL and quotes no error; HEALTH_DETAILS=true adds them.
  */
 import type { ServerResponse } from 'node:http';
+import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
 import { sendDetail, sendJson } from './respond.js';
@@ -16,6 +17,8 @@ export interface HealthSources {
   startedAt: number;
   /** Add each worker's URL, queue, device and last error, and the database's error (HEALTH_DETAILS). @default false */
   details?: boolean;
+  /** Whether the database takes writes. @default undefined (not reported) */
+  writeHealth?: WriteHealth;
 }
 
 /**
@@ -32,16 +35,21 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
     ready: m.healthy,
     ...(details ? { url: m.url, queue: m.queue, device: m.device, last_error: m.lastError } : {}),
   }));
-  let database: { ok: boolean; error?: string } = { ok: true };
+  const writable = sources.writeHealth?.ok ?? true;
+  let database: { ok: boolean; writable: boolean; error?: string } = {
+    ok: true,
+    writable,
+    ...(details && !writable ? { error: sources.writeHealth?.error ?? 'unknown' } : {}),
+  };
   let queue = { pending: 0, processing: 0 };
   try {
     const counts = await sources.service.counts();
     queue = { pending: counts.pending, processing: counts.processing };
   } catch (err) {
     // The message may name files and SQL: for operators only.
-    database = details ? { ok: false, error: (err as Error).message } : { ok: false };
+    database = details ? { ok: false, writable, error: (err as Error).message } : { ok: false, writable };
   }
-  const ok = database.ok && comfyui.every((w) => w.reachable && w.ready);
+  const ok = database.ok && writable && comfyui.every((w) => w.reachable && w.ready);
   // 200 while work can be accepted: tasks wait in the durable queue until a worker answers.
   sendJson(res, database.ok ? 200 : 503, {
     status: ok ? 'ok' : 'degraded',
@@ -53,7 +61,9 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
   });
 }
 
-export function handleReady(res: ServerResponse, pool: WorkerPool): void {
-  if (pool.members.some((m) => m.healthy)) sendJson(res, 200, { status: 'ready' });
+/** 200 when work can be taken and done: the database takes writes and some worker gets work. */
+export function handleReady(res: ServerResponse, pool: WorkerPool, writeHealth?: WriteHealth): void {
+  if (writeHealth && !writeHealth.ok) sendDetail(res, 503, `The database cannot be written: ${writeHealth.reason ?? 'unknown error'}`);
+  else if (pool.members.some((m) => m.healthy)) sendJson(res, 200, { status: 'ready' });
   else sendDetail(res, 503, 'No ComfyUI worker is reachable');
 }

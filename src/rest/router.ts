@@ -3,6 +3,7 @@
  * the task service; unknown paths get FastAPI's 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
 import { handleGenerateImage } from './generate-image.js';
@@ -23,6 +24,8 @@ export interface RestOptions {
   startedAt: number;
   /** /health shows worker URLs, queues, devices and errors (HEALTH_DETAILS). @default false */
   healthDetails?: boolean;
+  /** Whether the database takes writes (/ready, /health). @default undefined (not reported) */
+  writeHealth?: WriteHealth;
 }
 
 /** Handles a REST request; resolves false when the path is not a REST route. */
@@ -40,10 +43,10 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
   const { service, publicUrl } = options;
   switch (route.name) {
     case 'health':
-      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt, details: options.healthDetails ?? false });
+      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt, details: options.healthDetails ?? false, ...(options.writeHealth ? { writeHealth: options.writeHealth } : {}) });
       break;
     case 'ready':
-      handleReady(res, options.pool);
+      handleReady(res, options.pool, options.writeHealth);
       break;
     case 'generate':
       await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl });

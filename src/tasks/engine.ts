@@ -16,12 +16,13 @@ import {
   ComfyError,
   ComfyInterruptedError,
   ComfyPromptVanishedError,
-  ComfyTimeoutError,
+  ComfyQueueTimeoutError,
+  ComfyRunTimeoutError,
 } from '../comfyui/errors.js';
 import type { PromptEvent, PromptResult } from '../comfyui/worker.js';
 import { bindWorkflow, type Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
-import { assignImage, findImage, finishOpenImages, imagesOfTask, inFlightImages, updateImage, waitingImages } from '../db/images.js';
+import { assignImage, findImage, finishOpenImages, imagesByPromptId, imagesOfTask, inFlightImages, updateImage, waitingImages } from '../db/images.js';
 import {
   claimNextPending,
   findRecoverable,
@@ -33,6 +34,8 @@ import {
 } from '../db/tasks.js';
 import type { ImageRow, TaskRow, TaskStatus, TaskUpdate } from '../db/types.js';
 import { findUpload } from '../db/uploads.js';
+import { describeWriteError, isStorageUnavailable } from '../db/write-health.js';
+import { stripPngMetadata } from '../images/strip-png-metadata.js';
 import { silentLogger, type Logger } from '../log.js';
 import { deleteOldTasks } from './cleanup.js';
 import { parseSize } from './generate-params.js';
@@ -66,6 +69,10 @@ export interface EngineOptions {
   cleanupIntervalMs?: number;
   /** Time between scheduling passes when nothing wakes the engine. @default 1000 */
   tickMs?: number;
+  /** Keep ComfyUI's workflow and prompt in stored PNGs (KEEP_IMAGE_METADATA). @default false */
+  keepImageMetadata?: boolean;
+  /** Longest pause between two tries of a state change while the disk or database is unavailable, in ms. @default 5000 */
+  storageRetryMaxMs?: number;
   log?: Logger;
 }
 
@@ -113,6 +120,8 @@ export class TaskEngine {
   private readonly cleanupDays: number;
   private readonly cleanupIntervalMs: number;
   private readonly tickMs: number;
+  private readonly keepImageMetadata: boolean;
+  private readonly storageRetryMaxMs: number;
   private readonly log: Logger;
 
   private readonly active = new Map<string, ActiveTask>();
@@ -125,6 +134,8 @@ export class TaskEngine {
   private noWorkerSince: number | undefined;
   private ticking = false;
   private tickAgain = false;
+  /** Recovery has run: before that, scheduling would claim tasks that recovery then takes for a previous run's. */
+  private started = false;
   private stopped = false;
 
   constructor(options: EngineOptions) {
@@ -142,6 +153,8 @@ export class TaskEngine {
     this.cleanupDays = options.cleanupDays ?? 7;
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 3_600_000;
     this.tickMs = options.tickMs ?? 1000;
+    this.keepImageMetadata = options.keepImageMetadata ?? false;
+    this.storageRetryMaxMs = options.storageRetryMaxMs ?? 5000;
     this.log = options.log ?? silentLogger;
     this.pool.on('up', () => this.wake());
     this.pool.on('down', (member) => this.moveOffDeadWorker(member));
@@ -150,6 +163,7 @@ export class TaskEngine {
   /** Recovers what a previous run left processing, then starts scheduling. */
   async start(): Promise<void> {
     await this.recover();
+    this.started = true;
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
       t.unref();
@@ -182,7 +196,7 @@ export class TaskEngine {
 
   /** Asks for a scheduling pass soon (a task was added, a slot freed). */
   wake(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.started) return;
     if (this.ticking) {
       this.tickAgain = true;
       return;
@@ -328,12 +342,14 @@ export class TaskEngine {
   private startImage(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): Promise<void> {
     let accepted!: () => void;
     const queued = new Promise<void>((resolve) => (accepted = resolve));
-    const p = this.runImage(task, image, member, mode, accepted).finally(() => {
-      accepted();
-      this.pool.release(member);
-      this.running.delete(p);
-      this.wake();
-    });
+    const p = this.runImage(task, image, member, mode, accepted)
+      .catch((err: unknown) => this.log.error('image run ended unexpectedly', { task: task.row.id, index: image.idx, error: String(err) }))
+      .finally(() => {
+        accepted();
+        this.pool.release(member);
+        this.running.delete(p);
+        this.wake();
+      });
     this.running.add(p);
     return queued;
   }
@@ -366,7 +382,12 @@ export class TaskEngine {
       }
       await this.adoptResult(task, image, member, result);
     } catch (err) {
-      await this.onImageError(task, image, member, err as Error);
+      try {
+        await this.onImageError(task, image, member, err as Error);
+      } catch (recordErr) {
+        // Only when stopping (or a bug): the next start reconciles the image from the database.
+        this.log.error('could not record the outcome of an image', { task: id, index: image.idx, error: String(recordErr), outcome: (err as Error).message });
+      }
     } finally {
       task.steps.delete(image.idx);
     }
@@ -377,9 +398,40 @@ export class TaskEngine {
     const file = result.images[0];
     if (!file) throw new Error(`ComfyUI at ${member.url} finished prompt ${image.prompt_id} without an image from node ${this.workflow.binding.outputNode}`);
     const id = task.row.id;
+    // The GPU's work is done and stays in ComfyUI's history: with the disk full, wait for space rather than lose it.
+    const stored = await this.durably(`storing image ${image.idx} of task ${id}`, () => this.storeResult(task, image, member, file));
+    const recorded = await this.durably(`recording image ${image.idx} of task ${id}`, () =>
+      updateImage(this.db, id, image.idx, { status: 'completed', ...stored.row, finished_at: now() }, ['submitted', 'running']),
+    );
+    if (!recorded) return; // cancelled or failed meanwhile
+    task.steps.delete(image.idx); // counted as done from here on, not also as a running image
+    this.log.info('image ready', { task: id, index: image.idx, worker: member.url, cached: result.cached });
+    const done = (await imagesOfTask(this.db, id)).filter((i) => i.status === 'completed');
+    task.done = done.length;
+    const { width, height, bytes, content_type: contentType } = stored.row;
+    const frameImage: FrameImage = { index: image.idx, width, height, seed: image.seed, contentType, bytes };
+    const resultPath = this.resultPath(done);
+    const complete = done.length === task.row.count;
+    task.progress = Math.max(task.progress, complete ? 100 : this.computeProgress(task, done.length));
+    if (complete) {
+      await this.durably(`completing task ${id}`, () => this.finish(task, 'completed', { result_path: resultPath, progress: 100 }, { image: frameImage }));
+    } else {
+      const frame = { ...emptyFrame(id, 'processing', task.progress), imageIndex: image.idx, image: frameImage, etaSeconds: this.eta(task, done.length) };
+      await this.durably(`announcing image ${image.idx} of task ${id}`, () => this.emit(task, { result_path: resultPath, progress: task.progress }, frame));
+    }
+  }
+
+  /** Downloads, checks and places a result file (`images/<task>/<index>.<ext>`); its image row fields. */
+  private async storeResult(
+    task: ActiveTask,
+    image: ImageRow,
+    member: PoolMember,
+    file: PromptResult['images'][number],
+  ): Promise<{ row: { file_path: string; width: number; height: number; bytes: number; content_type: string } }> {
+    const id = task.row.id;
     const tmp = join(this.dataDir, 'images', id, `.${image.idx}.download`);
     await mkdir(dirname(tmp), { recursive: true });
-    const { bytes } = await member.worker.http.downloadView(file, tmp, { maxBytes: 200 * 1024 * 1024 });
+    let { bytes } = await member.worker.http.downloadView(file, tmp, { maxBytes: 200 * 1024 * 1024 });
     let meta;
     try {
       meta = await sharp(tmp).metadata();
@@ -391,34 +443,28 @@ export class TaskEngine {
       await rm(tmp, { force: true });
       throw new Error(`ComfyUI at ${member.url} returned ${file.filename}, which is not a PNG, JPEG or WebP image`);
     }
+    // ComfyUI writes the whole workflow and prompt into its PNGs: not for whoever downloads the image.
+    if (format === 'png' && !this.keepImageMetadata) bytes = await stripPngMetadata(tmp);
     const relative = join('images', id, `${image.idx}.${format}`);
     await rename(tmp, join(this.dataDir, relative));
     const contentType = format === 'jpg' ? 'image/jpeg' : `image/${format}`;
-    const recorded = await updateImage(
-      this.db,
-      id,
-      image.idx,
-      { status: 'completed', file_path: relative, width: meta.width, height: meta.height, bytes, content_type: contentType, finished_at: now() },
-      ['submitted', 'running'],
-    );
-    if (!recorded) return; // cancelled or failed meanwhile
-    task.steps.delete(image.idx); // counted as done from here on, not also as a running image
-    this.log.info('image ready', { task: id, index: image.idx, worker: member.url, cached: result.cached });
-    const done = (await imagesOfTask(this.db, id)).filter((i) => i.status === 'completed');
-    task.done = done.length;
-    const frameImage: FrameImage = { index: image.idx, width: meta.width, height: meta.height, seed: image.seed, contentType, bytes };
-    const resultPath = this.resultPath(done);
-    const complete = done.length === task.row.count;
-    task.progress = Math.max(task.progress, complete ? 100 : this.computeProgress(task, done.length));
-    if (complete) {
-      await this.finish(task, 'completed', { result_path: resultPath, progress: 100 }, { image: frameImage });
-    } else {
-      await this.emit(task, { result_path: resultPath, progress: task.progress }, {
-        ...emptyFrame(id, 'processing', task.progress),
-        imageIndex: image.idx,
-        image: frameImage,
-        etaSeconds: this.eta(task, done.length),
-      });
+    return { row: { file_path: relative, width: meta.width, height: meta.height, bytes, content_type: contentType } };
+  }
+
+  /**
+   * Runs a state change that must not be lost (an image stored or recorded, a task ended): while the
+   * disk or the database is unavailable (full, locked, read-only) it is tried again with backoff until
+   * it goes through or the engine stops. Other errors are thrown at once.
+   */
+  private async durably<T>(what: string, change: () => Promise<T>): Promise<T> {
+    for (let wait = 250; ; wait = Math.min(this.storageRetryMaxMs, wait * 2)) {
+      try {
+        return await change();
+      } catch (err) {
+        if (this.stopped || !isStorageUnavailable(err)) throw err;
+        this.log.warn(`${what} failed; trying again`, { error: describeWriteError(err), retry_ms: wait });
+        await sleep(wait);
+      }
     }
   }
 
@@ -430,9 +476,14 @@ export class TaskEngine {
       await this.stopTask(task, 'fail', `image ${image.idx} was interrupted on ComfyUI at ${member.url} by someone else`);
       return;
     }
-    // The run's own deadline (COMFYUI_TIMEOUT), not one HTTP call timing out.
-    if (err instanceof ComfyTimeoutError && err.operation === `prompt ${image.prompt_id} to finish`) {
+    // The image's own run took longer than COMFYUI_TIMEOUT (time waiting in the queue does not count).
+    if (err instanceof ComfyRunTimeoutError) {
       await this.stopTask(task, 'fail', `image ${image.idx} timed out on ComfyUI at ${member.url} after ${Math.round(this.imageTimeoutMs / 1000)} s`);
+      return;
+    }
+    // Stuck in a queue and maybe still there (the server did not answer): running it elsewhere could run it twice.
+    if (err instanceof ComfyQueueTimeoutError && !err.removed) {
+      await this.stopTask(task, 'fail', `image ${image.idx}: ${err.message}`);
       return;
     }
     const retryable =
@@ -442,7 +493,9 @@ export class TaskEngine {
       const current = await findImage(this.db, id, image.idx);
       if (current && current.attempts < this.maxAttempts) {
         this.log.warn('image will be resubmitted', { task: id, index: image.idx, worker: member.url, reason: err.message });
-        await updateImage(this.db, id, image.idx, { status: 'pending', worker: null }, ['submitted', 'running']);
+        await this.durably(`requeueing image ${image.idx} of task ${id}`, () =>
+          updateImage(this.db, id, image.idx, { status: 'pending', worker: null }, ['submitted', 'running']),
+        );
         return;
       }
     }
@@ -455,7 +508,7 @@ export class TaskEngine {
     if (task.stopping) return;
     task.stopping = why;
     const id = task.row.id;
-    const open = await finishOpenImages(this.db, id, why === 'cancel' ? 'cancelled' : 'failed', now());
+    const open = await this.durably(`ending the images of task ${id}`, () => finishOpenImages(this.db, id, why === 'cancel' ? 'cancelled' : 'failed', now()));
     await Promise.all(
       open
         .filter((i) => i.worker && i.status !== 'pending')
@@ -466,7 +519,9 @@ export class TaskEngine {
           );
         }),
     );
-    await this.finish(task, why === 'cancel' ? 'cancelled' : 'failed', { error_message: error ?? null }, { error: error ?? null });
+    await this.durably(`ending task ${id}`, () =>
+      this.finish(task, why === 'cancel' ? 'cancelled' : 'failed', { error_message: error ?? null }, { error: error ?? null }),
+    );
   }
 
   private async finish(task: ActiveTask, status: TaskStatus, changes: TaskUpdate, extra: Partial<ProgressFrame>): Promise<void> {
@@ -491,7 +546,10 @@ export class TaskEngine {
     switch (e.type) {
       case 'started':
         this.log.debug('image started on ComfyUI', { task: id, index: idx });
-        void updateImage(this.db, id, idx, { status: 'running' }, ['submitted']);
+        // Informational: a failed write is reported by the database's health; the image's end is what counts.
+        updateImage(this.db, id, idx, { status: 'running' }, ['submitted']).catch((err: unknown) =>
+          this.log.warn('could not record that an image started', { task: id, index: idx, error: describeWriteError(err) }),
+        );
         break;
       case 'cached':
         this.log.debug('ComfyUI served nodes from its cache', { task: id, index: idx, nodes: e.nodes });
@@ -519,7 +577,8 @@ export class TaskEngine {
       default:
         return;
     }
-    void this.emitStep(task, idx);
+    // A step frame that cannot be written is skipped: the next one carries the whole state again.
+    this.emitStep(task, idx).catch((err: unknown) => this.log.debug('progress frame not written', { task: id, error: describeWriteError(err) }));
   }
 
   private async emitStep(task: ActiveTask, idx: number): Promise<void> {
@@ -625,6 +684,50 @@ export class TaskEngine {
         if (s.member === member) member.worker.release(s.promptId, `ComfyUI at ${member.url} is down; moving image ${idx} to another worker`);
       }
     }
+  }
+
+  /**
+   * Makes a server that was down (hung, cut off) safe to use again, before it gets new work. While it
+   * was away its images moved to other servers under the same prompt ids, and some of their tasks
+   * ended; its queue still holds those prompts and would run them when it wakes. Each of our prompts
+   * there is kept if its image is still assigned to this server, taken back if its image is waiting
+   * for a worker, and otherwise deleted from the queue (or interrupted when running). Prompts of other
+   * clients are never touched. Throws when the server cannot be asked: it then stays out of rotation.
+   */
+  async reconcileReturningWorker(member: PoolMember): Promise<void> {
+    const http = member.worker.http;
+    const queue = await http.getQueue();
+    const running = new Set(queue.queue_running.map((item) => item[1]));
+    const queued = [...queue.queue_running, ...queue.queue_pending].map((item) => item[1]);
+    const stale: string[] = [];
+    for (const image of await imagesByPromptId(this.db, queued)) {
+      const open = image.status === 'submitted' || image.status === 'running';
+      if (open && image.worker === member.url) continue; // it runs here by our records: recovery or the run follows it
+      if (image.status === 'pending' && (await this.takeBack(image, member))) continue;
+      stale.push(image.prompt_id);
+    }
+    if (stale.length === 0) return;
+    const waiting = stale.filter((id) => !running.has(id));
+    if (waiting.length > 0) await http.deleteQueued(waiting);
+    for (const id of stale.filter((p) => running.has(p))) await http.interrupt(id);
+    this.log.warn('removed prompts that ran elsewhere or whose task ended from a returning ComfyUI server', {
+      worker: member.url,
+      deleted: waiting.length,
+      interrupted: stale.length - waiting.length,
+    });
+  }
+
+  /** An image waiting for a worker whose prompt is still in `member`'s queue: follow it there instead of running it again. */
+  private async takeBack(image: ImageRow, member: PoolMember): Promise<boolean> {
+    const task = this.active.get(image.task_id);
+    if (!task || task.stopping || !this.started) return false;
+    const assigned = await assignImage(this.db, image.task_id, image.idx, member.url, now());
+    if (!assigned) return false; // another server took it meanwhile
+    const slot = this.pool.occupy(member.url);
+    if (!slot) return false;
+    this.log.info('image taken back by its returning server', { task: image.task_id, index: image.idx, worker: member.url });
+    void this.startImage(task, assigned, slot, 'attach');
+    return true;
   }
 
   private async recover(): Promise<void> {

@@ -1,0 +1,237 @@
+/**
+ * The promise "nothing lost, nothing run twice, never down" under faults: a database locked by
+ * another process, a full disk, requests during start-up, a ComfyUI server that hangs and comes back.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, statfs, writeFile, open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startApp, type App } from '../src/app.js';
+import { loadWorkflow } from '../src/comfyui/workflow.js';
+import { startSimulator, type Simulator } from '../src/comfyui/simulator/server.js';
+import { loadConfig } from '../src/config.js';
+import { openDatabase } from '../src/db/database.js';
+import { insertImages } from '../src/db/images.js';
+import { findTask, insertTask } from '../src/db/tasks.js';
+import { TaskEngine } from '../src/tasks/engine.js';
+import { promptIdFor } from '../src/tasks/ids.js';
+import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
+import { WorkerPool } from '../src/tasks/worker-pool.js';
+import { closedPort } from './helpers/ports.js';
+import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
+
+let stack: Stack | undefined;
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface HistoryEntry {
+  status: { status_str: string };
+}
+async function history(sim: Simulator): Promise<Record<string, HistoryEntry>> {
+  return (await (await fetch(`${sim.url}/history`)).json()) as Record<string, HistoryEntry>;
+}
+async function queue(sim: Simulator): Promise<{ queue_running: unknown[][]; queue_pending: unknown[][] }> {
+  return (await (await fetch(`${sim.url}/queue`)).json()) as { queue_running: unknown[][]; queue_pending: unknown[][] };
+}
+async function successes(sims: Simulator[], promptIds: string[]): Promise<number> {
+  let n = 0;
+  for (const sim of sims) {
+    const h = await history(sim);
+    for (const id of promptIds) if (h[id]?.status.status_str === 'success') n++;
+  }
+  return n;
+}
+async function ready(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url}/ready`);
+  return { status: res.status, body: await res.json() };
+}
+
+describe('a database that cannot be written', () => {
+  it('locked by another process: the service keeps answering, /ready says 503, and the task completes once the lock is gone', async () => {
+    stack = await startStack({ sim: { stepMs: 40 }, app: { ...FAST, busyTimeoutMs: 300, writeProbeMs: 100 } });
+    const { app } = stack;
+    const res = await postGenerate(app.url, { description: 'locked out', count: '2', steps: '10', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    await until('the task to sample', async () => (await taskStatus(app.url, id)).progress > 0);
+
+    // The CLI, a backup or sqlite3 in a terminal takes the write lock for longer than a write waits.
+    const other = new BetterSqlite3(join(stack.config.dataDir, 'kontext.db'));
+    cleanups.push(() => void other.close());
+    other.prepare('begin immediate').run();
+    await until('/ready to report the database', async () => (await ready(app.url)).status === 503);
+    expect(((await ready(app.url)).body as { detail: string }).detail).toMatch(/database.*locked/);
+    // The event loop stays free: a route that needs no write answers while the lock is held.
+    expect((await fetch(`${app.url}/openapi.json`)).status).toBe(200);
+    expect(app.writeHealth.ok).toBe(false);
+    other.prepare('commit').run();
+
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled'], 30_000);
+    expect(done.status).toBe('completed');
+    expect(done.images).toHaveLength(2);
+    await until('/ready to recover', async () => (await ready(app.url)).status === 200);
+    expect(await successes(stack.sims, [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(2);
+  });
+
+  it('a full disk: the process lives, /ready says 503, and when space comes back the work finishes without running twice', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-full-'));
+    const mnt = join(dir, 'disk');
+    await mkdir(mnt);
+    // A small disk of its own (tests run as root here, as in CI).
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    cleanups.push(async () => {
+      execFileSync('umount', ['-l', mnt]);
+      await rm(dir, { recursive: true, force: true });
+    });
+    stack = await startStack({ sim: { stepMs: 30 }, config: { dataDir: join(mnt, 'data') }, app: { ...FAST, writeProbeMs: 100 } });
+    const { app } = stack;
+    const res = await postGenerate(app.url, { description: 'no room', count: '2', steps: '12', size: '512x512' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    await until('the task to sample', async () => (await taskStatus(app.url, id)).progress > 0);
+
+    const filler = join(mnt, 'filler');
+    const fd = await open(filler, 'w');
+    try {
+      const chunk = Buffer.alloc(1024 * 1024);
+      for (;;) await fd.write(chunk);
+    } catch (err) {
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    } finally {
+      await fd.close();
+    }
+    // Small writes may still fit in a last block: take that too.
+    for (let i = 0; (await statfs(mnt)).bavail > 0 && i < 1000; i++) await writeFile(join(mnt, `f${i}`), Buffer.alloc(4096)).catch(() => undefined);
+
+    await until('/ready to report the full disk', async () => (await ready(app.url)).status === 503, 30_000);
+    expect(((await ready(app.url)).body as { detail: string }).detail).toMatch(/full/);
+    expect((await fetch(`${app.url}/health`)).status).toBeLessThan(600); // still answering
+    await rm(filler);
+    for (let i = 0; i < 1000; i++) await rm(join(mnt, `f${i}`), { force: true });
+
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled'], 30_000);
+    expect(done.status).toBe('completed');
+    expect(done.images).toHaveLength(2);
+    for (const url of done.images) expect((await fetch(url)).status).toBe(200);
+    await until('/ready to recover', async () => (await ready(app.url)).status === 200);
+    expect(await successes(stack.sims, [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(2);
+  });
+});
+
+describe('start-up', () => {
+  it('refuses requests until recovery has run (503 with Retry-After), answers /health meanwhile, then takes them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-start-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const sim = await startSimulator({ port: 0, stepMs: 10, baseDir: join(dir, 'comfyui') });
+    cleanups.push(() => sim.close());
+    const port = await closedPort();
+    const config = { ...loadConfig({}), host: '127.0.0.1', port, dataDir: join(dir, 'data'), comfyuiUrls: [sim.url] };
+    // A hung ComfyUI holds the start-up (its first check) long enough to knock on the door meanwhile.
+    sim.pause();
+    const starting = startApp(config, { ...FAST, pool: { ...FAST.pool, worker: { timeoutMs: 1500 } } });
+    const url = `http://127.0.0.1:${port}`;
+    let early: Response | undefined;
+    await until('the port to listen', async () => {
+      early = await postGenerate(url, { description: 'too early' }).catch(() => undefined);
+      return early !== undefined;
+    });
+    expect(early!.status).toBe(503);
+    expect(early!.headers.get('retry-after')).toBe('1');
+    expect(((await early!.json()) as { detail: string }).detail).toMatch(/starting/);
+    expect((await fetch(`${url}/ready`)).status).toBe(503);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    sim.resume();
+    const app: App = await starting;
+    cleanups.push(() => app.close());
+    const res = await postGenerate(url, { description: 'in time', count: '2', steps: '3', size: '256x256' });
+    expect(res.status).toBe(200);
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    expect((await waitForStatus(url, id, ['completed', 'failed'])).status).toBe('completed');
+    expect(Object.keys(await history(sim))).toHaveLength(2);
+  });
+
+  it('the engine schedules nothing before its recovery has run', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-wake-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const db = await openDatabase({ file: join(dir, 'k.db') });
+    cleanups.push(() => db.destroy());
+    const workflow = await loadWorkflow(undefined);
+    const pool = new WorkerPool([`http://127.0.0.1:${await closedPort()}`], { workflow });
+    const engine = new TaskEngine({ db, pool, bus: createMemoryProgressBus(), workflow, dataDir: dir, tickMs: 20 });
+    cleanups.push(() => engine.stop());
+    const at = new Date().toISOString();
+    await insertTask(db, {
+      id: 't1', description: 'early', status: 'pending', progress: 0, result_path: null, error_message: null, created_at: at, updated_at: at,
+      count: 1, size: 'auto', steps: 4, guidance: 2.5, base_seed: 1, workflow: workflow.name, upload_sha256: null, idempotency_key: null, params_hash: 'x',
+    });
+    await insertImages(db, [{ task_id: 't1', idx: 0, seed: 1, prompt_id: promptIdFor('t1', 0), status: 'pending' }]);
+    // A request during start-up wakes the engine (TaskService.createTask does).
+    engine.wake();
+    await new Promise((r) => setTimeout(r, 300)); // many scheduling passes' worth
+    expect((await findTask(db, 't1'))?.status).toBe('pending');
+    await engine.start();
+    await until('the task to be claimed after recovery', async () => (await findTask(db, 't1'))?.status === 'processing');
+  });
+});
+
+describe('a ComfyUI server that hangs and comes back', () => {
+  const hangOptions = {
+    ...FAST,
+    pool: { ...FAST.pool, worker: { ...FAST.pool!.worker, timeoutMs: 1000, socket: { pingIntervalMs: 500 } } },
+  };
+
+  it('its images move to another server, and when it wakes it runs none of them again', async () => {
+    stack = await startStack({ workers: 2, sim: { stepMs: 100 }, app: hangOptions });
+    const [a, b] = stack.sims as [Simulator, Simulator];
+    const { app } = stack;
+    const res = await postGenerate(app.url, { description: 'hang on', count: '4', steps: '10', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    const ids = [0, 1, 2, 3].map((i) => promptIdFor(id, i));
+    await until('server A to run one of the prompts and hold another', async () => {
+      const q = await queue(a);
+      return q.queue_running.length === 1 && q.queue_pending.length >= 1;
+    });
+    a.pause();
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled'], 40_000);
+    expect(done.status).toBe('completed');
+    expect(done.images).toHaveLength(4);
+
+    a.resume();
+    await until('server A back in rotation', () => app.pool.members.find((m) => m.url === a.url)?.healthy === true, 20_000);
+    await until('server A idle', async () => {
+      const q = await queue(a);
+      return q.queue_running.length === 0 && q.queue_pending.length === 0;
+    });
+    // Each image was made once in all: A's running prompt was interrupted, its waiting one deleted.
+    expect(await successes([a, b], ids)).toBe(4);
+    const onA = await history(a);
+    for (const pid of ids) if (onA[pid]) expect(['success', 'error']).toContain(onA[pid]!.status.status_str);
+  });
+
+  it('a task cancelled while its server hung leaves nothing queued there when it wakes', async () => {
+    stack = await startStack({ workers: 1, sim: { stepMs: 100 }, app: hangOptions });
+    const [a] = stack.sims as [Simulator];
+    const { app } = stack;
+    const res = await postGenerate(app.url, { description: 'never mind', count: '2', steps: '10', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    await until('both prompts on the server', async () => {
+      const q = await queue(a);
+      return q.queue_running.length === 1 && q.queue_pending.length === 1;
+    });
+    a.pause();
+    await until('the server to be out of rotation', () => app.pool.members[0]?.healthy === false, 20_000);
+    expect((await fetch(`${app.url}/api/task/${id}/cancel`, { method: 'POST' })).status).toBe(200);
+    expect((await taskStatus(app.url, id)).status).toBe('cancelled');
+    a.resume();
+    await until('the server back in rotation', () => app.pool.members[0]?.healthy === true, 20_000);
+    await until('the server idle', async () => {
+      const q = await queue(a);
+      return q.queue_running.length === 0 && q.queue_pending.length === 0;
+    });
+    expect(await successes([a], [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(0);
+  });
+});
