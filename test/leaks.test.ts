@@ -157,7 +157,7 @@ describe('MAX_IMAGE_PIXELS', () => {
     const over = await postGenerate(stack.app.url, { description: 'too big', steps: '1', size: '256x256' }, await makeImage('png', 256, 257));
     expect(over.status).toBe(422);
     expect(await over.json()).toEqual({
-      detail: [{ loc: ['body', 'referenceImage'], msg: `Image is 256x257 (65792 pixels); the limit is ${MAX_PIXELS} pixels`, type: 'upload_too_many_pixels' }],
+      detail: [{ loc: ['body', 'referenceImage'], msg: `Image is 256x257 (65792 pixels); the limit is ${MAX_PIXELS} pixels (MAX_IMAGE_PIXELS)`, type: 'upload_too_many_pixels' }],
     });
     const at = await postGenerate(stack.app.url, { description: 'just fits', steps: '1', size: '256x256' }, await makeImage('png', 256, 256));
     expect(at.status).toBe(200);

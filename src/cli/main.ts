@@ -5,7 +5,7 @@
  */
 import { VERSION } from '../version.js';
 import type { Command } from './command.js';
-import { CommandError, EXIT, UsageError } from './output.js';
+import { CommandError, escapeControlKeepingLines, EXIT, UsageError } from './output.js';
 
 interface Entry {
   name: string;
@@ -113,6 +113,6 @@ function exit(code: number): void {
 }
 
 main(process.argv.slice(2)).then(exit, (err: unknown) => {
-  console.error(`kontext: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  console.error(`kontext: unexpected error: ${escapeControlKeepingLines(err instanceof Error ? (err.stack ?? err.message) : String(err))}`);
   exit(EXIT.FAILURE);
 });

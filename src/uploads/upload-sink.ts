@@ -41,7 +41,7 @@ export interface StoreUploadOptions {
   dir: string;
   /** Largest accepted file, in bytes (the service passes MAX_FILE_SIZE, 10485760 by default). Required. */
   maxBytes: number;
-  /** Largest accepted width x height (x frames, for an animated image). @default 40_000_000 */
+  /** Largest accepted width x height (x frames, for an animated image), from the header, before any decoding (MAX_IMAGE_PIXELS). @default 16_777_216 */
   maxPixels?: number;
   /** Longest accepted side, in pixels. @default 16384 */
   maxSide?: number;
@@ -50,7 +50,7 @@ export interface StoreUploadOptions {
 }
 
 /** The defaults of the optional {@link StoreUploadOptions}. */
-export const DEFAULT_IMAGE_LIMITS = { maxPixels: 40_000_000, maxSide: 16_384, minSide: 16 } as const;
+export const DEFAULT_IMAGE_LIMITS = { maxPixels: 16_777_216, maxSide: 16_384, minSide: 16 } as const;
 
 type Limits = Required<Omit<StoreUploadOptions, 'dir'>>;
 
@@ -210,7 +210,7 @@ function checkDimensions({ width, height, frames }: ImageHeader, limits: Limits)
   const size = `${width}x${height}${frames > 1 ? ` with ${frames} frames` : ''}`;
   const pixels = width * height * frames;
   if (pixels > limits.maxPixels) {
-    throw new UploadRejectedError('TOO_MANY_PIXELS', `Image is ${size} (${pixels} pixels); the limit is ${limits.maxPixels} pixels`);
+    throw new UploadRejectedError('TOO_MANY_PIXELS', `Image is ${size} (${pixels} pixels); the limit is ${limits.maxPixels} pixels (MAX_IMAGE_PIXELS)`);
   }
   if (Math.max(width, height) > limits.maxSide) {
     throw new UploadRejectedError('TOO_MANY_PIXELS', `Image is ${size}; the longest side allowed is ${limits.maxSide} pixels`);
