@@ -142,9 +142,11 @@ function renderPage(base: string, names: AssetNames, options: GraphiQLOptions): 
     <noscript>You need to enable JavaScript to run this app.</noscript>
     <div id="root"></div>
     <script>
-      const workers = ${scriptJson(workers)};
       // Set before the bundle runs: Monaco reads it when it loads.
-      self['MonacoEnvironment'] = { globalAPI: false, getWorkerUrl: (moduleId, label) => workers[label] };
+      (() => {
+        const workers = ${scriptJson(workers)};
+        self['MonacoEnvironment'] = { globalAPI: false, getWorkerUrl: (moduleId, label) => workers[label] };
+      })();
     </script>
     <script src="${url(names.js)}"></script>
     <script>

@@ -168,7 +168,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     socket.once('close', (code, reason) => {
       clearTimeout(pongWait);
       clearInterval(pinger);
-      void closed(code, String(reason));
+      closed(code, String(reason)).catch((err: unknown) => log.error('graphql-ws: ending subscriptions failed', { error: err instanceof Error ? err.message : String(err) }));
     });
   };
 
