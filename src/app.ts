@@ -50,7 +50,7 @@ export interface AppOptions {
   /** This instance's name for task claims. @default the host name */
   instance?: string;
   engine?: Partial<Pick<EngineOptions, 'tickMs' | 'leaseMs' | 'maxAttempts' | 'previewIntervalMs' | 'cleanupIntervalMs'>>;
-  pool?: Partial<Pick<WorkerPoolOptions, 'healthIntervalMs' | 'failuresBeforeDown' | 'slots' | 'worker'>>;
+  pool?: Partial<Pick<WorkerPoolOptions, 'healthIntervalMs' | 'failuresBeforeDown' | 'slots' | 'worker' | 'workflowRecheckMs'>>;
   onQuery?: OpenDatabaseOptions['onQuery'];
   /** Longest wait of a write for another process's database lock, in ms. @default 5000 */
   busyTimeoutMs?: number;
@@ -169,7 +169,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await db.destroy();
     throw err;
   }
-  const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
+  const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
   await pool.start();
   await engine.start();
   accepting = true;

@@ -29,6 +29,8 @@ export interface GraphQLWsOptions {
   path?: string;
   /** Decides on Origin and Host before the handshake; a refusal is answered with its HTTP status (403/421). @default none (all pass) */
   guard?: RequestGuard;
+  /** False while the service starts (recovery has not run): an upgrade then gets HTTP 503. @default always true */
+  accepting?: () => boolean;
   /** The cap shared with SSE streams; at the cap an upgrade gets HTTP 503. @default its own counter of 10_000 */
   live?: LiveConnections;
   /** Operations in flight at once on one socket (MAX_SUBSCRIPTIONS_PER_SOCKET); the next one gets an error. @default 100 */
@@ -120,6 +122,9 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     if ((request.url ?? '/').split('?', 1)[0] !== path) return refuseUpgrade(socket, 404, { detail: 'Not Found' });
     const refusal = options.guard?.(request);
     if (refusal) return refuseUpgrade(socket, refusal.status, graphqlRefusalBody(refusal));
+    if (options.accepting && !options.accepting()) {
+      return refuseUpgrade(socket, 503, { errors: [{ message: 'The service is starting; try again in a moment', extensions: { code: 'STARTING' } }] });
+    }
     // Counted from here until the TCP socket closes, also when the handshake below fails.
     if (!live.tryHold(socket)) return refuseUpgrade(socket, 503, { errors: [{ message: live.refusal, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
     wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
