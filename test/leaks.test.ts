@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertTask } from '../src/db/tasks.js';
 import { stripPngMetadata } from '../src/images/strip-png-metadata.js';
-import { gql, generate, type GraphQLBody } from './helpers/graphql.js';
+import { collect, gql, generate, wsClient, type GraphQLBody } from './helpers/graphql.js';
 import { makeImage } from './helpers/images.js';
 import { closedPort } from './helpers/ports.js';
 import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
@@ -117,6 +117,36 @@ describe('tasks(after:)', () => {
     expect(gone.errors?.[0]?.message).toMatch(/no task 00000000-0000-7000-8000-000000000000/);
     const page = await gql<{ tasks: { edges: unknown[] } }>(stack.app.url, TASKS, { after: done.task_id });
     expect(page.errors).toBeUndefined();
+  });
+});
+
+describe('client input echoed in GraphQL errors', () => {
+  const huge = 'A'.repeat(100_000);
+  /** The first error's message, whatever the status (400 for a variable that does not coerce). */
+  async function firstError(query: string, variables?: Record<string, unknown>): Promise<string> {
+    const res = await fetch(`${stack.app.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+    return ((await res.json()) as GraphQLBody<unknown>).errors?.[0]?.message ?? '';
+  }
+
+  it('a 100 KB variable of the wrong type comes back as a short prefix and its length, over HTTP and graphql-ws', async () => {
+    const query = 'query ($n: Int) { tasks(first: $n) { edges { node { id } } } }';
+    const message = await firstError(query, { n: huge });
+    expect(message).toMatch(/^Variable "\$n" got invalid value "A{40}…" \(100000 characters\)/);
+    expect(message.length).toBeLessThan(300);
+    const client = wsClient(stack.app.url);
+    try {
+      // 50 KB: a WebSocket message may carry at most 64 KiB.
+      const [result] = await collect(client, query, { n: huge.slice(0, 50_000) });
+      expect(result?.errors?.[0]?.message).toBe(message.replaceAll('100000 characters', '50000 characters'));
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('a long string literal in the document is not echoed either', async () => {
+    const message = await firstError(`{ tasks(first: "${'B'.repeat(20_000)}") { edges { node { id } } } }`);
+    expect(message).toContain('"BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB…" (20000 characters)');
+    expect(message.length).toBeLessThan(300);
   });
 });
 

@@ -13,6 +13,7 @@ import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
 import { createGraphiQL } from './graphiql.js';
 import { schema } from './schema/index.js';
+import { useBoundedErrorMessages } from './use-bounded-error-messages.js';
 import { useBodyLimits } from './use-body-limits.js';
 import { useStreamingUploads } from './use-streaming-uploads.js';
 
@@ -86,6 +87,8 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
       // After the parsers: it wraps the one chosen. JSON gets 1 MiB, only multipart room for an image.
       useBodyLimits({ maxFileSize: options.maxFileSize, multipartMargin: BODY_OVERHEAD }),
       ...armor.protect().plugins,
+      // Error messages quote client input back: never a megabyte of it.
+      useBoundedErrorMessages(),
     ],
   });
 }
