@@ -7,7 +7,6 @@ import { mkdir, mkdtemp, rm, statfs, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { WebSocket } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { loadWorkflow } from '../src/comfyui/workflow.js';
@@ -21,6 +20,7 @@ import { promptIdFor } from '../src/tasks/ids.js';
 import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
 import { WorkerPool } from '../src/tasks/worker-pool.js';
 import { closedPort } from './helpers/ports.js';
+import { tryUpgrade } from './helpers/upgrade.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
@@ -146,13 +146,7 @@ describe('start-up', () => {
     expect((await fetch(`${url}/ready`)).status).toBe(503);
     expect((await fetch(`${url}/health`)).status).toBe(200);
     // graphql-ws too: a mutation over a socket would otherwise reach the engine before its recovery.
-    const upgrade = await new Promise<number>((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, 'graphql-transport-ws');
-      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on('open', () => reject(new Error('the upgrade was accepted during start-up')));
-      ws.on('error', () => undefined);
-    });
-    expect(upgrade).toBe(503);
+    expect(await tryUpgrade(url)).toMatchObject({ status: 503 });
     sim.resume();
     const app: App = await starting;
     cleanups.push(() => app.close());

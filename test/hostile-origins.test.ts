@@ -4,33 +4,20 @@
  * on the WebSocket upgrade, a foreign Host 421. `CORS_ORIGINS=*` brings back the old openness.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { createRequestGuard, type GuardConfig } from '../src/http/request-guard.js';
 import { collect, gqlData, rawRequest, wsClient, type GraphQLBody } from './helpers/graphql.js';
 import { makeImage } from './helpers/images.js';
 import { startStack, type Stack } from './helpers/stack.js';
+import { tryUpgrade } from './helpers/upgrade.js';
 
 const EVIL = 'http://evil.example';
 
-/** Opens a graphql-ws socket with the given headers: 'open', or the HTTP answer that refused the upgrade. */
-function upgrade(baseUrl: string, headers: Record<string, string>): Promise<'open' | { status: number; body: string }> {
-  const socket = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws', { headers });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => {
-      socket.close();
-      resolve('open');
-    });
-    socket.once('unexpected-response', (req, res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-    });
-    socket.once('error', reject);
-  });
+/** Opens a graphql-ws socket with the given headers: 'open' (closed again), or the HTTP answer that refused the upgrade. */
+async function upgrade(baseUrl: string, headers: Record<string, string>): Promise<'open' | { status: number; body: string }> {
+  const result = await tryUpgrade(baseUrl, headers);
+  if (!('socket' in result)) return result;
+  result.socket.close();
+  return 'open';
 }
 
 async function crossSiteForm(baseUrl: string, origin: string): Promise<Response> {

@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import type { Logger } from '../src/log.js';
 import { wsClient, type GraphQLBody } from './helpers/graphql.js';
 import { postGenerate, startStack, until, type Stack } from './helpers/stack.js';
+import { tryUpgrade } from './helpers/upgrade.js';
 
 const WATCH = /* GraphQL */ `subscription($taskId: ID!) { taskProgress(taskId: $taskId) { seq status } }`;
 
@@ -26,23 +27,6 @@ function subscribe(client: Client, taskId: string) {
   return { first, ended, unsubscribe };
 }
 
-/** Opens a graphql-ws socket: 'open' (with the socket), or the HTTP answer that refused the upgrade. */
-function upgrade(baseUrl: string): Promise<{ socket: WebSocket } | { status: number; body: string }> {
-  const socket = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve({ socket }));
-    socket.once('unexpected-response', (req, res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-    });
-    socket.once('error', reject);
-  });
-}
 
 /** A task that stays RUNNING for the whole test (a minute per sampler step). */
 async function longTask(stack: Stack): Promise<string> {
@@ -117,7 +101,7 @@ describe('MAX_LIVE_CONNECTIONS and oversized frames', () => {
   });
 
   it('WebSockets and SSE streams share the cap: the next one gets 503 (before the upgrade, or as the SSE answer), until one closes', async () => {
-    const ws = await upgrade(stack.app.url);
+    const ws = await tryUpgrade(stack.app.url);
     expect(ws).toHaveProperty('socket');
     const abort = new AbortController();
     const stream = await fetch(`${stack.app.url}/graphql`, {
@@ -128,7 +112,7 @@ describe('MAX_LIVE_CONNECTIONS and oversized frames', () => {
     });
     expect(stream.status).toBe(200);
 
-    const refusedWs = await upgrade(stack.app.url);
+    const refusedWs = await tryUpgrade(stack.app.url);
     expect(refusedWs).toMatchObject({ status: 503 });
     const message = 'Too many live connections (at most 2, MAX_LIVE_CONNECTIONS); try again later';
     expect(JSON.parse((refusedWs as { body: string }).body)).toEqual({ errors: [{ message, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
@@ -144,7 +128,7 @@ describe('MAX_LIVE_CONNECTIONS and oversized frames', () => {
 
     abort.abort();
     await until('the closed stream to free its slot', async () => {
-      const next = await upgrade(stack.app.url);
+      const next = await tryUpgrade(stack.app.url);
       if ('socket' in next) next.socket.close();
       return 'socket' in next;
     });
@@ -157,7 +141,7 @@ describe('MAX_LIVE_CONNECTIONS and oversized frames', () => {
       // The previous test's sockets free their slots as they finish closing.
       let socket!: WebSocket;
       await until('a free slot', async () => {
-        const opened = await upgrade(stack.app.url);
+        const opened = await tryUpgrade(stack.app.url);
         if ('socket' in opened) socket = opened.socket;
         return 'socket' in opened;
       });
