@@ -20,7 +20,7 @@ import { performance as eventLoop } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { createClient, type Client as GraphQLWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 import { createKontextClient, type KontextClient } from '../src/sdk/client.js';

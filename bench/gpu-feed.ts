@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApp } from '../src/app.js';
-import { startSimulator, type Simulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator, type Simulator } from '../simulator/server.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 import { loadConfig } from '../src/config.js';

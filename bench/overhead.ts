@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startApp } from '../src/app.js';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow, type Workflow } from '../src/comfyui/workflow.js';
 import { loadConfig } from '../src/config.js';

@@ -4,7 +4,8 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startSimulator, type Simulator } from './comfyui/simulator/server.js';
+// The simulator is a separate product (simulator/): only --demo loads it, so `npm start` never does.
+import type { Simulator } from '../simulator/server.js';
 import { WorkflowError } from './comfyui/workflow.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -53,6 +54,7 @@ async function main(): Promise<number> {
       console.error(`--demo-step-ms must be a number of milliseconds, not ${args['demo-step-ms']}`);
       return 2;
     }
+    const { startSimulator } = await import('../simulator/server.js');
     simulator = await startSimulator({ port: 0, stepMs, previewMethod: 'auto', baseDir: resolve(config.dataDir, 'simulator') });
     config = { ...config, comfyuiUrls: [simulator.url] };
     log.info('ComfyUI simulator started', { url: simulator.url, step_ms: stepMs });

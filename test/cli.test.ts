@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { openDatabase } from '../src/db/database.js';
 import { insertImages } from '../src/db/images.js';
 import { insertTask } from '../src/db/tasks.js';

@@ -19,7 +19,7 @@ import {
 } from '../src/comfyui/errors.js';
 import { ComfyHttpClient, PARTIAL_VALIDATION_ERROR_TYPE } from '../src/comfyui/http-client.js';
 import type { ApiPrompt, HistoryEntry } from '../src/comfyui/protocol.js';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { kontextPrompt } from './helpers/kontext-prompt.js';
 import { closedPort } from './helpers/ports.js';
 

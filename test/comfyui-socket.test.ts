@@ -9,7 +9,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { ComfyTimeoutError, ComfyUnreachableError } from '../src/comfyui/errors.js';
 import { encodePreviewFrame, encodePreviewFrameWithMetadata, type WsMessage } from '../src/comfyui/protocol.js';
 import { ComfySocket, type SocketOpenEvent, type SocketPreviewEvent } from '../src/comfyui/socket.js';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { closedPort } from './helpers/ports.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];

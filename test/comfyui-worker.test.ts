@@ -26,7 +26,7 @@ import {
 } from '../src/comfyui/errors.js';
 import { ComfyHttpClient, PARTIAL_VALIDATION_ERROR_TYPE } from '../src/comfyui/http-client.js';
 import type { ApiPrompt } from '../src/comfyui/protocol.js';
-import { startSimulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator } from '../simulator/server.js';
 import { ComfyWorker, type ComfyWorkerOptions, type PromptEvent } from '../src/comfyui/worker.js';
 import { kontextPrompt } from './helpers/kontext-prompt.js';
 import { closedPort } from './helpers/ports.js';

@@ -10,7 +10,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { loadWorkflow } from '../src/comfyui/workflow.js';
-import { startSimulator, type Simulator } from '../src/comfyui/simulator/server.js';
+import { startSimulator, type Simulator } from '../simulator/server.js';
 import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/database.js';
 import { insertImages } from '../src/db/images.js';

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type Simulator, startSimulator } from '../src/comfyui/simulator/server.js';
+import { type Simulator, startSimulator } from '../simulator/server.js';
 import { makeImage } from './helpers/images.js';
 import { kontextPrompt } from './helpers/kontext-prompt.js';
 import { until } from './helpers/stack.js';

@@ -11,8 +11,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type PyDict, pyLoads } from '../src/comfyui/simulator/py.js';
-import { type Simulator, startSimulator } from '../src/comfyui/simulator/server.js';
+import { type PyDict, pyLoads } from '../simulator/py.js';
+import { type Simulator, startSimulator } from '../simulator/server.js';
 import { referencePng } from './helpers/transcripts.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodePng, solid } from '../src/comfyui/simulator/images.js';
+import { encodePng, solid } from '../simulator/images.js';
 import { stripPngMetadata } from '../src/images/strip-png-metadata.js';
 import { makeImage, PNG_SIGNATURE, pngChunk } from './helpers/images.js';
 

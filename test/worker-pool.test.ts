@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../src/comfyui/simulator/server.js';
+import { startSimulator, type Simulator, type SimulatorOptions } from '../simulator/server.js';
 import { loadWorkflow } from '../src/comfyui/workflow.js';
 import { createLogger } from '../src/log.js';
 import { WorkerPool, type PoolMember, type WorkerPoolOptions } from '../src/tasks/worker-pool.js';

@@ -55,7 +55,7 @@ async function startChild(entry: string, args: string[], env: Record<string, str
 
 /** A ComfyUI simulator process (`npm run simulator`). */
 export function startSimulatorProcess(args: string[]): Promise<Child> {
-  return startChild('src/comfyui/simulator/cli.ts', args, {}, /listening on (http:\/\/\S+)/);
+  return startChild('simulator/cli.ts', args, {}, /listening on (http:\/\/\S+)/);
 }
 
 /** The service process (`npm start`), configured through its environment. */

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApp, type App, type AppOptions } from '../../src/app.js';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/comfyui/simulator/server.js';
+import { startSimulator, type Simulator, type SimulatorOptions } from '../../simulator/server.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { makeImage } from './images.js';
 

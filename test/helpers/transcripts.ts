@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from '../../src/comfyui/simulator/py.js';
+import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from '../../simulator/py.js';
 
 /** Repository root (the folder holding package.json). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import { BinaryEvent, encodePreviewFrame } from '../protocol.js';
+import { BinaryEvent, encodePreviewFrame } from '../src/comfyui/protocol.js';
 import type { MessageSink } from './executor.js';
 import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from './py.js';
 
