@@ -1,5 +1,5 @@
 /**
- * Helpers for replaying the recorded ComfyUI transcripts (../shared/comfyui/transcripts) against
+ * Helpers for replaying the recorded ComfyUI transcripts (test/fixtures/comfyui/transcripts) against
  * the simulator: loading them, the collapsed notation of index.json, a reference input image,
  * and a normalizer that makes recorded and replayed JSON comparable (ids, timestamps, and the
  * fields that only a real machine fills in).
@@ -13,8 +13,8 @@ import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from '../../simul
 /** Repository root (the folder holding package.json). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Where CI puts the shared folder: beside the checkout. */
-export const TRANSCRIPTS_DIR = path.resolve(REPO_ROOT, '../shared/comfyui/transcripts');
+/** The transcripts recorded from ComfyUI 0.3.64 (the reference prompts sit beside, in ../reference). */
+export const TRANSCRIPTS_DIR = path.resolve(REPO_ROOT, 'test/fixtures/comfyui/transcripts');
 
 /** One recorded event of a case file. */
 export interface RecordedEvent {
@@ -38,13 +38,10 @@ export interface RecordedCase {
   events: RecordedEvent[];
 }
 
-/** Throws a clear error when the shared transcripts are not there (the tests must fail, not skip). */
+/** Throws a clear error when the transcripts are missing (the tests must fail, not skip). */
 export function requireTranscripts(): string {
   if (!existsSync(path.join(TRANSCRIPTS_DIR, 'index.json'))) {
-    throw new Error(
-      `ComfyUI transcripts not found at ${TRANSCRIPTS_DIR}. The shared folder must sit beside the checkout ` +
-        '(../shared/comfyui/transcripts relative to the repository root).',
-    );
+    throw new Error(`ComfyUI transcripts not found at ${TRANSCRIPTS_DIR} (test/fixtures/comfyui/transcripts in the repository).`);
   }
   return TRANSCRIPTS_DIR;
 }
