@@ -1,5 +1,5 @@
 /**
- * ComfyUI's classic output cache (PROTOCOL.md 7). A node's signature is its class, its IS_CHANGED
+ * ComfyUI's classic output cache (docs/comfyui-protocol.md §7). A node's signature is its class, its IS_CHANGED
  * value, its literal inputs sorted by name, and for each link the ancestor's index in a canonical
  * ancestry order plus the output slot, followed by the ancestors' own signatures. Node ids do not
  * count. When a prompt starts, entries that none of its nodes map to are dropped, so only the

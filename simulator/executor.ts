@@ -2,7 +2,7 @@
  * Runs one prompt like ComfyUI's PromptExecutor (execution.py): execution_start, the cache check
  * and execution_cached, nodes in ExecutionList order with progress_state / executing / executed,
  * sampler progress and previews through the progress hook, interrupts checked before each node
- * and at every sampler step, and the error / interrupt reports (PROTOCOL.md 3).
+ * and at every sampler step, and the error / interrupt reports (docs/comfyui-protocol.md §3).
  */
 import { setImmediate as nextTick } from 'node:timers/promises';
 import type { ObjectCache, OutputCache } from './cache.js';

@@ -1,6 +1,6 @@
 /**
  * Folder and path rules of ComfyUI's `folder_paths.py` and of the `/view` and `/upload/image`
- * routes (PROTOCOL.md 2.6, 2.7, 5). Paths follow Python's `os.path` semantics (POSIX), so the
+ * routes (docs/comfyui-protocol.md §2.6, §2.7, §5). Paths follow Python's `os.path` semantics (POSIX), so the
  * same inputs give the same 400/403/404 answers and the same file names as the real server.
  */
 import { createHash } from 'node:crypto';

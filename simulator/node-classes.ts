@@ -130,7 +130,7 @@ export const SAMPLERS = [
 /** comfy.samplers.KSampler.SCHEDULERS. */
 export const SCHEDULERS = ['simple', 'sgm_uniform', 'karras', 'exponential', 'ddim_uniform', 'beta', 'normal', 'linear_quadratic', 'kl_optimal'];
 
-/** FluxKontextImageScale's presets (w, h), PROTOCOL.md 9.2. */
+/** FluxKontextImageScale's presets (w, h), docs/comfyui-protocol.md §9.2. */
 export const KONTEXT_RESOLUTIONS: Array<[number, number]> = [
   [672, 1568], [688, 1504], [720, 1456], [752, 1392], [800, 1328], [832, 1248], [880, 1184], [944, 1104], [1024, 1024],
   [1104, 944], [1184, 880], [1248, 832], [1328, 800], [1392, 752], [1456, 720], [1504, 688], [1568, 672],

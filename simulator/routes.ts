@@ -1,5 +1,5 @@
 /**
- * The HTTP routes of ComfyUI's PromptServer that clients use (PROTOCOL.md 2), on top of the
+ * The HTTP routes of ComfyUI's PromptServer that clients use (docs/comfyui-protocol.md §2), on top of the
  * simulator's state. Each handler follows the order of checks of server.py so the same bad
  * request gets the same status code.
  */

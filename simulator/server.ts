@@ -1,6 +1,6 @@
 /**
  * A ComfyUI 0.3.64 simulator: a real HTTP + WebSocket server that behaves like ComfyUI running
- * the FLUX.1 Kontext workflow (../shared/comfyui/PROTOCOL.md), without a GPU. Sampling takes
+ * the FLUX.1 Kontext workflow (docs/comfyui-protocol.md), without a GPU. Sampling takes
  * `stepMs` per step; images are real PNG files derived deterministically from the reference image,
  * the prompt text and the seed.
  */
@@ -76,7 +76,7 @@ export interface Simulator {
   setModels(models: SimulatorOptions['models']): void;
 }
 
-/** The model files of the Kontext template (PROTOCOL.md 9.1). */
+/** The model files of the Kontext template (docs/comfyui-protocol.md §9.1). */
 export const DEFAULT_MODELS: ModelLists = {
   diffusion_models: ['flux1-dev-kontext_fp8_scaled.safetensors'],
   text_encoders: ['clip_l.safetensors', 't5xxl_fp8_e4m3fn_scaled.safetensors'],

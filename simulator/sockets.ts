@@ -1,5 +1,5 @@
 /**
- * The WebSocket side of PromptServer (PROTOCOL.md 3.1, 3.2, 4): the clientId → socket table with
+ * The WebSocket side of PromptServer (docs/comfyui-protocol.md §3.1, §3.2, §4): the clientId → socket table with
  * its replacement and close race, feature-flag negotiation as the first message only, and message
  * routing (targeted to the prompt's client_id, dropped without a socket, broadcast without one).
  */

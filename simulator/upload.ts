@@ -1,5 +1,5 @@
 /**
- * `POST /upload/image` (PROTOCOL.md 2.7): multipart parsing with aiohttp's field semantics, the
+ * `POST /upload/image` (docs/comfyui-protocol.md §2.7): multipart parsing with aiohttp's field semantics, the
  * type/subfolder rules, and the collision handling (same content → same name, else `name (1).ext`).
  */
 import { createHash } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * ComfyUI's prompt validation (`execution.validate_prompt` / `validate_inputs`, PROTOCOL.md 6):
+ * ComfyUI's prompt validation (`execution.validate_prompt` / `validate_inputs`, docs/comfyui-protocol.md §6):
  * the same stages, error objects, conversions written back into the prompt, the partial-200
  * behaviour and the over-reporting of `dependent_outputs`.
  */

@@ -1,5 +1,5 @@
 /**
- * Replays the transcripts recorded from a real ComfyUI 0.3.64 (../shared/comfyui/transcripts)
+ * Replays the transcripts recorded from a real ComfyUI 0.3.64 (test/fixtures/comfyui/transcripts)
  * against the simulator, in the recorded order on one simulator so the cache and the output file
  * counters evolve as they did. For each case it compares the collapsed message order with
  * index.json, every JSON message (ids and timestamps normalized, floats kept), the binary preview
@@ -327,7 +327,7 @@ describe('simulator replays the recorded ComfyUI transcripts', () => {
       }
     });
     await new Promise((resolve) => ws.once('open', resolve));
-    // The template's default image must exist in output/ (PROTOCOL.md 9).
+    // The template's default image must exist in output/ (docs/comfyui-protocol.md §9).
     await fsp.copyFile(path.join(sim.baseDir, 'input', 'kontext_input.png'), path.join(sim.baseDir, 'output', 'ComfyUI_00018_.png'));
 
     const submit = async (prompt: PyDict, key: string, image?: string): Promise<{ id: string; outputs: PyDict }> => {

@@ -2,7 +2,7 @@
  * Route-level behaviour of the ComfyUI simulator over real HTTP and WebSockets: validation errors,
  * partial 200, /view and /upload/image rules, history and queue semantics, WebSocket routing
  * quirks, deterministic outputs, restart, and the simulated sampler failure. Expected values are
- * the ones recorded from ComfyUI 0.3.64 (../shared/comfyui/transcripts/verify_protocol.json).
+ * the ones recorded from ComfyUI 0.3.64 (test/fixtures/comfyui/transcripts/verify_protocol.json).
  */
 import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';

@@ -146,7 +146,7 @@ export interface ValidationProblem {
 
 /**
  * ComfyUI refused the prompt (HTTP 400), or accepted only some of its outputs (a 200 with
- * `node_errors`, PROTOCOL 6.3; the client then removed it from the queue).
+ * `node_errors`, docs/comfyui-protocol.md §6.3; the client then removed it from the queue).
  */
 export class ComfyValidationError extends ComfyError {
   override name = 'ComfyValidationError';

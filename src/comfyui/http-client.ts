@@ -1,5 +1,5 @@
 /**
- * HTTP client for one ComfyUI server (PROTOCOL.md section 2), on an undici connection pool.
+ * HTTP client for one ComfyUI server (docs/comfyui-protocol.md §2), on an undici connection pool.
  *
  * Every call has a deadline, every reply is validated with the zod schemas of `protocol.ts`, and
  * every failure is one of the typed errors of `errors.ts`:
@@ -67,7 +67,7 @@ export interface ComfyHttpClientOptions {
 
 export interface QueuePromptRequest {
   prompt: ApiPrompt;
-  /** Our id for the prompt. Use a fresh UUID: ComfyUI does not check ids for uniqueness (PROTOCOL 8.7). */
+  /** Our id for the prompt. Use a fresh UUID: ComfyUI does not check ids for uniqueness (docs/comfyui-protocol.md §8.7). */
   promptId: string;
   /** The WebSocket `clientId` that receives the prompt's messages. Without it, no completion message is sent. */
   clientId?: string;
@@ -147,7 +147,7 @@ export class ComfyHttpClient {
    * `POST /prompt`. Resolves once ComfyUI has queued the whole prompt.
    *
    * A 200 whose `node_errors` is not empty means only some outputs passed validation and the rest
-   * will run anyway (PROTOCOL 6.3); that prompt is deleted from the queue (or interrupted if it
+   * will run anyway (docs/comfyui-protocol.md §6.3); that prompt is deleted from the queue (or interrupted if it
    * already started) and the call throws `ComfyValidationError` like a 400 would.
    */
   async queuePrompt(req: QueuePromptRequest): Promise<PromptAccepted> {
@@ -206,7 +206,7 @@ export class ComfyHttpClient {
 
   /**
    * `POST /interrupt`. With a prompt id, interrupts that prompt only if it is running now; without,
-   * interrupts whatever runs (which may be someone else's prompt: PROTOCOL 8.8).
+   * interrupts whatever runs (which may be someone else's prompt: docs/comfyui-protocol.md §8.8).
    */
   async interrupt(promptId?: string): Promise<void> {
     if (promptId === undefined) await this.postEmpty('/interrupt', 'POST /interrupt', undefined, false);
@@ -260,7 +260,7 @@ export class ComfyHttpClient {
     }
   }
 
-  /** `POST /upload/image`. Always use the returned `name`: ComfyUI renames or deduplicates (PROTOCOL 2.7). */
+  /** `POST /upload/image`. Always use the returned `name`: ComfyUI renames or deduplicates (docs/comfyui-protocol.md §2.7). */
   uploadImage(data: Buffer, filename: string, options: UploadImageOptions = {}): Promise<Uploaded> {
     const operation = 'POST /upload/image';
     const form = new FormData();

@@ -1,9 +1,10 @@
 /**
  * ComfyUI wire protocol: the JSON shapes of its HTTP replies and WebSocket messages, and the
- * layout of its binary preview frames, as ComfyUI 0.3.64 sends them (../shared/comfyui/PROTOCOL.md).
+ * layout of its binary preview frames, as ComfyUI 0.3.64 sends them (docs/comfyui-protocol.md).
  *
  * Shared by the client (which parses untrusted replies with the zod schemas here) and the
- * simulator (which builds the same shapes). Nothing in this file does I/O.
+ * simulator in simulator/ (which builds the same shapes; it imports nothing else from src/).
+ * Nothing in this file does I/O.
  */
 import { z } from 'zod';
 
@@ -29,7 +30,7 @@ export function isLink(value: unknown): value is Link {
 // HTTP
 // ---------------------------------------------------------------------------------------------
 
-/** One error object of a node in `node_errors` (PROTOCOL.md 6.2). */
+/** One error object of a node in `node_errors` (docs/comfyui-protocol.md §6.2). */
 export const NodeErrorItemSchema = z.object({
   type: z.string(),
   message: z.string(),
@@ -163,7 +164,7 @@ export const ObjectInfoSchema = z.record(z.string(), NodeInfoSchema);
 export type ObjectInfo = z.infer<typeof ObjectInfoSchema>;
 
 // ---------------------------------------------------------------------------------------------
-// WebSocket JSON messages (PROTOCOL.md 3.2). Unknown types are kept as `unknown`, never an error.
+// WebSocket JSON messages (docs/comfyui-protocol.md §3.2). Unknown types are kept as `unknown`, never an error.
 // ---------------------------------------------------------------------------------------------
 
 const promptId = z.string();
@@ -205,7 +206,7 @@ export const WsMessageSchema = z.discriminatedUnion('type', [
     data: z.object({
       node: z.string(),
       display_node: z.string().optional(),
-      // null for a cached output node without UI output (PROTOCOL 3.2).
+      // null for a cached output node without UI output (docs/comfyui-protocol.md §3.2).
       output: NodeOutputSchema.nullish(),
       prompt_id: promptId,
     }),
@@ -242,7 +243,7 @@ export const WsMessageSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
-/** Every JSON message of PROTOCOL.md that a client acts on. */
+/** Every JSON message of docs/comfyui-protocol.md (§3.2) that a client acts on. */
 export type WsMessage = z.infer<typeof WsMessageSchema>;
 /** The message of a given `type`. */
 export type WsMessageOf<T extends WsMessage['type']> = Extract<WsMessage, { type: T }>;
@@ -270,7 +271,7 @@ export function parseWsMessage(text: string): WsMessage | UnknownWsMessage {
 const KNOWN_TYPES = new Set<string>(WsMessageSchema.options.map((o) => o.shape.type.value));
 
 // ---------------------------------------------------------------------------------------------
-// Binary frames (PROTOCOL.md 4): a 4-byte big-endian event type, then the payload.
+// Binary frames (docs/comfyui-protocol.md §4): a 4-byte big-endian event type, then the payload.
 // ---------------------------------------------------------------------------------------------
 
 /** Binary event types. */

@@ -1,9 +1,9 @@
 /**
- * One WebSocket to one ComfyUI server (PROTOCOL.md sections 3 and 4), reconnecting forever until
+ * One WebSocket to one ComfyUI server (docs/comfyui-protocol.md §3 and §4), reconnecting forever until
  * `close()`.
  *
  * - Every connection uses a **fresh clientId**. Reusing one after an unclean drop can leave the new
- *   socket silently orphaned when the server finally drops the old one (PROTOCOL 3.1, pitfall 4).
+ *   socket silently orphaned when the server finally drops the old one (docs/comfyui-protocol.md §3.1, §8.4).
  *   Prompts submitted under an earlier clientId get no more messages; the worker polls them.
  * - A connection counts as open only after its first `status` message: a prompt posted before
  *   that could lose its first messages (pitfall 2).
@@ -12,7 +12,7 @@
  * - Malformed frames are counted in `malformedFrames`, reported as `'error'` events if anyone
  *   listens, and otherwise ignored. Unknown message types are ignored (custom nodes send their own).
  * - Type-1 previews carry no prompt id: they are attributed to the prompt of the latest `progress`
- *   or `executing` message on this connection (PROTOCOL 4).
+ *   or `executing` message on this connection (docs/comfyui-protocol.md §4).
  *
  * Events:
  * - `'open'` `{clientId, reconnected}`: a connection got its first `status`. `reconnected` is true
@@ -222,7 +222,7 @@ export class ComfySocket extends EventEmitter<ComfySocketEvents> {
     }, this.connectTimeoutMs);
 
     ws.on('open', () => {
-      // Must be the very first client message, or the server ignores it (PROTOCOL 3.1).
+      // Must be the very first client message, or the server ignores it (docs/comfyui-protocol.md §3.1).
       if (this.previewMetadata) ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
     });
     ws.on('pong', () => (this.alive = true));

@@ -3,7 +3,7 @@
  *
  * A prompt is submitted under the socket's current clientId and followed through its WebSocket
  * messages (filtered by prompt_id). "Done" is `executing {node: null}` for it, after which
- * `GET /history/{id}` gives the verdict (PROTOCOL 8.1): success with the output node's images,
+ * `GET /history/{id}` gives the verdict (docs/comfyui-protocol.md §8.1): success with the output node's images,
  * `execution_error` → `ComfyExecutionError`, `execution_interrupted` → `ComfyInterruptedError`.
  *
  * Messages can be lost (a dropped socket, a restarted server, a prompt submitted before a
@@ -62,7 +62,7 @@ export interface PromptResult {
   promptId: string;
   /** The images of the output node, from the history entry. */
   images: FileRef[];
-  /** True when the output node came from ComfyUI's cache: no new file was written (PROTOCOL 7). */
+  /** True when the output node came from ComfyUI's cache: no new file was written (docs/comfyui-protocol.md §7). */
   cached: boolean;
   /** The whole history entry, for the curious. */
   entry: HistoryEntry;
@@ -293,7 +293,7 @@ export class ComfyWorker {
       if (after !== undefined) return;
     }
     // Deleted, or not in the queue at all. A deleted prompt leaves no history and sends no
-    // message (PROTOCOL 2.2), so settle it here, unless it actually finished meanwhile.
+    // message (docs/comfyui-protocol.md §2.2), so settle it here, unless it actually finished meanwhile.
     const entry = await this.http.getHistory(promptId);
     const still = this.current(promptId);
     if (!still) return;
@@ -640,7 +640,7 @@ export class ComfyWorker {
   // Outcomes
   // ---------------------------------------------------------------------------------------------
 
-  /** Turns a history entry into the prompt's result or error (PROTOCOL 2.5, 8.8). */
+  /** Turns a history entry into the prompt's result or error (docs/comfyui-protocol.md §2.5, §8.8). */
   private settleFromEntry(t: Tracked, entry: HistoryEntry): void {
     const status = entry.status;
     const messages = status?.messages ?? [];

@@ -1,5 +1,5 @@
 /**
- * The backend Flux Kontext API prompt (PROTOCOL 9.5: LoadImage instead of LoadImageOutput, no
+ * The backend Flux Kontext API prompt (docs/comfyui-protocol.md §9.5: LoadImage instead of LoadImageOutput, no
  * PreviewImage), as the contract tests send it to the simulator, with few sampler steps.
  */
 import type { ApiPrompt } from '../../src/comfyui/protocol.js';
