@@ -58,9 +58,9 @@ export function startSimulatorProcess(args: string[]): Promise<Child> {
   return startChild('simulator/cli.ts', args, {}, /listening on (http:\/\/\S+)/);
 }
 
-/** The service process (`npm start`), configured through its environment. */
-export function startServiceProcess(env: Record<string, string>): Promise<Child> {
-  return startChild('src/main.ts', [], { HOST: '127.0.0.1', PORT: '0', ...env }, /"msg":"Kontext Gateway listening","url":"(http:\/\/[^"]+)"/);
+/** The service process (`npm start`), configured through its environment; `args` go to src/main.ts (default none). */
+export function startServiceProcess(env: Record<string, string>, args: string[] = []): Promise<Child> {
+  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, /"msg":"Kontext Gateway listening","url":"(http:\/\/[^"]+)"/);
 }
 
 /** Runs the service until it exits by itself (a start that must fail); returns its exit code and output. */
