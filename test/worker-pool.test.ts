@@ -1,7 +1,8 @@
 /**
  * The worker pool over real ComfyUI simulators: a server excluded for a missing model comes back
  * once the model is installed, health reflects the last check, every change of a server's state is
- * logged once, and `beforeUp` gates the return of a server that was down.
+ * logged once, and `beforeUp` gates the return of a server that was down. The pool also runs over
+ * an in-memory `ComfyBackend`: it needs nothing of ComfyUI but that interface.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import { startSimulator, type Simulator, type SimulatorOptions } from '../simula
 import { loadWorkflow } from '../src/comfyui/workflow.js';
 import { createLogger } from '../src/log.js';
 import { WorkerPool, type PoolMember, type WorkerPoolOptions } from '../src/tasks/worker-pool.js';
+import { FakeBackend, objectInfoFor } from './helpers/fake-backend.js';
 import { until } from './helpers/stack.js';
 
 interface Line {
@@ -67,7 +69,7 @@ describe('a server excluded for a missing model', () => {
     expect(m.lastError).toContain('flux1-dev-kontext_fp8_scaled.safetensors');
 
     // Several checks pass while it stays excluded: logged once.
-    const checks = vi.spyOn(m.worker.http, 'systemStats');
+    const checks = vi.spyOn(m.worker, 'health');
     await until('three more checks', () => checks.mock.calls.length >= 3);
     expect(m.healthy).toBe(false);
 
@@ -203,7 +205,7 @@ describe('beforeUp', () => {
     s.resume();
     // Attempt 2 fails; attempt 3 hangs until released, while checks go on.
     await until('the third attempt', () => calls === 3);
-    const checks = vi.spyOn(m.worker.http, 'systemStats');
+    const checks = vi.spyOn(m.worker, 'health');
     await until('three checks during the attempt', () => checks.mock.calls.length >= 3);
     expect(m).toMatchObject({ reachable: true, healthy: false });
     expect(calls).toBe(3);
@@ -240,5 +242,60 @@ describe('beforeUp', () => {
     const m = p.members[0]!;
     expect(m).toMatchObject({ reachable: true, healthy: false });
     expect(calls).toBe(1);
+  });
+});
+
+describe('the pool over the ComfyBackend interface alone (an in-memory backend)', () => {
+  /** A pool over fakes; checks come from liveness events only, unless a test sets an interval. */
+  async function fakePool(names: string[], options: Partial<WorkerPoolOptions<FakeBackend>> = {}) {
+    const workflow = await loadWorkflow();
+    const fakes = new Map(names.map((url) => [url, new FakeBackend(url, objectInfoFor(workflow.prompt))]));
+    const p = new WorkerPool<FakeBackend>(names, { workflow, healthIntervalMs: 3_600_000, backend: (url) => fakes.get(url)!, ...options });
+    cleanups.push(() => p.stop());
+    return { p, fakes: names.map((url) => fakes.get(url)!), workflow };
+  }
+  const nextOf = (p: WorkerPool<FakeBackend>, event: 'up' | 'down') => new Promise<PoolMember<FakeBackend>>((resolve) => p.once(event, resolve));
+
+  it('puts answering servers in rotation, takes one out when its connection drops, and checks its workflow again when it is back', async () => {
+    const { p, fakes } = await fakePool(['fake://a', 'fake://b']);
+    const [a, b] = fakes as [FakeBackend, FakeBackend];
+    await p.start();
+    expect(p.members.map((m) => [m.url, m.healthy, m.device])).toEqual([
+      ['fake://a', true, 'fake GPU'],
+      ['fake://b', true, 'fake GPU'],
+    ]);
+    expect(a.calls.filter((c) => c === 'objectInfo')).toHaveLength(1);
+    // The least busy server first: two acquisitions land on two servers.
+    expect([p.acquire()?.url, p.acquire()?.url].sort()).toEqual(['fake://a', 'fake://b']);
+
+    const down = nextOf(p, 'down');
+    a.goDown();
+    // One failed check with the connection lost is enough, whatever failuresBeforeDown says.
+    expect((await down).url).toBe('fake://a');
+    expect(p.acquire()?.url).toBe('fake://b');
+    expect(p.freeSlots()).toBe(0);
+
+    const up = nextOf(p, 'up');
+    a.comeBack();
+    expect((await up).url).toBe('fake://a');
+    expect(a.calls.filter((c) => c === 'objectInfo')).toHaveLength(2);
+    expect(b.calls.filter((c) => c === 'objectInfo')).toHaveLength(1);
+  });
+
+  it('keeps a server that cannot run the workflow out of rotation until its node classes can', async () => {
+    const { p, fakes, workflow } = await fakePool(['fake://a'], { healthIntervalMs: 20, workflowRecheckMs: 0 });
+    const a = fakes[0]!;
+    const { SaveImage: _removed, ...withoutSaveImage } = objectInfoFor(workflow.prompt);
+    a.offer(withoutSaveImage);
+    await p.start();
+    const m = p.members[0]!;
+    expect(m).toMatchObject({ reachable: true, healthy: false, workflowOk: false });
+    expect(m.lastError).toContain('node class SaveImage is not installed');
+    expect(p.acquire()).toBeUndefined();
+
+    const up = nextOf(p, 'up');
+    a.offer(objectInfoFor(workflow.prompt));
+    await up;
+    expect(p.acquire()).toBe(m);
   });
 });

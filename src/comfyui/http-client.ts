@@ -3,7 +3,7 @@
  *
  * Every call has a deadline, every reply is validated with the zod schemas of `protocol.ts`, and
  * every failure is one of the typed errors of `errors.ts`:
- * - connection refused, reset, DNS failure → `ComfyUnreachableError`
+ * - connection refused, reset, DNS failure (`isTransportFailure`) → `ComfyUnreachableError`
  * - deadline passed → `ComfyTimeoutError`
  * - unexpected status → `ComfyHttpError`; reply of the wrong shape → `ComfyBadReplyError`
  * - `POST /prompt` refused (400), or accepted only in part (200 with `node_errors`) → `ComfyValidationError`
@@ -46,6 +46,7 @@ import {
   type SystemStats,
   type Uploaded,
 } from './protocol.js';
+import { isStaleConnection, isTransportFailure, transportCode } from './transport-failure.js';
 
 export interface ComfyHttpClientOptions {
   /**
@@ -87,25 +88,6 @@ export interface UploadImageOptions {
   type?: 'input' | 'temp' | 'output';
 }
 
-/** Connection failures that mean "nobody answered", reported as `ComfyUnreachableError`. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ETIMEDOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_CLOSED',
-  'UND_ERR_DESTROYED',
-]);
-/** Failures of a kept-alive connection that the server closed meanwhile: safe to retry once. */
-export const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 const UNDICI_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 const HistoryReplySchema = z.record(z.string(), HistoryEntrySchema);
@@ -120,7 +102,7 @@ interface Call {
   /** For error messages: `GET /history/abc`. */
   operation: string;
   body?: string | FormData;
-  /** Safe to send twice (see STALE_CONNECTION_CODES). */
+  /** Safe to send twice (a stale kept-alive connection is then retried once, see `isStaleConnection`). */
   retryable: boolean;
   timeoutMs?: number;
 }
@@ -348,12 +330,12 @@ export class ComfyHttpClient {
         }
       } catch (err) {
         if (err instanceof ComfyError) throw err;
-        const code = errorCode(err);
+        const code = transportCode(err);
         if (abort.signal.aborted || (code !== undefined && UNDICI_TIMEOUT_CODES.has(code))) {
           throw new ComfyTimeoutError(this.baseUrl, call.operation, timeoutMs, { cause: err });
         }
-        if (code !== undefined && NETWORK_CODES.has(code)) {
-          if (call.retryable && attempt === 1 && STALE_CONNECTION_CODES.has(code)) continue;
+        if (code !== undefined && isTransportFailure(err)) {
+          if (call.retryable && attempt === 1 && isStaleConnection(err)) continue;
           throw new ComfyUnreachableError(this.baseUrl, code, call.operation, { cause: err });
         }
         throw err; // local failures (a full disk while downloading, ...) are not ComfyUI's
@@ -362,20 +344,6 @@ export class ComfyHttpClient {
       }
     }
   }
-}
-
-/** The system or undici error code of an error, looking into `cause` and AggregateError members. */
-function errorCode(err: unknown, depth = 0): string | undefined {
-  if (typeof err !== 'object' || err === null || depth > 3) return undefined;
-  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (typeof e.code === 'string') return e.code;
-  if (Array.isArray(e.errors)) {
-    for (const inner of e.errors) {
-      const code = errorCode(inner, depth + 1);
-      if (code) return code;
-    }
-  }
-  return errorCode(e.cause, depth + 1);
 }
 
 function parseJson(text: string): unknown {

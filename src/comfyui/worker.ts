@@ -26,6 +26,7 @@
  * prompt, after the real start). Both timers are cleared when the prompt settles, and `stop()`
  * rejects whatever is still pending.
  */
+import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ComfyBadReplyError,
@@ -35,38 +36,25 @@ import {
   ComfyPromptVanishedError,
   ComfyQueueTimeoutError,
   ComfyRunTimeoutError,
-  ComfyTimeoutError,
-  ComfyUnreachableError,
   ComfyWorkerStoppedError,
 } from './errors.js';
-import { ComfyHttpClient, STALE_CONNECTION_CODES } from './http-client.js';
-import type { ApiPrompt, FileRef, HistoryEntry, Queue, WsMessage } from './protocol.js';
+import type {
+  AttachOptions,
+  BackendHealth,
+  ComfyBackend,
+  Download,
+  LivenessEvent,
+  PromptEvent,
+  PromptResult,
+  RunOptions,
+} from './backend.js';
+import { ComfyHttpClient } from './http-client.js';
+import type { ApiPrompt, FileRef, HistoryEntry, ObjectInfo, Queue, Uploaded, WsMessage } from './protocol.js';
 import { ComfySocket, type SocketOpenEvent, type SocketPreviewEvent } from './socket.js';
+import { isStaleConnection, mayHaveArrived } from './transport-failure.js';
 
-/** What happens to a prompt, in order. Not every prompt sees every event (a cached run has no progress). */
-export type PromptEvent =
-  /** Accepted by ComfyUI; `position` is the number of prompts ahead of it (0: next), when known. Repeated when it moves. */
-  | { type: 'queued'; position?: number }
-  | { type: 'started' }
-  /** Nodes served from ComfyUI's cache (not run again). */
-  | { type: 'cached'; nodes: string[] }
-  | { type: 'executing'; node: string }
-  /** Sampler steps: `value` of `max`. */
-  | { type: 'progress'; value: number; max: number; node: string | null }
-  /** A sampler preview (only when ComfyUI runs with `--preview-method` other than `none`). */
-  | { type: 'preview'; mime: string; image: Buffer }
-  /** A node with UI output finished (also sent for a cached output node, with its earlier files). */
-  | { type: 'executed'; node: string; images: FileRef[] };
-
-export interface PromptResult {
-  promptId: string;
-  /** The images of the output node, from the history entry. */
-  images: FileRef[];
-  /** True when the output node came from ComfyUI's cache: no new file was written (docs/comfyui-protocol.md §7). */
-  cached: boolean;
-  /** The whole history entry, for the curious. */
-  entry: HistoryEntry;
-}
+// The types of the boundary, for callers that import them from here.
+export type { AttachOptions, PromptEvent, PromptResult, RunOptions } from './backend.js';
 
 export type ReconcileState = { state: 'finished'; entry: HistoryEntry } | { state: 'running' | 'queued' } | { state: 'vanished' };
 
@@ -77,7 +65,7 @@ export interface ComfyWorkerOptions {
    */
   timeoutMs?: number;
   /**
-   * Deadline of one image download (`http.downloadView`), in milliseconds.
+   * Deadline of one image download (`download`), in milliseconds.
    * @default 120_000
    */
   downloadTimeoutMs?: number;
@@ -116,21 +104,6 @@ export interface ComfyWorkerOptions {
   socket?: { reconnectInitialMs?: number; reconnectMaxMs?: number; pingIntervalMs?: number; connectTimeoutMs?: number };
 }
 
-export interface RunOptions {
-  /** The node whose images are the result (the SaveImage). */
-  outputNode: string;
-  /** Limit of the prompt's own run, from its start to its end, in milliseconds (`ComfyRunTimeoutError`). @default the worker's `runTimeoutMs` */
-  timeoutMs?: number;
-  /** Limit of its wait in the queue, from submission (or `attach()`) to its start, in milliseconds (`ComfyQueueTimeoutError`). @default the worker's `queueTimeoutMs` */
-  queueTimeoutMs?: number;
-  /** Called with each event of this prompt. Exceptions thrown by it are ignored. */
-  onEvent?: (event: PromptEvent) => void;
-  /** Put the prompt ahead of normal submissions. @default false */
-  front?: boolean;
-}
-
-export type AttachOptions = Omit<RunOptions, 'front'>;
-
 /** How long `run()` waits for a reconnecting socket before submitting anyway (then followed by polling). */
 const SOCKET_WAIT_MS = 5_000;
 /** Retries of the history read right after `executing null`, which should never be empty. */
@@ -167,11 +140,18 @@ interface Tracked {
   reject: (err: Error) => void;
 }
 
-export class ComfyWorker {
+export class ComfyWorker implements ComfyBackend {
   /** The server's base URL, normalized (no trailing slash). */
   readonly url: string;
+  /**
+   * @deprecated Use the `ComfyBackend` methods (`queue`, `download`, `uploadImage`, ...); this
+   * becomes private once the engine no longer reads it.
+   */
   readonly http: ComfyHttpClient;
+  /** @deprecated Use `isConnected` and `on('connected' | 'disconnected' | 'reconnected')`; this becomes private. */
   readonly socket: ComfySocket;
+  /** Liveness events for `on()`, fed by the socket. */
+  private readonly liveness = new EventEmitter<Record<LivenessEvent, []>>();
 
   private readonly silenceMs: number;
   private readonly pollMs: number;
@@ -199,6 +179,15 @@ export class ComfyWorker {
     this.socket.on('message', (msg) => this.onMessage(msg));
     this.socket.on('preview', (preview) => this.onPreview(preview));
     this.socket.on('open', (event) => this.onOpen(event));
+    // After onOpen, so that listeners see prompts already being reconciled.
+    this.socket.on('open', (event) => this.liveness.emit(event.reconnected ? 'reconnected' : 'connected'));
+    this.socket.on('close', () => this.liveness.emit('disconnected'));
+  }
+
+  /** Listens to a liveness event (`connected`, `disconnected`, `reconnected`); returns the function that stops listening. */
+  on(event: LivenessEvent, listener: () => void): () => void {
+    this.liveness.on(event, listener);
+    return () => this.liveness.off(event, listener);
   }
 
   /** True while the WebSocket is connected (prompts then get live events). */
@@ -318,6 +307,42 @@ export class ComfyWorker {
     return [...this.tracked.keys()];
   }
 
+  /** `POST /upload/image`: use the returned `name`, ComfyUI renames or deduplicates. @default options.overwrite false */
+  uploadImage(data: Buffer, filename: string, options: { overwrite?: boolean } = {}): Promise<Uploaded> {
+    return this.http.uploadImage(data, filename, options);
+  }
+
+  /** `GET /view` to `destPath`, whole or not at all (within the worker's `downloadTimeoutMs`). @default options.maxBytes unlimited */
+  download(file: FileRef, destPath: string, options: { maxBytes?: number } = {}): Promise<Download> {
+    return this.http.downloadView(file, destPath, options);
+  }
+
+  /** `GET /queue`: running and pending prompts of all clients. */
+  queue(): Promise<Queue> {
+    return this.http.getQueue();
+  }
+
+  /** Removes these prompts if they are pending; running and unknown ids are ignored. */
+  deleteQueued(promptIds: string[]): Promise<void> {
+    return this.http.deleteQueued(promptIds);
+  }
+
+  /** Interrupts this prompt if it runs now; never whatever else runs (another client's prompt). */
+  interrupt(promptId: string): Promise<void> {
+    return this.http.interrupt(promptId);
+  }
+
+  /** `GET /system_stats` and `GET /queue`, side by side. */
+  async health(): Promise<BackendHealth> {
+    const [stats, queue] = await Promise.all([this.http.systemStats(), this.http.getQueue()]);
+    return { stats, queue };
+  }
+
+  /** `GET /object_info`: every node class. */
+  objectInfo(): Promise<ObjectInfo> {
+    return this.http.objectInfo();
+  }
+
   /**
    * Stops the worker: every pending `run`/`attach` rejects with `ComfyWorkerStoppedError` (the
    * prompts themselves keep running on ComfyUI and can be attached again), the socket and the
@@ -403,6 +428,7 @@ export class ComfyWorker {
         break;
       } catch (err) {
         if (!this.isCurrent(t)) return;
+        // A timeout, or a connection that broke after sending: ComfyUI may have queued it.
         if (!mayHaveArrived(err)) {
           this.settle(t, this.asError(err));
           return;
@@ -417,7 +443,7 @@ export class ComfyWorker {
         if (state?.state === 'queued' || state?.state === 'running') break; // it did arrive
         // Not there (or we cannot tell). A kept-alive connection that the server had closed is
         // safe to retry once: the prompt provably never arrived.
-        if (state?.state === 'vanished' && attempt === 1 && err instanceof ComfyUnreachableError && STALE_CONNECTION_CODES.has(err.reason)) continue;
+        if (state?.state === 'vanished' && attempt === 1 && isStaleConnection(err)) continue;
         this.settle(t, this.asError(err));
         return;
       }
@@ -654,7 +680,7 @@ export class ComfyWorker {
         return;
       }
       const cached = messages.some(([type, data]) => type === 'execution_cached' && asStrings(data['nodes']).includes(t.outputNode));
-      this.settle(t, { promptId: t.promptId, images, cached, entry });
+      this.settle(t, { promptId: t.promptId, images, cached });
       return;
     }
     // An error: told apart from an interrupt by its last execution_* message.
@@ -783,13 +809,6 @@ function queueState(queue: Queue, promptId: string): 'running' | 'queued' | unde
   if (queue.queue_pending.some((item) => item[1] === promptId)) return 'queued';
   return undefined;
 }
-
-/** A failed `POST /prompt` that may still have been queued: the connection broke after sending. */
-function mayHaveArrived(err: unknown): boolean {
-  if (err instanceof ComfyTimeoutError) return true;
-  return err instanceof ComfyUnreachableError && !['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED'].includes(err.reason);
-}
-
 
 function asStrings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];

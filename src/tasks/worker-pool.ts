@@ -9,15 +9,19 @@
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { ComfyBackend } from '../comfyui/backend.js';
 import { ComfyWorker, type ComfyWorkerOptions } from '../comfyui/worker.js';
 import { checkAgainstObjectInfo } from '../comfyui/workflow-check.js';
 import type { Workflow } from '../comfyui/workflow.js';
 import { silentLogger, type Logger } from '../log.js';
 
-/** One server as the pool sees it. */
-export interface PoolMember {
+/**
+ * One server as the pool sees it. `B` is the backend type: `ComfyWorker` by default while the
+ * engine still reads its deprecated `http`; the pool itself needs only `ComfyBackend`.
+ */
+export interface PoolMember<B extends ComfyBackend = ComfyWorker> {
   url: string;
-  worker: ComfyWorker;
+  worker: B;
   /** Gets work: reachable (within `failuresBeforeDown`), can run the workflow, and `beforeUp` done. */
   healthy: boolean;
   /** The last health check got a valid answer (false before the first one). */
@@ -34,7 +38,7 @@ export interface PoolMember {
 }
 
 /** Options of the pool. */
-export interface WorkerPoolOptions {
+export interface WorkerPoolOptions<B extends ComfyBackend = ComfyWorker> {
   workflow: Workflow;
   /** Prompts given to one server at once. @default 2 */
   slots?: number;
@@ -49,9 +53,11 @@ export interface WorkerPoolOptions {
    * while it runs or if it throws, the server stays out of rotation and the next check tries again.
    * @default none
    */
-  beforeUp?: (member: PoolMember) => Promise<void>;
-  /** Options of every ComfyWorker. @default ComfyWorker defaults with a 10 s HTTP timeout */
+  beforeUp?: (member: PoolMember<B>) => Promise<void>;
+  /** Options of every ComfyWorker (unused with `backend`). @default ComfyWorker defaults with a 10 s HTTP timeout */
   worker?: ComfyWorkerOptions;
+  /** Creates the backend of a URL (tests pass an in-memory one). @default a `ComfyWorker` with the `worker` options */
+  backend?: (url: string) => B;
   log?: Logger;
 }
 
@@ -77,23 +83,23 @@ interface Tracking {
   prepareError: string | null;
 }
 
-export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [member: PoolMember] }> {
-  readonly members: PoolMember[];
+export class WorkerPool<B extends ComfyBackend = ComfyWorker> extends EventEmitter<{ up: [member: PoolMember<B>]; down: [member: PoolMember<B>] }> {
+  readonly members: PoolMember<B>[];
   private readonly slots: number;
   private readonly healthIntervalMs: number;
   private readonly failuresBeforeDown: number;
   private readonly workflowRecheckMs: number;
-  private readonly beforeUp: ((member: PoolMember) => Promise<void>) | undefined;
+  private readonly beforeUp: ((member: PoolMember<B>) => Promise<void>) | undefined;
   /** How long start() waits for the first `beforeUp` runs: the HTTP timeout of the workers. */
   private readonly startWaitMs: number;
   private readonly workflow: Workflow;
   private readonly log: Logger;
-  private readonly tracking = new Map<PoolMember, Tracking>();
+  private readonly tracking = new Map<PoolMember<B>, Tracking>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
   private stopped = false;
 
-  constructor(urls: string[], options: WorkerPoolOptions) {
+  constructor(urls: string[], options: WorkerPoolOptions<B>) {
     super();
     this.slots = options.slots ?? 2;
     this.healthIntervalMs = options.healthIntervalMs ?? 3000;
@@ -103,9 +109,11 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     this.startWaitMs = options.worker?.timeoutMs ?? 10_000;
     this.workflow = options.workflow;
     this.log = options.log ?? silentLogger;
+    // Without a factory B is its default, ComfyWorker; the compiler cannot tie the two together.
+    const create = options.backend ?? ((url: string) => new ComfyWorker(url, { timeoutMs: 10_000, ...options.worker }) as unknown as B);
     this.members = urls.map((url) => ({
       url,
-      worker: new ComfyWorker(url, { timeoutMs: 10_000, ...options.worker }),
+      worker: create(url),
       healthy: false,
       reachable: false,
       busy: 0,
@@ -137,10 +145,9 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
    */
   async start(): Promise<void> {
     for (const m of this.members) {
-      m.worker.socket.on('close', () => void this.check(m));
+      m.worker.on('disconnected', () => void this.check(m));
       // A reconnect may be a restarted ComfyUI with other models or nodes: check the workflow again.
-      m.worker.socket.on('open', (event) => {
-        if (!event.reconnected) return;
+      m.worker.on('reconnected', () => {
         this.track(m).workflowStale = true;
         void this.check(m);
       });
@@ -162,25 +169,24 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
   }
 
   /** The server with a free slot and the least work, marked busy by one; undefined when all are full. */
-  acquire(preferred?: string): PoolMember | undefined {
-    const free = this.members.filter((m) => m.healthy && m.busy < this.slots);
-    const chosen = free.find((m) => m.url === preferred) ?? free.sort((a, b) => a.busy - b.busy)[0];
+  acquire(): PoolMember<B> | undefined {
+    const chosen = this.members.filter((m) => m.healthy && m.busy < this.slots).sort((a, b) => a.busy - b.busy)[0];
     if (chosen) chosen.busy++;
     return chosen;
   }
 
   /** Takes a slot on a given server regardless of health (re-attaching after a restart). */
-  occupy(url: string): PoolMember | undefined {
+  occupy(url: string): PoolMember<B> | undefined {
     const m = this.get(url);
     if (m) m.busy++;
     return m;
   }
 
-  release(member: PoolMember): void {
+  release(member: PoolMember<B>): void {
     member.busy = Math.max(0, member.busy - 1);
   }
 
-  get(url: string): PoolMember | undefined {
+  get(url: string): PoolMember<B> | undefined {
     return this.members.find((m) => m.url === url);
   }
 
@@ -200,12 +206,12 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     }
   }
 
-  private track(m: PoolMember): Tracking {
+  private track(m: PoolMember<B>): Tracking {
     return this.tracking.get(m) as Tracking;
   }
 
   /** One check at a time per server; a request during a check runs one more right after it. */
-  private check(m: PoolMember): Promise<void> {
+  private check(m: PoolMember<B>): Promise<void> {
     const t = this.track(m);
     if (t.checking) {
       t.again = true;
@@ -224,17 +230,17 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
     return t.checking;
   }
 
-  private async checkOnce(m: PoolMember, t: Tracking): Promise<void> {
+  private async checkOnce(m: PoolMember<B>, t: Tracking): Promise<void> {
     if (this.stopped) return;
     let problems: string[] | undefined;
     let failure: Error | undefined;
     try {
-      const [stats, queue] = await Promise.all([m.worker.http.systemStats(), m.worker.http.getQueue()]);
+      const { stats, queue } = await m.worker.health();
       m.queue = queue.queue_running.length + queue.queue_pending.length;
       m.device = stats.devices[0]?.name ?? null;
       const due = m.workflowOk === false && Date.now() - t.workflowCheckedAt >= this.workflowRecheckMs;
       if (t.workflowStale || m.workflowOk === undefined || due) {
-        problems = checkAgainstObjectInfo(this.workflow, await m.worker.http.objectInfo());
+        problems = checkAgainstObjectInfo(this.workflow, await m.worker.objectInfo());
       }
     } catch (err) {
       failure = err as Error;
@@ -274,7 +280,7 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
   }
 
   /** Runs `beforeUp` (once at a time) and puts the server into rotation when it succeeds. */
-  private prepare(m: PoolMember, t: Tracking): void {
+  private prepare(m: PoolMember<B>, t: Tracking): void {
     if (t.preparing || !this.beforeUp) return;
     const epoch = t.epoch;
     const hook = this.beforeUp;
@@ -300,7 +306,7 @@ export class WorkerPool extends EventEmitter<{ up: [member: PoolMember]; down: [
   }
 
   /** Logs a change of the server's state, once. */
-  private report(m: PoolMember, t: Tracking): void {
+  private report(m: PoolMember<B>, t: Tracking): void {
     const state: MemberState = !m.reachable
       ? m.healthy
         ? 'failing'
