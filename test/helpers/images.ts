@@ -1,5 +1,6 @@
 /** Test images, made on the fly rather than committed. */
-import { deflateSync } from 'node:zlib';
+// zlib.crc32 is in every Node that package.json's engines allow (20.15+, 22.2+).
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 
 /** A small solid-colour image. */
@@ -7,18 +8,6 @@ export function makeImage(format: 'png' | 'jpeg' | 'webp', width = 64, height = 
   return sharp({ create: { width, height, channels: 3, background: colour } })
     [format]()
     .toBuffer();
-}
-
-// Node 20.9 (our minimum) has no zlib.crc32 yet.
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** One PNG chunk with its length and CRC. */
