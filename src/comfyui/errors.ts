@@ -66,7 +66,7 @@ export class ComfyTimeoutError extends ComfyError {
 /**
  * A prompt ran longer than its own limit (`RunOptions.timeoutMs`, counted from its start, not from
  * its submission). The prompt may still run on ComfyUI: the caller decides whether to cancel it.
- * `operation` stays `prompt <id> to finish` for callers that test it.
+ * Tell it by its class (not by `operation`, which is for the message).
  */
 export class ComfyRunTimeoutError extends ComfyTimeoutError {
   override name = 'ComfyRunTimeoutError';

@@ -74,10 +74,6 @@ export interface QueuePromptRequest {
   clientId?: string;
   /** Put the prompt ahead of normal submissions. */
   front?: boolean;
-  /** Stored with the prompt (`extra_pnginfo` becomes PNG text chunks). */
-  extraData?: Record<string, unknown>;
-  /** Run only these output nodes (`partial_execution_targets`). */
-  requiredOutputs?: string[];
 }
 
 export interface UploadImageOptions {
@@ -137,8 +133,6 @@ export class ComfyHttpClient {
     const body: Record<string, unknown> = { prompt: req.prompt, prompt_id: req.promptId };
     if (req.clientId !== undefined) body['client_id'] = req.clientId;
     if (req.front !== undefined) body['front'] = req.front;
-    if (req.extraData !== undefined) body['extra_data'] = req.extraData;
-    if (req.requiredOutputs !== undefined) body['partial_execution_targets'] = req.requiredOutputs;
 
     const accepted = await this.call({ method: 'POST', path: '/prompt', operation, body: JSON.stringify(body), retryable: false }, async (res) => {
       const text = await res.body.text();
@@ -187,12 +181,11 @@ export class ComfyHttpClient {
   }
 
   /**
-   * `POST /interrupt`. With a prompt id, interrupts that prompt only if it is running now; without,
-   * interrupts whatever runs (which may be someone else's prompt: docs/comfyui-protocol.md §8.8).
+   * `POST /interrupt {prompt_id}`: interrupts that prompt only if it is running now. Always with an
+   * id: without one ComfyUI interrupts whatever runs, maybe another client's (docs/comfyui-protocol.md §8.8).
    */
-  async interrupt(promptId?: string): Promise<void> {
-    if (promptId === undefined) await this.postEmpty('/interrupt', 'POST /interrupt', undefined, false);
-    else await this.postEmpty('/interrupt', 'POST /interrupt', { prompt_id: promptId }, true);
+  async interrupt(promptId: string): Promise<void> {
+    await this.postEmpty('/interrupt', 'POST /interrupt', { prompt_id: promptId }, true);
   }
 
   /**
@@ -288,9 +281,9 @@ export class ComfyHttpClient {
     });
   }
 
+  /** A POST of `json` whose reply has nothing to read. */
   private postEmpty(path: string, operation: string, json: unknown, retryable: boolean): Promise<void> {
-    const body = json === undefined ? undefined : JSON.stringify(json);
-    return this.call({ method: 'POST', path, operation, retryable, ...(body === undefined ? {} : { body }) }, async (res) => {
+    return this.call({ method: 'POST', path, operation, retryable, body: JSON.stringify(json) }, async (res) => {
       const text = await res.body.text();
       if (res.statusCode !== 200) throw new ComfyHttpError(this.baseUrl, operation, res.statusCode, snippet(text));
     });

@@ -37,7 +37,6 @@ export const NodeErrorItemSchema = z.object({
   details: z.string().optional().default(''),
   extra_info: z.record(z.string(), z.unknown()).optional().default({}),
 });
-export type NodeErrorItem = z.infer<typeof NodeErrorItemSchema>;
 
 export const NodeErrorsSchema = z.record(
   z.string(),
@@ -68,7 +67,6 @@ export const PromptRejectedSchema = z.object({
   }),
   node_errors: NodeErrorsSchema.optional().default({}),
 });
-export type PromptRejected = z.infer<typeof PromptRejectedSchema>;
 
 /** A file reference in a node's UI output or a history entry. */
 export const FileRefSchema = z.object({
@@ -82,7 +80,6 @@ export type FileRef = z.infer<typeof FileRefSchema>;
 export const NodeOutputSchema = z
   .object({ images: z.array(FileRefSchema).optional() })
   .catchall(z.unknown());
-export type NodeOutput = z.infer<typeof NodeOutputSchema>;
 
 /** A queue item: `[number, prompt_id, prompt, extra_data, outputs_to_execute]`. */
 export const QueueItemSchema = z
@@ -159,7 +156,6 @@ export const NodeInfoSchema = z
     name: z.string(),
   })
   .catchall(z.unknown());
-export type NodeInfo = z.infer<typeof NodeInfoSchema>;
 export const ObjectInfoSchema = z.record(z.string(), NodeInfoSchema);
 export type ObjectInfo = z.infer<typeof ObjectInfoSchema>;
 
@@ -245,8 +241,6 @@ export const WsMessageSchema = z.discriminatedUnion('type', [
 
 /** Every JSON message of docs/comfyui-protocol.md (§3.2) that a client acts on. */
 export type WsMessage = z.infer<typeof WsMessageSchema>;
-/** The message of a given `type`. */
-export type WsMessageOf<T extends WsMessage['type']> = Extract<WsMessage, { type: T }>;
 
 /** A text frame that is JSON of the `{type, data}` shape but not one we know (logs, custom nodes). */
 export interface UnknownWsMessage {
