@@ -3,6 +3,7 @@
  * service's shape, extended with what the engine adds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { imageUrl } from '../tasks/image-url.js';
 import type { TaskService, TaskView } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
 
@@ -26,9 +27,7 @@ export function taskStatusBody(view: TaskView, baseUrl: string): Record<string, 
     steps: task.steps,
     guidance: task.guidance,
     seed: task.base_seed,
-    images: images
-      .filter((i) => i.status === 'completed')
-      .map((i) => `${baseUrl}/api/image/${encodeURIComponent(task.id)}?index=${i.idx}`),
+    images: images.filter((i) => i.status === 'completed').map((i) => imageUrl(baseUrl, task.id, i.idx)),
     // Relative to DATA_DIR: the old service showed absolute server paths.
     result_path: view.resultPaths,
     error_message: task.error_message,

@@ -1,5 +1,6 @@
 /** `Image`: one finished image of a task, served by the REST image route. */
 import type { ImageRow } from '../../db/types.js';
+import { imageUrl } from '../../tasks/image-url.js';
 import type { FrameImage } from '../../tasks/progress-frame.js';
 import { builder } from '../builder.js';
 
@@ -15,7 +16,7 @@ export const Image = builder.objectRef<ImageShape>('Image').implement({
     index: t.exposeInt('index', { description: 'Position in the task, from 0.' }),
     url: t.string({
       description: 'The REST image route: absolute when PUBLIC_URL is set, else relative to this server.',
-      resolve: (image, _args, ctx) => imageUrl(ctx.publicUrl, image.taskId, image.index),
+      resolve: (image, _args, ctx) => imageUrl(ctx.publicUrl ?? '', image.taskId, image.index),
     }),
     width: t.exposeInt('width'),
     height: t.exposeInt('height'),
@@ -24,11 +25,6 @@ export const Image = builder.objectRef<ImageShape>('Image').implement({
     bytes: t.exposeInt('bytes', { description: 'Size of the file.' }),
   }),
 });
-
-/** `${publicUrl}/api/image/<id>?index=<i>`, or the relative path without PUBLIC_URL. */
-export function imageUrl(publicUrl: string | undefined, taskId: string, index: number): string {
-  return `${publicUrl ?? ''}/api/image/${encodeURIComponent(taskId)}?index=${index}`;
-}
 
 /** A finished image row as an `Image`; undefined while the image is not finished. */
 export function imageFromRow(row: ImageRow): ImageShape | undefined {
