@@ -87,6 +87,17 @@ describe('a user workflow', () => {
     expect(wf.name).toBe('mine');
   });
 
+  it('still loads a binding written for an earlier version, ignoring its samplerNode', async () => {
+    const { prompt, binding } = await builtIn();
+    expect(binding).not.toHaveProperty('samplerNode'); // the shipped binding no longer has one
+    // Once required and checked; now steps come from whichever node reports progress, so even a stale id is harmless.
+    for (const samplerNode of ['31', '999']) {
+      const wf = await loadWorkflow(await write(`old-${samplerNode}`, prompt, { ...binding, prompt: `old-${samplerNode}.json`, samplerNode }));
+      expect(wf.binding).not.toHaveProperty('samplerNode');
+      expect(bindWorkflow(wf, params)['31']?.inputs.steps).toBe(params.steps);
+    }
+  });
+
   it('is rejected with every problem named when the binding points at missing nodes and inputs', async () => {
     const { prompt, binding } = await builtIn();
     const bad = { ...binding, prompt: 'bad.json', outputNode: '999', inputs: { ...binding.inputs, steps: [{ node: '31', input: 'stepz' }] } };

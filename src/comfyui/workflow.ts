@@ -14,13 +14,13 @@ export const BINDABLE = ['description', 'seed', 'steps', 'guidance', 'width', 'h
 export type Bindable = (typeof BINDABLE)[number];
 
 const TargetSchema = z.object({ node: z.string().min(1), input: z.string().min(1) });
+// Unknown keys are dropped, not refused: bindings written for earlier versions carry a
+// `samplerNode` (steps are counted from whichever node reports progress) and must still load.
 const BindingSchema = z.object({
   /** The API-format prompt, relative to the binding file. */
   prompt: z.string().min(1),
   /** The output node whose images are the result (a SaveImage). */
   outputNode: z.string().min(1),
-  /** The sampler whose `progress` messages are the steps. */
-  samplerNode: z.string().min(1),
   inputs: z.object(
     Object.fromEntries(BINDABLE.map((k) => [k, z.array(TargetSchema).min(1)])) as Record<Bindable, z.ZodArray<typeof TargetSchema>>,
   ),
@@ -102,9 +102,7 @@ export function checkWorkflow(name: string, raw: unknown, binding: Binding, sour
     }
   }
   const nodeOf = (id: string) => (Object.hasOwn(prompt, id) ? prompt[id] : undefined);
-  for (const role of ['outputNode', 'samplerNode'] as const) {
-    if (!nodeOf(binding[role])) problems.push(`${role} ${binding[role]} is not a node of the prompt`);
-  }
+  if (!nodeOf(binding.outputNode)) problems.push(`outputNode ${binding.outputNode} is not a node of the prompt`);
   for (const param of BINDABLE) {
     for (const t of binding.inputs[param]) {
       const node = nodeOf(t.node);
