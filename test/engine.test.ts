@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
@@ -68,21 +69,25 @@ describe('the task engine', () => {
 
   it('never has more than MAX_CONCURRENT_TASKS processing and tells the others their place in the queue', async () => {
     stack = await startStack({ config: { maxConcurrentTasks: 1 } });
+    // Every move to processing records, in the same transaction, how many tasks then process:
+    // exact, where sampling the count would miss a short overshoot.
+    await sql`create table processing_seen (task_id text not null, n integer not null)`.execute(stack.app.db);
+    await sql`create trigger count_processing after update of status on tasks when new.status = 'processing'
+      begin insert into processing_seen select new.id, count(*) from tasks where status = 'processing'; end`.execute(stack.app.db);
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const r = await postGenerate(stack.app.url, { description: `task ${i}`, steps: '4', size: '256x256' });
       ids.push(((await r.json()) as { task_id: string }).task_id);
     }
-    let most = 0;
     let sawPosition = false;
     await until('all three tasks to finish', async () => {
-      const counts = await countByStatus(stack!.app.db);
-      most = Math.max(most, counts.processing);
       const last = await taskStatus(stack!.app.url, ids[2]!);
       if (last.status === 'pending' && last.queue_position !== null) sawPosition = true;
-      return counts.completed === 3;
+      return (await countByStatus(stack!.app.db)).completed === 3;
     });
-    expect(most).toBe(1);
+    const seen = await sql<{ task_id: string; n: number }>`select task_id, n from processing_seen order by rowid`.execute(stack.app.db);
+    expect(seen.rows.map((r) => r.task_id).sort()).toEqual([...ids].sort()); // each claim seen, once
+    expect(seen.rows.map((r) => r.n)).toEqual([1, 1, 1]);
     expect(sawPosition).toBe(true);
   });
 
@@ -101,27 +106,44 @@ describe('the task engine', () => {
   });
 
   it('cancels a processing task: waiting prompts leave the ComfyUI queue, the running one is interrupted, finished images stay', async () => {
-    stack = await startStack({ sim: { stepMs: 30 } });
-    const id = ((await (await postGenerate(stack.app.url, { description: 'four', count: '4', steps: '8', size: '256x256' })).json()) as { task_id: string }).task_id;
-    await until('the first image', async () => (await taskStatus(stack!.app.url, id)).images.length >= 1);
+    // Four seconds per image: ComfyUI goes idle soon after the cancel only if the running prompt was
+    // interrupted and the waiting one deleted; left alone they would run for seconds and succeed.
+    stack = await startStack({ sim: { stepMs: 100 } });
+    const sim = stack.sims[0]!.url;
+    const comfyQueue = async () => (await (await fetch(`${sim}/queue`)).json()) as { queue_running: unknown[][]; queue_pending: unknown[][] };
+    const id = ((await (await postGenerate(stack.app.url, { description: 'four', count: '4', steps: '40', size: '256x256' })).json()) as { task_id: string }).task_id;
+    await until('the first image, with the second running and the third waiting in ComfyUI', async () => {
+      if ((await taskStatus(stack!.app.url, id)).images.length < 1) return false;
+      const q = await comfyQueue();
+      return q.queue_running.length === 1 && q.queue_pending.length === 1;
+    });
     const res = await fetch(`${stack.app.url}/api/task/${id}/cancel`, { method: 'POST' });
     const body = (await res.json()) as { status: string; images: string[] };
     expect(body.status).toBe('cancelled');
-    expect(body.images.length).toBeGreaterThanOrEqual(1);
-    expect(body.images.length).toBeLessThan(4);
+    expect(body.images).toHaveLength(1);
     expect((await fetch(body.images[0]!)).status).toBe(200);
+    const prompts = (await imagesOfTask(stack.app.db, id)).map((i) => i.prompt_id);
     await until('ComfyUI to be idle', async () => {
-      const q = (await (await fetch(`${stack!.sims[0]!.url}/queue`)).json()) as { queue_running: unknown[]; queue_pending: unknown[] };
+      const q = await comfyQueue();
       return q.queue_running.length === 0 && q.queue_pending.length === 0;
-    }, 5000);
-    // Nothing that was cancelled finished afterwards.
-    await new Promise((r) => setTimeout(r, 300));
+    });
+    type Entry = { status: { status_str: string; messages: [string, { prompt_id?: string }][] } };
+    const history = (await (await fetch(`${sim}/history`)).json()) as Record<string, Entry>;
+    expect(history[prompts[0]!]?.status.status_str).toBe('success');
+    // The running prompt was interrupted, not left to finish.
+    expect(history[prompts[1]!]?.status.status_str).toBe('error');
+    expect(history[prompts[1]!]?.status.messages.at(-1)).toEqual(['execution_interrupted', expect.objectContaining({ prompt_id: prompts[1] })]);
+    // The waiting prompt left the queue without running; the fourth was never submitted.
+    expect(Object.keys(history).sort()).toEqual([prompts[0]!, prompts[1]!].sort());
+
+    // Nothing of the cancelled task finishes afterwards. ComfyUI has nothing of it left; a task run
+    // after it on the same ComfyUI gets its messages after the cancelled prompts' last ones.
+    const next = ((await (await postGenerate(stack.app.url, { description: 'after', steps: '1', size: '256x256' })).json()) as { task_id: string }).task_id;
+    await waitForStatus(stack.app.url, next, ['completed']);
     const after = await taskStatus(stack.app.url, id);
     expect(after).toMatchObject({ status: 'cancelled' });
     expect(after.images).toEqual(body.images);
-    const statuses = (await imagesOfTask(stack.app.db, id)).map((i) => i.status);
-    expect(statuses.filter((s) => s === 'completed')).toHaveLength(body.images.length);
-    expect(statuses.filter((s) => s === 'cancelled')).toHaveLength(4 - body.images.length);
+    expect((await imagesOfTask(stack.app.db, id)).map((i) => i.status)).toEqual(['completed', 'cancelled', 'cancelled', 'cancelled']);
   });
 
   it('fails an image that takes longer than COMFYUI_TIMEOUT, naming the worker and the time waited', async () => {
