@@ -157,6 +157,31 @@ describe('ComfyHttpClient against a misbehaving server', () => {
   });
 });
 
+describe('ComfyHttpClient removing a partly accepted prompt', () => {
+  it('deletes it from the queue, then interrupts it in case it already runs, both by its id', async () => {
+    // A running prompt cannot be made to order on the simulator: the calls are checked on the wire.
+    const calls: string[] = [];
+    const server = createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      calls.push(`${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`);
+      if (req.url === '/prompt') {
+        const { prompt_id } = JSON.parse(Buffer.concat(chunks).toString()) as { prompt_id: string };
+        const nodeErrors = { '199': { errors: [{ type: 'required_input_missing', message: 'Required input is missing', details: 'filename_prefix', extra_info: { input_name: 'filename_prefix' } }], dependent_outputs: ['199'], class_type: 'SaveImage' } };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ prompt_id, number: 3, node_errors: nodeErrors }));
+      } else res.writeHead(200).end();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const c = client(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+    const err = await c.queuePrompt({ prompt: kontextPrompt('x.png'), promptId: 'p-partial' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyValidationError);
+    expect((err as ComfyValidationError).errorType).toBe(PARTIAL_VALIDATION_ERROR_TYPE);
+    expect(calls.slice(1)).toEqual(['POST /queue {"delete":["p-partial"]}', 'POST /interrupt {"prompt_id":"p-partial"}']);
+  });
+});
+
 describe('ComfyHttpClient against the simulator', () => {
   let sim: Awaited<ReturnType<typeof startSimulator>>;
   let http: ComfyHttpClient;
@@ -228,24 +253,26 @@ describe('ComfyHttpClient against the simulator', () => {
     expect(err2.message).toContain('node 31 (KSampler) input steps: Required input is missing');
   });
 
-  it('treats a 200 with node_errors as a failure and removes the partial prompt', async () => {
+  it('treats a 200 with node_errors as a failure and removes the partial prompt before it runs', async () => {
     // A second output node that fails validation while 136 passes: ComfyUI would run 136 alone.
     const partial = structuredClone(withSeed(base, 2));
     partial['199'] = { class_type: 'SaveImage', inputs: { images: ['8', 0] } };
+    // Behind a long prompt, so the partial one is surely still waiting when the client deletes it.
+    const blocker = crypto.randomUUID();
+    await http.queuePrompt({ prompt: withSteps(withSeed(base, 5), 2_000), promptId: blocker });
     const promptId = crypto.randomUUID();
     const err = await http.queuePrompt({ prompt: partial, promptId }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ComfyValidationError);
     expect((err as ComfyValidationError).errorType).toBe(PARTIAL_VALIDATION_ERROR_TYPE);
     expect((err as ComfyValidationError).problems).toContainEqual(expect.objectContaining({ nodeId: '199', classType: 'SaveImage', inputName: 'filename_prefix' }));
-    // Deleted before it ran (no history), or interrupted if it had already started: never a success.
     const queue = await http.getQueue();
+    expect(queue.queue_running.map((item) => item[1])).toEqual([blocker]);
     expect(queue.queue_pending.map((item) => item[1])).not.toContain(promptId);
-    if (queue.queue_running.some((item) => item[1] === promptId)) {
-      expect((await waitForHistory(http, promptId)).status?.messages.at(-1)?.[0]).toBe('execution_interrupted');
-    } else {
-      const entry = await http.getHistory(promptId);
-      if (entry) expect(entry.status?.status_str).toBe('error');
-    }
+    await http.interrupt(blocker);
+    expect((await waitForHistory(http, blocker)).status?.messages.at(-1)?.[0]).toBe('execution_interrupted');
+    // With the queue empty a prompt still in it would have run and left history; this one never ran.
+    await waitForEmptyQueue(http);
+    expect(await http.getHistory(promptId)).toBeUndefined();
   });
 
   it('deletes a pending prompt and interrupts a running one', async () => {
@@ -262,6 +289,16 @@ describe('ComfyHttpClient against the simulator', () => {
     expect(await http.getHistory(pending)).toBeUndefined();
   });
 });
+
+async function waitForEmptyQueue(http: ComfyHttpClient, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const queue = await http.getQueue();
+    if (queue.queue_running.length === 0 && queue.queue_pending.length === 0) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`queue not empty after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 async function waitForHistory(http: ComfyHttpClient, promptId: string, timeoutMs = 10_000): Promise<HistoryEntry> {
   const started = Date.now();

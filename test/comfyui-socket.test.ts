@@ -4,7 +4,7 @@
  * scripted per test; the real message flow comes from the simulator.
  */
 import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ComfyTimeoutError, ComfyUnreachableError } from '../src/comfyui/errors.js';
 import { encodePreviewFrame, encodePreviewFrameWithMetadata, type WsMessage } from '../src/comfyui/protocol.js';
@@ -94,7 +94,10 @@ describe('ComfySocket', () => {
     const server = await fakeServer();
     const socket = socketFor(server.url, { previewMetadata: false });
     await socket.connect();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Frames arrive in order: once the client's close frame is in, anything it sent before is too.
+    const closedByClient = once(server.sockets[0]!, 'close');
+    await socket.close();
+    expect((await closedByClient)[0]).toBe(1000);
     expect(server.received[0]).toEqual([]);
   });
 
@@ -115,12 +118,39 @@ describe('ComfySocket', () => {
 
   it('stops reconnecting after close()', async () => {
     const server = await fakeServer();
-    const socket = socketFor(server.url);
-    await socket.connect();
-    await socket.close();
-    expect(socket.isOpen).toBe(false);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(server.clientIds).toHaveLength(1);
+    // A reconnect is always a timer (the backoff): with the socket's timers under the test's
+    // control, "no timer left" proves that none will come, without waiting for one.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const socket = socketFor(server.url);
+      await socket.connect();
+      expect(vi.getTimerCount()).toBe(1); // the ping interval
+      const serverSide = once(server.sockets[0]!, 'close');
+      await socket.close();
+      await serverSide;
+      expect(socket.isOpen).toBe(false);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('stops reconnecting when close() comes while it waits to reconnect', async () => {
+    const server = await fakeServer();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const socket = socketFor(server.url);
+      await socket.connect();
+      const closed = nextEvent(socket, 'close');
+      server.sockets[0]!.terminate();
+      await closed;
+      expect(vi.getTimerCount()).toBe(1); // the backoff
+      await socket.close();
+      expect(vi.getTimerCount()).toBe(0);
+      expect(server.clientIds).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('rejects the first connect with ComfyUnreachableError and keeps retrying until the server is up', async () => {
@@ -147,9 +177,17 @@ describe('ComfySocket', () => {
     const server = await fakeServer({ autoPong: false });
     const socket = socketFor(server.url, { pingIntervalMs: 100 });
     await socket.connect();
+    const firstId = socket.clientId;
+    let pings = 0;
+    server.sockets[0]!.on('ping', () => pings++);
     const closed = nextEvent(socket, 'close', 2_000);
-    await closed;
-    await until(() => server.clientIds.length >= 2);
+    const reopened = nextEvent(socket, 'open', 3_000);
+    // Terminated by the client (no close frame: 1006), after its ping went unanswered.
+    expect(await closed).toMatchObject({ code: 1006 });
+    expect(pings).toBe(1);
+    const open = (await reopened) as SocketOpenEvent;
+    expect(open).toMatchObject({ reconnected: true });
+    expect(server.clientIds).toEqual([firstId, open.clientId]);
   });
 
   it('ignores and counts malformed frames and unknown types, and keeps delivering messages', async () => {
