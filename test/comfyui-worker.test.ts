@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  ComfyBadReplyError,
   ComfyExecutionError,
   ComfyInterruptedError,
   ComfyPromptVanishedError,
@@ -549,11 +550,12 @@ async function scriptedComfy(onPrompt: (body: { prompt_id: string; client_id?: s
     setPending: (id: string) => queue.queue_pending.push([1, id, {}, {}, ['136']]),
     /** From now on no HTTP request is answered. */
     hang: () => (hung = true),
-    finish: (id: string) => {
+    /** Ends the prompt with success; `outputs` default: 136's images, as ComfyUI records them. */
+    finish: (id: string, outputs: Record<string, unknown> = { '136': { images } }) => {
       queue.queue_running = [];
       history.set(id, {
         prompt: [0, id, {}, {}, ['136']],
-        outputs: { '136': { images } },
+        outputs,
         status: { status_str: 'success', completed: true, messages: [['execution_start', { prompt_id: id }], ['execution_success', { prompt_id: id }]] },
         meta: {},
       });
@@ -616,6 +618,38 @@ describe('ComfyWorker against a scripted server that loses things', () => {
       `prompt ${promptId} waited in the queue of ComfyUI at ${comfy.url} for 0.5 s without starting; it could not be removed from that queue and may still run`,
     );
     expect(worker.inFlight()).toEqual([]);
+  });
+
+  it('takes the images of the `executed` message when history records no outputs', async () => {
+    const seen = [{ filename: 'kontext_00007_.png', subfolder: 'kontext', type: 'output' }];
+    const comfy = await scriptedComfy((body, reply) => {
+      comfy.setRunning(body.prompt_id);
+      reply(200);
+      comfy.send(body.client_id, { type: 'execution_start', data: { prompt_id: body.prompt_id } });
+      comfy.send(body.client_id, { type: 'executing', data: { node: '136', display_node: '136', prompt_id: body.prompt_id } });
+      comfy.send(body.client_id, { type: 'executed', data: { node: '136', display_node: '136', output: { images: seen }, prompt_id: body.prompt_id } });
+      comfy.finish(body.prompt_id, { '9': { images: comfy.images } }); // outputs of another node only
+      comfy.send(body.client_id, { type: 'executing', data: { node: null, prompt_id: body.prompt_id } });
+    });
+    const worker = await startedWorker(comfy.url, { silenceMs: 60_000 });
+    const result = await worker.run(randomUUID(), kontextPrompt('x.png'), { outputNode: '136', timeoutMs: 5_000 });
+    expect(result.images).toEqual(seen);
+    expect(result.cached).toBe(false);
+  });
+
+  it('fails with ComfyBadReplyError when neither history nor an `executed` message has the images', async () => {
+    const comfy = await scriptedComfy((body, reply) => {
+      comfy.setRunning(body.prompt_id);
+      reply(200);
+      comfy.send(body.client_id, { type: 'execution_start', data: { prompt_id: body.prompt_id } });
+      comfy.finish(body.prompt_id, {});
+      comfy.send(body.client_id, { type: 'executing', data: { node: null, prompt_id: body.prompt_id } });
+    });
+    const worker = await startedWorker(comfy.url, { silenceMs: 60_000 });
+    const promptId = randomUUID();
+    const err = await worker.run(promptId, kontextPrompt('x.png'), { outputNode: '136', timeoutMs: 5_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ComfyBadReplyError);
+    expect((err as Error).message).toContain(`prompt ${promptId} succeeded but output node 136 has no images`);
   });
 
   it('sends POST /prompt again when a dropped connection provably never delivered it', async () => {
