@@ -3,7 +3,7 @@
  * simulators of test/helpers/stack.ts, a service process killed with SIGKILL, and their DATA_DIR.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -229,6 +229,45 @@ describe('generate, tasks list/show, images check and cleanup on a running stack
     const run = await kontext(['generate', '--image', join(scratch, 'ref.png'), '--prompt', 'x', '--out', join(scratch, 'none'), '--url', url]);
     expect(run.code).toBe(3);
     expect(run.stderr).toBe(`kontext generate: the service at ${url} is not reachable (ECONNREFUSED); is it running? Set --url or PORT\n`);
+  });
+});
+
+describe('cleanup at the day boundary', () => {
+  it('deletes what finished more than N days ago and keeps what finished less, by days, not hours', async () => {
+    const dataDir = join(scratch, 'aged');
+    const env = { DATA_DIR: dataDir };
+    const db = await openDatabase({ file: join(dataDir, 'kontext.db') });
+    const HOUR = 3_600_000;
+    const DAY = 24 * HOUR;
+    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    // An hour either side of 7 days and of 1 day: a CLI start takes seconds, not an hour.
+    const aged: Array<[string, 'completed' | 'failed' | 'cancelled' | 'pending', number]> = [
+      ['past-7d', 'completed', 7 * DAY + HOUR],
+      ['within-7d', 'failed', 7 * DAY - HOUR],
+      ['past-1d', 'cancelled', DAY + HOUR],
+      ['within-1d', 'completed', DAY - HOUR],
+      ['pending-30d', 'pending', 30 * DAY], // never finished: never deleted, however old
+    ];
+    for (const [id, status, age] of aged) {
+      const finished = status === 'pending' ? null : ago(age);
+      await insertTask(db, { id, description: id, status, result_path: null, error_message: null, created_at: ago(age + HOUR), updated_at: ago(age), finished_at: finished });
+      await mkdir(join(dataDir, 'images', id), { recursive: true });
+      await writeFile(join(dataDir, 'images', id, '0.png'), 'png');
+    }
+    // A row of the old service has no finished_at: its last update counts.
+    await insertTask(db, { id: 'legacy-8d', description: 'old', status: 'completed', result_path: null, error_message: null, created_at: ago(9 * DAY), updated_at: ago(8 * DAY) });
+    await db.destroy();
+    const remaining = async () => ((JSON.parse((await kontext(['tasks', 'list', '--json'], env)).stdout) as { id: string }[]).map((t) => t.id).sort());
+
+    const week = await kontext(['cleanup'], env); // TASK_CLEANUP_DAYS unset: 7
+    expect(week).toMatchObject({ code: 0, stdout: 'deleted 2 tasks finished more than 7 days ago\n' });
+    expect(await remaining()).toEqual(['past-1d', 'pending-30d', 'within-1d', 'within-7d']);
+    expect((await readdir(join(dataDir, 'images'))).sort()).toEqual(['past-1d', 'pending-30d', 'within-1d', 'within-7d']);
+
+    const day = await kontext(['cleanup', '--days', '1'], env);
+    expect(day).toMatchObject({ code: 0, stdout: 'deleted 2 tasks finished more than 1 day ago\n' });
+    expect(await remaining()).toEqual(['pending-30d', 'within-1d']);
+    expect((await readdir(join(dataDir, 'images'))).sort()).toEqual(['pending-30d', 'within-1d']);
   });
 });
 
