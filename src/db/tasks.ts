@@ -12,11 +12,6 @@ export async function findTask(db: Db, id: string): Promise<TaskRow | undefined>
   return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function findTasks(db: Db, ids: readonly string[]): Promise<TaskRow[]> {
-  if (ids.length === 0) return [];
-  return db.selectFrom('tasks').selectAll().where('id', 'in', ids).execute();
-}
-
 export async function findTaskByIdempotencyKey(db: Db, key: string): Promise<TaskRow | undefined> {
   return db.selectFrom('tasks').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
 }
