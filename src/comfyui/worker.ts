@@ -140,6 +140,7 @@ interface Tracked {
   reject: (err: Error) => void;
 }
 
+/** The `ComfyBackend` of a real ComfyUI server, over its HTTP API and WebSocket. */
 export class ComfyWorker implements ComfyBackend {
   /** The server's base URL, normalized (no trailing slash). */
   readonly url: string;
