@@ -22,7 +22,8 @@ import { silentLogger, type Logger } from './log.js';
 import { sendDetail, sendJson } from './rest/respond.js';
 import { handleRest } from './rest/router.js';
 import { TaskEngine, type EngineOptions } from './tasks/engine.js';
-import { createMemoryProgressBus, type ProgressBus } from './tasks/progress-bus.js';
+import { createEngineStack } from './tasks/engine-stack.js';
+import type { ProgressBus } from './tasks/progress-bus.js';
 import { TaskService } from './tasks/task-service.js';
 import { WorkerPool, type WorkerPoolOptions } from './tasks/worker-pool.js';
 import { VERSION } from './version.js';
@@ -78,27 +79,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(options.onQuery ? { onQuery: options.onQuery } : {}),
   });
   writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
-  const pool: WorkerPool = new WorkerPool(config.comfyuiUrls, {
-    workflow,
-    log,
-    // A server back from a hang or an outage first loses the prompts that moved elsewhere meanwhile.
-    beforeUp: (member): Promise<void> => engine.reconcileReturningWorker(member),
-    ...options.pool,
-  });
-  const bus = createMemoryProgressBus();
-  const engine = new TaskEngine({
+  const { pool, bus, engine } = createEngineStack({
     db,
-    pool,
-    bus,
     workflow,
+    config,
     dataDir,
-    maxConcurrentTasks: config.maxConcurrentTasks,
-    imageTimeoutMs: config.comfyuiTimeoutS * 1000,
-    cleanupDays: config.taskCleanupDays,
-    keepImageMetadata: config.keepImageMetadata,
     instance,
     log,
-    ...options.engine,
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.pool ? { pool: options.pool } : {}),
   });
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();

@@ -12,10 +12,10 @@ import type { Db } from '../db/database.js';
 import { imagesOfTasks } from '../db/images.js';
 import { findTask, listTasks, releaseClaim } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
-import { createLogger, type LogFields, type Logger } from '../log.js';
-import { TaskEngine } from '../tasks/engine.js';
-import { createMemoryProgressBus } from '../tasks/progress-bus.js';
-import { WorkerPool } from '../tasks/worker-pool.js';
+import { createLogger, silentLogger } from '../log.js';
+import type { TaskEngine } from '../tasks/engine.js';
+import { createEngineStack } from '../tasks/engine-stack.js';
+import { subscribe, type EngineEventBus } from '../tasks/events.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
 import { CommandError, EXIT } from './output.js';
@@ -69,24 +69,19 @@ export const repairCommand: Command = {
         if (err instanceof WorkflowError) throw new CommandError(err.message, EXIT.USAGE);
         throw err;
       }
-      const events = new TaskEvents(values.verbose ? createLogger({ json: false, debug: config.debug, write: (l) => process.stderr.write(`${l}\n`) }) : undefined);
+      const log = values.verbose ? createLogger({ json: false, debug: config.debug, write: (l) => process.stderr.write(`${l}\n`) }) : silentLogger;
       const instance = `${hostname()}/kontext-repair/${process.pid}`;
-      const pool = new WorkerPool(config.comfyuiUrls, { workflow, log: events });
-      const engine = new TaskEngine({
+      const { pool, engine } = createEngineStack({
         db,
-        pool,
-        bus: createMemoryProgressBus(),
         workflow,
+        config,
         dataDir: dataDirOf(config),
         instance,
-        log: events,
-        imageTimeoutMs: config.comfyuiTimeoutS * 1000,
-        // Never claims a pending task: the queue is the service's.
-        maxConcurrentTasks: 0,
-        // Deleting old tasks is `kontext cleanup`'s business, not a side effect of a repair.
-        cleanupDays: 0,
-        tickMs: 250,
+        log,
+        // Never claims a pending task: the queue is the service's. Deleting old tasks is `kontext cleanup`'s business.
+        engine: { maxConcurrentTasks: 0, cleanupDays: 0, tickMs: 250 },
       });
+      const notes = new RepairNotes(engine.events);
       console.log(`repairing ${stuck.length} processing task${stuck.length === 1 ? '' : 's'} with ComfyUI at ${config.comfyuiUrls.join(', ')}`);
       await pool.start();
       const down = pool.members.filter((m) => !m.healthy);
@@ -116,7 +111,7 @@ export const repairCommand: Command = {
           if (after.claimed_by === instance) await releaseClaim(db, after.id, { claimedBy: instance, leaseExpiresAt: after.lease_expires_at });
         }
       }
-      await report(db, stuck, events);
+      await report(db, stuck, notes);
       if (interrupted) {
         console.log(`interrupted: ${unsettled.length} task${unsettled.length === 1 ? '' : 's'} left processing for the service's next start or another repair`);
         return 130;
@@ -214,7 +209,7 @@ async function waitForSettled(db: Db, engine: TaskEngine, stuck: TaskRow[], time
 }
 
 /** Prints, per task, where it ended and what the engine had to do for it. */
-async function report(db: Db, stuck: TaskRow[], events: TaskEvents): Promise<void> {
+async function report(db: Db, stuck: TaskRow[], notes: RepairNotes): Promise<void> {
   const images = await imagesOfTasks(db, stuck.map((t) => t.id));
   for (const before of stuck) {
     const after = await findTask(db, before.id);
@@ -222,49 +217,28 @@ async function report(db: Db, stuck: TaskRow[], events: TaskEvents): Promise<voi
     const done = own.filter((i) => i.status === 'completed').length;
     const status = after?.status ?? 'deleted';
     console.log(`${before.id}  processing -> ${status}  ${done}/${before.count} images${after?.error_message ? `  error: ${after.error_message}` : ''}`);
-    for (const note of events.notes(before.id)) console.log(`    ${note}`);
+    for (const note of notes.of(before.id)) console.log(`    ${note}`);
   }
 }
 
-/**
- * A logger that keeps, per task, the engine's notable events (in-flight images found, images
- * resubmitted or failed) for the report, and passes everything on when `--verbose`.
- */
-class TaskEvents implements Logger {
+/** What the engine had to do for each task (images found in flight, resubmitted, failed, ready), from its events. */
+class RepairNotes {
   private readonly byTask = new Map<string, string[]>();
 
-  constructor(private readonly next: Logger | undefined) {}
+  constructor(events: EngineEventBus) {
+    subscribe(events, 'task.recovered', ({ taskId, inFlight }) =>
+      this.add(taskId, `${inFlight} image${inFlight === 1 ? ' was' : 's were'} in flight on ComfyUI`),
+    );
+    subscribe(events, 'image.resubmitted', ({ taskId, index, reason }) => this.add(taskId, `image ${index} resubmitted: ${reason}`));
+    subscribe(events, 'image.failed', ({ taskId, index, error }) => this.add(taskId, `image ${index} failed: ${error}`));
+    subscribe(events, 'image.ready', ({ taskId, index, cached }) => this.add(taskId, `image ${index} ready${cached ? ' (ComfyUI had it cached)' : ''}`));
+  }
 
-  notes(taskId: string): string[] {
+  of(taskId: string): string[] {
     return this.byTask.get(taskId) ?? [];
   }
 
-  debug(message: string, fields?: LogFields): void {
-    this.next?.debug(message, fields);
-  }
-
-  info(message: string, fields?: LogFields): void {
-    this.next?.info(message, fields);
-    if (message === 'recovering task' && typeof fields?.in_flight === 'number') {
-      this.add(fields, `${fields.in_flight} image${fields.in_flight === 1 ? ' was' : 's were'} in flight on ComfyUI`);
-    } else if (message === 'image ready') {
-      this.add(fields, `image ${String(fields?.index)} ready${fields?.cached ? ' (ComfyUI had it cached)' : ''}`);
-    }
-  }
-
-  warn(message: string, fields?: LogFields): void {
-    this.next?.warn(message, fields);
-    this.add(fields, `${message}${fields?.index !== undefined ? ` (image ${String(fields.index)})` : ''}: ${String(fields?.reason ?? fields?.error ?? '')}`);
-  }
-
-  error(message: string, fields?: LogFields): void {
-    this.next?.error(message, fields);
-    this.add(fields, `${message}${fields?.index !== undefined ? ` (image ${String(fields.index)})` : ''}: ${String(fields?.error ?? '')}`);
-  }
-
-  private add(fields: LogFields | undefined, note: string): void {
-    const task = fields?.task;
-    if (typeof task !== 'string') return;
-    this.byTask.set(task, [...(this.byTask.get(task) ?? []), note]);
+  private add(taskId: string, note: string): void {
+    this.byTask.set(taskId, [...(this.byTask.get(taskId) ?? []), note]);
   }
 }

@@ -4,11 +4,12 @@
  * prompts); with the service down, a pending task is cancelled in the database instead.
  */
 import { join } from 'node:path';
-import { finishOpenImages, imagesOfTask, imagesOfTasks } from '../db/images.js';
-import { findTask, listTasks, queuePosition, saveFrame } from '../db/tasks.js';
+import { imagesOfTask, imagesOfTasks } from '../db/images.js';
+import { findTask, listTasks, queuePosition } from '../db/tasks.js';
 import { TASK_STATUSES, type ImageRow, type TaskRow, type TaskStatus } from '../db/types.js';
-import { emptyFrame, isFinal } from '../tasks/progress-frame.js';
+import { isFinal } from '../tasks/progress-frame.js';
 import { publicResultPaths } from '../tasks/public-result-paths.js';
+import { cancelPendingTask } from '../tasks/transitions/cancel-pending-task.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
 import { clip, CommandError, escapeControl, EXIT, printJson, printTable, UsageError } from './output.js';
@@ -157,14 +158,12 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
         EXIT.UNREACHABLE,
       );
     }
-    const at = new Date().toISOString();
-    // As the engine cancels a pending task: the task, only if still pending, then its images.
-    const seq = await saveFrame(db, id, { status: 'cancelled', finished_at: at, updated_at: at }, emptyFrame(id, 'cancelled', task.progress), ['pending']);
-    if (seq === undefined) {
+    // The same transition as the engine's: the task only if still pending, with its images.
+    const frame = await cancelPendingTask(db, id);
+    if (!frame) {
       const now = await findTask(db, id);
       throw new CommandError(`task ${id} is now ${now?.status ?? 'gone'}: a service picked it up meanwhile; cancel it through that service (--url)`);
     }
-    await finishOpenImages(db, id, 'cancelled', at);
     console.log(escapeControl(`task ${id} cancelled in the database (the service at ${unreachable.url} is not running)`));
     return EXIT.OK;
   });

@@ -1,4 +1,7 @@
-/** Queries on `images`, one row per image of a task. The only module that writes SQL for that table. */
+/**
+ * Queries on `images`, one row per image of a task: the only module that writes SQL for that table.
+ * Status changes are called only from the transitions (src/tasks/transitions/).
+ */
 import type { Db } from './database.js';
 import type { ImageRow, ImageStatus, ImageUpdate, NewImage, TaskStatus } from './types.js';
 
@@ -82,9 +85,9 @@ export async function updateImage(
   return Number(r.numUpdatedRows) > 0;
 }
 
-/** Marks every unfinished image of a task; returns those that were submitted or running. */
-export async function finishOpenImages(db: Db, taskId: string, status: 'cancelled' | 'failed', now: string): Promise<ImageRow[]> {
-  return db.transaction().execute(async (trx) => {
+/** Marks every unfinished image of a task; returns them as they were. Call it inside a transaction. */
+export async function finishOpenImages(trx: Db, taskId: string, status: 'cancelled' | 'failed', now: string): Promise<ImageRow[]> {
+  {
     const open = await trx
       .selectFrom('images')
       .selectAll()
@@ -100,12 +103,7 @@ export async function finishOpenImages(db: Db, taskId: string, status: 'cancelle
         .execute();
     }
     return open;
-  });
-}
-
-/** Images sent to ComfyUI and not finished, for reconciliation after a restart. */
-export async function inFlightImages(db: Db, taskId: string): Promise<ImageRow[]> {
-  return db.selectFrom('images').selectAll().where('task_id', '=', taskId).where('status', 'in', ['submitted', 'running']).orderBy('idx').execute();
+  }
 }
 
 /** Stored image files of tasks (for cleanup and the file check). */

@@ -1,4 +1,7 @@
-/** Queries on `tasks`. The only module that writes SQL for that table. */
+/**
+ * Queries on `tasks`: the only module that writes SQL for that table. Status changes are called
+ * only from the transitions (src/tasks/transitions/), each inside its own transaction.
+ */
 import { sql } from 'kysely';
 import type { Db } from './database.js';
 import type { NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
@@ -33,14 +36,15 @@ export async function listTasks(
 }
 
 /**
- * Moves the oldest pending task to `processing` if fewer than `maxProcessing` are, atomically.
- * SQLite runs the transaction alone; on Postgres the select needs `for update skip locked`.
+ * Moves the oldest pending task to `processing` if fewer than `maxProcessing` are. Call it inside a
+ * transaction (the claim transition does): SQLite runs it alone; on Postgres the select needs
+ * `for update skip locked`.
  */
 export async function claimNextPending(
-  db: Db,
+  trx: Db,
   options: { instance: string; now: string; leaseUntil: string; maxProcessing: number },
 ): Promise<TaskRow | undefined> {
-  return db.transaction().execute(async (trx) => {
+  {
     const { n } = await trx
       .selectFrom('tasks')
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -69,7 +73,7 @@ export async function claimNextPending(
       .where('status', '=', 'pending')
       .returningAll()
       .executeTakeFirst();
-  });
+  }
 }
 
 /** Processing tasks this instance must look after: its own, and any whose claim has lapsed. */

@@ -7,10 +7,10 @@ import { rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Db } from '../db/database.js';
-import { findImage, imagesOfTask, imagesOfTasks, insertImages } from '../db/images.js';
-import { countByStatus, findTask, findTaskByIdempotencyKey, insertTask, listTasks, pendingTaskIds, queuePosition, saveFrame } from '../db/tasks.js';
+import { findImage, imagesOfTask, imagesOfTasks } from '../db/images.js';
+import { countByStatus, findTask, findTaskByIdempotencyKey, listTasks, pendingTaskIds, queuePosition } from '../db/tasks.js';
 import type { ImageRow, TaskRow, TaskStatus } from '../db/types.js';
-import { saveUpload } from '../db/uploads.js';
+import { deleteUnreferenced, saveUpload } from '../db/uploads.js';
 import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
 import type { TaskEngine } from './engine.js';
 import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
@@ -79,7 +79,7 @@ export class TaskService {
    * idempotency key already used for the same parameters, returns that task instead.
    */
   async createTask(params: GenerateParams, upload: StoredUpload): Promise<TaskView> {
-    const { db, engine, workflowName } = this.options;
+    const { engine, workflowName } = this.options;
     const hash = paramsHash(params, upload.sha256);
     if (params.idempotencyKey) {
       const existing = await this.replay(params.idempotencyKey, hash);
@@ -90,8 +90,8 @@ export class TaskService {
     // A random base seed is stored, so every image stays reproducible alone.
     const baseSeed = params.seed ?? randomInt(0, 2 ** 47);
     try {
-      await db.transaction().execute(async (trx) => {
-        await insertTask(trx, {
+      await engine.enqueue(
+        {
           id,
           description: params.description,
           status: 'pending',
@@ -109,18 +109,15 @@ export class TaskService {
           upload_sha256: upload.sha256,
           idempotency_key: params.idempotencyKey ?? null,
           params_hash: hash,
-        });
-        await insertImages(
-          trx,
-          Array.from({ length: params.count }, (_, idx) => ({
-            task_id: id,
-            idx,
-            seed: Math.min(baseSeed + idx, Number.MAX_SAFE_INTEGER),
-            prompt_id: promptIdFor(id, idx),
-            status: 'pending' as const,
-          })),
-        );
-      });
+        },
+        Array.from({ length: params.count }, (_, idx) => ({
+          task_id: id,
+          idx,
+          seed: Math.min(baseSeed + idx, Number.MAX_SAFE_INTEGER),
+          prompt_id: promptIdFor(id, idx),
+          status: 'pending' as const,
+        })),
+      );
     } catch (err) {
       // Two requests with one key raced: the unique index let one in; answer like a replay.
       if (params.idempotencyKey && /UNIQUE/i.test(String(err))) {
@@ -129,8 +126,6 @@ export class TaskService {
       }
       throw err;
     }
-    await saveFrame(db, id, {}, emptyFrame(id, 'pending', 0));
-    await engine.announceQueue();
     // Read before waking the engine: a new task is answered as `pending`, as the old service did.
     const view = (await this.getTask(id))!;
     engine.wake();
@@ -140,11 +135,9 @@ export class TaskService {
   /** Removes a stored upload that no task uses (a request failed after the upload was stored). */
   async discardUpload(upload: StoredUpload): Promise<void> {
     if (!upload.created) return;
-    const { db } = this.options;
-    const used = await db.selectFrom('tasks').select('id').where('upload_sha256', '=', upload.sha256).executeTakeFirst();
-    if (used) return;
-    await db.deleteFrom('uploads').where('sha256', '=', upload.sha256).execute();
-    await rm(upload.path, { force: true });
+    // The row goes only when no task refers to it (one may have been created with the same image meanwhile).
+    const deleted = await deleteUnreferenced(this.options.db, [upload.sha256]);
+    if (deleted.length > 0) await rm(upload.path, { force: true });
   }
 
   async getTask(id: string): Promise<TaskView | undefined> {

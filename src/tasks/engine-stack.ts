@@ -1,0 +1,63 @@
+/**
+ * The engine with what it runs on: the worker pool over the configured ComfyUI servers, the
+ * progress bus and the engine itself, wired the one way the service (`app.ts`) and
+ * `kontext repair` both need.
+ */
+import type { Workflow } from '../comfyui/workflow.js';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import type { Logger } from '../log.js';
+import { TaskEngine, type EngineOptions } from './engine.js';
+import { createMemoryProgressBus, type ProgressBus } from './progress-bus.js';
+import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
+
+/** Options of {@link createEngineStack}. */
+export interface EngineStackOptions {
+  db: Db;
+  workflow: Workflow;
+  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata'>;
+  /** Absolute DATA_DIR. */
+  dataDir: string;
+  /** This process's name in task claims. */
+  instance: string;
+  log: Logger;
+  /** Overrides of the engine's options (tests, repair). @default none */
+  engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'workflow' | 'dataDir' | 'instance' | 'log'>>;
+  /** Overrides of the pool's options (tests). @default none */
+  pool?: Partial<Omit<WorkerPoolOptions, 'workflow' | 'log' | 'beforeUp'>>;
+}
+
+/** The wired stack; start the pool, then the engine. */
+export interface EngineStack {
+  pool: WorkerPool;
+  bus: ProgressBus;
+  engine: TaskEngine;
+}
+
+/** Builds the pool, the bus and the engine for `config`. */
+export function createEngineStack(options: EngineStackOptions): EngineStack {
+  const { config, log } = options;
+  const pool: WorkerPool = new WorkerPool(config.comfyuiUrls, {
+    workflow: options.workflow,
+    log,
+    // A server back from a hang or an outage first loses the prompts that moved elsewhere meanwhile.
+    beforeUp: (member): Promise<void> => engine.reconcileReturningWorker(member),
+    ...options.pool,
+  });
+  const bus = createMemoryProgressBus();
+  const engine: TaskEngine = new TaskEngine({
+    db: options.db,
+    pool,
+    bus,
+    workflow: options.workflow,
+    dataDir: options.dataDir,
+    maxConcurrentTasks: config.maxConcurrentTasks,
+    imageTimeoutMs: config.comfyuiTimeoutS * 1000,
+    cleanupDays: config.taskCleanupDays,
+    keepImageMetadata: config.keepImageMetadata,
+    instance: options.instance,
+    log,
+    ...options.engine,
+  });
+  return { pool, bus, engine };
+}

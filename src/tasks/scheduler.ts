@@ -1,0 +1,141 @@
+/**
+ * The scheduling loop: claims pending tasks (never more than `maxConcurrentTasks` processing),
+ * announces queue positions, hands waiting images to free worker slots in queue order, renews this
+ * instance's claims, and fails tasks that no worker could take for longer than an image may run.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Db } from '../db/database.js';
+import { waitingImages } from '../db/images.js';
+import { pendingTaskIds, renewLeases } from '../db/tasks.js';
+import type { TaskRow } from '../db/types.js';
+import type { Logger } from '../log.js';
+import type { ActiveTask } from './active-task.js';
+import type { EngineEventBus } from './events.js';
+import type { FramePublisher } from './frame-publisher.js';
+import type { EndTask, ImageRunner } from './image-run.js';
+import type { Transitions } from './transitions/index.js';
+import type { WorkerPool } from './worker-pool.js';
+
+/** What the scheduler needs; the engine passes it in. */
+export interface SchedulerDeps {
+  db: Db;
+  transitions: Transitions;
+  publisher: FramePublisher;
+  events: EngineEventBus;
+  pool: WorkerPool;
+  runner: ImageRunner;
+  log: Logger;
+  /** The engine's processing tasks, by id. */
+  active: Map<string, ActiveTask>;
+  /** Makes a claimed task active (in memory). */
+  activate: (row: TaskRow) => ActiveTask;
+  endTask: EndTask;
+  /** This instance's name in claims. */
+  instance: string;
+  /** How long a claim holds without renewal, in ms. */
+  leaseMs: number;
+  /** Tasks processing at once (MAX_CONCURRENT_TASKS); 0 claims none (`kontext repair`). */
+  maxConcurrentTasks: number;
+  /** Limit of an image's run, in ms: also how long tasks may wait with no worker at all. */
+  imageTimeoutMs: number;
+  /** Submissions of one image before its task fails. */
+  maxAttempts: number;
+}
+
+/** Longest wait for one prompt to be queued before the next is submitted anyway. */
+const SUBMIT_ORDER_WAIT_MS = 2000;
+
+/** Queue positions are announced to the first this many waiting tasks. */
+const ANNOUNCED_POSITIONS = 500;
+
+export class Scheduler {
+  /** Queue positions last announced, to publish only changes. */
+  private readonly announced = new Map<string, number>();
+  private noWorkerSince: number | undefined;
+
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** One scheduling pass: claims, then dispatches waiting images to free slots. */
+  async tick(stopped: () => boolean): Promise<void> {
+    const { db, transitions, publisher, events, pool, instance } = this.deps;
+    let claimed = false;
+    for (;;) {
+      const leaseUntil = new Date(Date.now() + this.deps.leaseMs).toISOString();
+      const result = await transitions.claimTask(db, { instance, leaseUntil, maxProcessing: this.deps.maxConcurrentTasks });
+      if (!result) break;
+      claimed = true;
+      this.announced.delete(result.row.id);
+      this.deps.activate(result.row);
+      // The claim is committed: its frame is published in order with the task's later ones.
+      await publisher.run(result.row.id, async () => result.frame);
+      events.emit('task.started', { taskId: result.row.id, count: result.row.count });
+    }
+    if (claimed) await this.announceQueue();
+    if (stopped()) return;
+    await this.failStarved();
+    const free = pool.freeSlots();
+    if (free === 0) return;
+    for (const image of await waitingImages(db, instance, free)) {
+      const task = this.deps.active.get(image.task_id);
+      if (!task || task.stopping) continue;
+      const member = pool.acquire();
+      if (!member) break;
+      const assigned = await transitions.submitImage(db, image.task_id, image.idx, member.url);
+      if (!assigned) {
+        pool.release(member);
+        continue;
+      }
+      if (assigned.attempts > this.deps.maxAttempts) {
+        pool.release(member);
+        await this.deps.endTask(task, 'fail', `image ${image.idx} could not be completed after ${this.deps.maxAttempts} attempts`, { index: image.idx, worker: null });
+        continue;
+      }
+      task.lastActivity = Date.now();
+      // Submit in queue order: the next prompt is posted once this one is in ComfyUI's queue, so
+      // images (and tasks) run in the order they were taken, not in the order their POSTs landed.
+      await Promise.race([this.deps.runner.start(task, assigned, member, 'run'), sleep(SUBMIT_ORDER_WAIT_MS)]);
+    }
+  }
+
+  /** Publishes the queue positions of pending tasks that changed since last time. */
+  async announceQueue(): Promise<void> {
+    const { db, transitions, publisher } = this.deps;
+    const ids = await pendingTaskIds(db);
+    const waiting = new Set(ids);
+    for (const [id] of this.announced) if (!waiting.has(id)) this.announced.delete(id);
+    for (const [i, id] of ids.slice(0, ANNOUNCED_POSITIONS).entries()) {
+      const position = i + 1;
+      if (this.announced.get(id) === position) continue;
+      this.announced.set(id, position);
+      await publisher.run(id, () => transitions.announcePosition(db, id, position));
+    }
+  }
+
+  /** Extends this instance's claims; a failure is logged (the next renewal tries again). */
+  async renewLeases(): Promise<void> {
+    try {
+      await renewLeases(this.deps.db, { instance: this.deps.instance, leaseUntil: new Date(Date.now() + this.deps.leaseMs).toISOString() });
+    } catch (err) {
+      this.deps.log.error('could not renew task claims', { error: String(err) });
+    }
+  }
+
+  /**
+   * With no worker reachable for longer than an image may take, fails the processing tasks that
+   * have nothing running (busy workers are no reason: those tasks are merely waiting their turn).
+   */
+  private async failStarved(): Promise<void> {
+    const { pool, imageTimeoutMs } = this.deps;
+    if (pool.members.some((m) => m.healthy)) {
+      this.noWorkerSince = undefined;
+      return;
+    }
+    this.noWorkerSince ??= Date.now();
+    if (Date.now() - this.noWorkerSince < imageTimeoutMs) return;
+    for (const task of [...this.deps.active.values()]) {
+      if (task.stopping || task.running.size > 0 || Date.now() - task.lastActivity < imageTimeoutMs) continue;
+      const workers = pool.members.map((m) => `${m.url} (${m.healthy ? 'busy' : (m.lastError ?? 'down')})`).join(', ');
+      await this.deps.endTask(task, 'fail', `no ComfyUI worker was reachable for ${Math.round(imageTimeoutMs / 1000)} s: ${workers}`);
+    }
+  }
+}

@@ -1,0 +1,25 @@
+/** pending -> processing: this instance takes the oldest waiting task. */
+import type { Db } from '../../db/database.js';
+import { claimNextPending } from '../../db/tasks.js';
+import type { TaskRow } from '../../db/types.js';
+import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
+import { writeFrame } from './write-frame.js';
+
+/** Options of {@link claimTask}. */
+export interface ClaimOptions {
+  instance: string;
+  /** Claims expire at this ISO time unless renewed. */
+  leaseUntil: string;
+  /** No claim while this many tasks are processing (MAX_CONCURRENT_TASKS). */
+  maxProcessing: number;
+}
+
+/** Claims the oldest pending task if fewer than `maxProcessing` are processing; undefined when none may start. */
+export async function claimTask(db: Db, options: ClaimOptions): Promise<{ row: TaskRow; frame: ProgressFrame } | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const row = await claimNextPending(trx, { ...options, now: new Date().toISOString() });
+    if (!row) return undefined;
+    const frame = await writeFrame(trx, row.id, {}, { ...emptyFrame(row.id, 'processing', row.progress), etaSeconds: null });
+    return { row, frame: frame! };
+  });
+}

@@ -1,0 +1,46 @@
+/**
+ * processing -> failed | cancelled: a task ended early. Its unfinished images end with it (the one
+ * that caused a failure records why); finished images are kept.
+ */
+import type { Db } from '../../db/database.js';
+import { finishOpenImages, updateImage } from '../../db/images.js';
+import type { ImageRow } from '../../db/types.js';
+import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
+import { writeFrame } from './write-frame.js';
+
+/** What {@link endTask} needs besides the database. */
+export interface EndTaskInput {
+  taskId: string;
+  status: 'failed' | 'cancelled';
+  /** Why it failed (the task's error_message); null for a cancel. */
+  error: string | null;
+  /** The image whose failure ended the task, to record the reason on it. */
+  failedImage?: number;
+  /** The task's progress so far (kept: it never goes back). */
+  progress: number;
+}
+
+/** The frame to publish and the images that were submitted or running (their prompts must leave ComfyUI). */
+export interface EndedTask {
+  frame: ProgressFrame;
+  inFlight: ImageRow[];
+}
+
+/** Ends the task if it is processing; undefined (nothing written) when it had already ended. */
+export async function endTask(db: Db, input: EndTaskInput): Promise<EndedTask | undefined> {
+  const { taskId, status, error } = input;
+  return db.transaction().execute(async (trx) => {
+    const at = new Date().toISOString();
+    const frame = await writeFrame(
+      trx,
+      taskId,
+      { status, error_message: error, finished_at: at, claimed_by: null, lease_expires_at: null },
+      { ...emptyFrame(taskId, status, input.progress), error },
+      ['processing'],
+    );
+    if (!frame) return undefined;
+    if (input.failedImage !== undefined && error) await updateImage(trx, taskId, input.failedImage, { error });
+    const open = await finishOpenImages(trx, taskId, status, at);
+    return { frame, inFlight: open.filter((i) => i.status === 'submitted' || i.status === 'running') };
+  });
+}

@@ -1,0 +1,28 @@
+/**
+ * processing -> completed | failed, after a crash between an image's last write and the task's: a
+ * task whose images have all ended is finished from them.
+ */
+import type { Db } from '../../db/database.js';
+import { imagesOfTask } from '../../db/images.js';
+import { findTask } from '../../db/tasks.js';
+import { join } from 'node:path';
+import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
+import { writeFrame } from './write-frame.js';
+
+/** Finishes the task when none of its images is open; undefined when some still are (or it is not processing). */
+export async function settleTask(db: Db, taskId: string, dataDir: string): Promise<ProgressFrame | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const images = await imagesOfTask(trx, taskId);
+    if (images.some((i) => i.status === 'pending' || i.status === 'submitted' || i.status === 'running')) return undefined;
+    const at = new Date().toISOString();
+    const done = images.filter((i) => i.status === 'completed');
+    const ended = { finished_at: at, claimed_by: null, lease_expires_at: null };
+    if (done.length === images.length) {
+      const resultPath = JSON.stringify(done.map((i) => join(dataDir, i.file_path!)));
+      return writeFrame(trx, taskId, { ...ended, status: 'completed', progress: 100, result_path: resultPath }, emptyFrame(taskId, 'completed', 100), ['processing']);
+    }
+    const task = await findTask(trx, taskId);
+    const error = task?.error_message ?? images.find((i) => i.error)?.error ?? 'interrupted by a restart';
+    return writeFrame(trx, taskId, { ...ended, status: 'failed', error_message: error }, { ...emptyFrame(taskId, 'failed', task?.progress ?? 0), error }, ['processing']);
+  });
+}
