@@ -326,8 +326,9 @@ describe('tasks cancel and repair next to a busy service', () => {
   let stack: Stack;
   let env: Record<string, string>;
   beforeAll(async () => {
-    // One task at a time on a slow ComfyUI: the first stays processing, the others pending.
-    stack = await startStack({ sim: { stepMs: 200 }, config: { maxConcurrentTasks: 1 } });
+    // One task at a time on a slow ComfyUI: the first stays processing (50 s: longer than the CLI
+    // runs below take on a loaded machine), the others pending.
+    stack = await startStack({ sim: { stepMs: 500 }, config: { maxConcurrentTasks: 1 } });
     env = { DATA_DIR: stack.config.dataDir, COMFYUI_URL: stack.sims[0]!.url };
   });
   afterAll(async () => {
@@ -336,7 +337,7 @@ describe('tasks cancel and repair next to a busy service', () => {
 
   it('cancels a pending task through the service, and with the service stopped in the database; refuses a processing one', async () => {
     const url = stack.app.url;
-    const busy = await createTask(url, { description: 'busy', steps: '20' });
+    const busy = await createTask(url, { description: 'busy', steps: '100' });
     await waitForStatus(url, busy, ['processing']);
     const [viaService, offline] = [await createTask(url, { description: 'b' }), await createTask(url, { description: 'c' })];
     expect((await taskStatus(url, viaService)).status).toBe('pending');
