@@ -250,7 +250,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     // measured task waits behind it in ComfyUI's queue.
     const workflow = await loadWorkflow();
     await blocker.start();
-    const uploaded = await blocker.http.uploadImage(reference, 'bench-blocker.png', { overwrite: true });
+    const uploaded = await blocker.uploadImage(reference, 'bench-blocker.png', { overwrite: true });
     let blockerStarted!: () => void;
     const started = new Promise<void>((resolve) => (blockerStarted = resolve));
     const blocked = blocker.run(

@@ -36,7 +36,7 @@ async function direct(sims: Simulator[], reference: Buffer, mode: 'all-at-once' 
   const workflow = await loadWorkflow();
   const workers = sims.map((s) => new ComfyWorker(s.url));
   await Promise.all(workers.map((w) => w.start()));
-  const names = await Promise.all(workers.map((w) => w.http.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
+  const names = await Promise.all(workers.map((w) => w.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
   const jobs = Array.from({ length: TASKS * IMAGES }, (_, i) => ({ i, w: i % workers.length }));
   const runOne = ({ i, w }: { i: number; w: number }) =>
     workers[w]!.run(

@@ -40,7 +40,7 @@ async function throughService(client: KontextClient, reference: Buffer, seed: nu
 /** The same work with the bare ComfyUI client, in ms. */
 async function direct(worker: ComfyWorker, workflow: Workflow, reference: Buffer, seed: number, dir: string): Promise<number> {
   const start = performance.now();
-  const uploaded = await worker.http.uploadImage(reference, 'bench-overhead.png', { overwrite: true });
+  const uploaded = await worker.uploadImage(reference, 'bench-overhead.png', { overwrite: true });
   const promptId = randomUUID();
   const result = await worker.run(
     promptId,
@@ -49,7 +49,7 @@ async function direct(worker: ComfyWorker, workflow: Workflow, reference: Buffer
   );
   const file = result.images[0];
   if (!file) throw new Error(`prompt ${promptId} produced no image`);
-  await worker.http.downloadView(file, join(dir, `${promptId}.png`));
+  await worker.download(file, join(dir, `${promptId}.png`));
   return performance.now() - start;
 }
 

@@ -144,13 +144,8 @@ interface Tracked {
 export class ComfyWorker implements ComfyBackend {
   /** The server's base URL, normalized (no trailing slash). */
   readonly url: string;
-  /**
-   * @deprecated Use the `ComfyBackend` methods (`queue`, `download`, `uploadImage`, ...); this
-   * becomes private once the engine no longer reads it.
-   */
-  readonly http: ComfyHttpClient;
-  /** @deprecated Use `isConnected` and `on('connected' | 'disconnected' | 'reconnected')`; this becomes private. */
-  readonly socket: ComfySocket;
+  private readonly http: ComfyHttpClient;
+  private readonly socket: ComfySocket;
   /** Liveness events for `on()`, fed by the socket. */
   private readonly liveness = new EventEmitter<Record<LivenessEvent, []>>();
 

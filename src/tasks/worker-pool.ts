@@ -15,11 +15,8 @@ import { checkAgainstObjectInfo } from '../comfyui/workflow-check.js';
 import type { Workflow } from '../comfyui/workflow.js';
 import { silentLogger, type Logger } from '../log.js';
 
-/**
- * One server as the pool sees it. `B` is the backend type: `ComfyWorker` by default while the
- * engine still reads its deprecated `http`; the pool itself needs only `ComfyBackend`.
- */
-export interface PoolMember<B extends ComfyBackend = ComfyWorker> {
+/** One server as the pool sees it; `B` is its backend (tests use an in-memory one). */
+export interface PoolMember<B extends ComfyBackend = ComfyBackend> {
   url: string;
   worker: B;
   /** Gets work: reachable (within `failuresBeforeDown`), can run the workflow, and `beforeUp` done. */
@@ -38,7 +35,7 @@ export interface PoolMember<B extends ComfyBackend = ComfyWorker> {
 }
 
 /** Options of the pool. */
-export interface WorkerPoolOptions<B extends ComfyBackend = ComfyWorker> {
+export interface WorkerPoolOptions<B extends ComfyBackend = ComfyBackend> {
   workflow: Workflow;
   /** Prompts given to one server at once. @default 2 */
   slots?: number;
@@ -83,7 +80,7 @@ interface Tracking {
   prepareError: string | null;
 }
 
-export class WorkerPool<B extends ComfyBackend = ComfyWorker> extends EventEmitter<{ up: [member: PoolMember<B>]; down: [member: PoolMember<B>] }> {
+export class WorkerPool<B extends ComfyBackend = ComfyBackend> extends EventEmitter<{ up: [member: PoolMember<B>]; down: [member: PoolMember<B>] }> {
   readonly members: PoolMember<B>[];
   private readonly slots: number;
   private readonly healthIntervalMs: number;
@@ -109,7 +106,7 @@ export class WorkerPool<B extends ComfyBackend = ComfyWorker> extends EventEmitt
     this.startWaitMs = options.worker?.timeoutMs ?? 10_000;
     this.workflow = options.workflow;
     this.log = options.log ?? silentLogger;
-    // Without a factory B is its default, ComfyWorker; the compiler cannot tie the two together.
+    // Without a factory B is a ComfyWorker; the compiler cannot tie the default type to the default value.
     const create = options.backend ?? ((url: string) => new ComfyWorker(url, { timeoutMs: 10_000, ...options.worker }) as unknown as B);
     this.members = urls.map((url) => ({
       url,
