@@ -50,7 +50,7 @@ export interface AppOptions {
   log?: Logger;
   /** This instance's name for task claims. @default the host name */
   instance?: string;
-  engine?: Partial<Pick<EngineOptions, 'tickMs' | 'leaseMs' | 'maxAttempts' | 'previewIntervalMs' | 'cleanupIntervalMs'>>;
+  engine?: Partial<Pick<EngineOptions, 'tickMs' | 'leaseMs' | 'maxAttempts' | 'previewIntervalMs' | 'cleanupIntervalMs' | 'transitions'>>;
   pool?: Partial<Pick<WorkerPoolOptions, 'healthIntervalMs' | 'failuresBeforeDown' | 'slots' | 'worker' | 'workflowRecheckMs'>>;
   onQuery?: OpenDatabaseOptions['onQuery'];
   /** Longest wait of a write for another process's database lock, in ms. @default 5000 */
