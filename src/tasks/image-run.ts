@@ -13,36 +13,26 @@ import {
   ComfyRunTimeoutError,
 } from '../comfyui/errors.js';
 import { bindWorkflow, type Workflow } from '../comfyui/workflow.js';
-import type { Db } from '../db/database.js';
 import { findImage } from '../db/images.js';
 import type { ImageRow } from '../db/types.js';
 import { describeWriteError } from '../db/write-health.js';
-import type { Logger } from '../log.js';
 import type { ActiveTask } from './active-task.js';
-import type { EngineEventBus } from './events.js';
-import type { FramePublisher } from './frame-publisher.js';
 import { parseSize } from './generate-params.js';
 import { etaSeconds, nodeFrameDue, recordStep, takePreview, taskProgress } from './progress.js';
 import { emptyFrame } from './progress-frame.js';
 import type { ReferenceCache } from './reference-cache.js';
 import type { ResultStore } from './result-store.js';
-import type { Transitions } from './transitions/index.js';
-import type { PoolMember, WorkerPool } from './worker-pool.js';
+import type { EngineContext } from './engine-context.js';
+import type { PoolMember } from './worker-pool.js';
 
 /** How a task ends early; the engine owns it (it also forgets the task and cancels its prompts). */
 export type EndTask = (task: ActiveTask, why: 'cancel' | 'fail', error: string | null, failed?: { index: number; worker: string | null }) => Promise<void>;
 
 /** What an image run needs; the engine passes it in. */
-export interface ImageRunDeps {
-  db: Db;
-  transitions: Transitions;
-  publisher: FramePublisher;
-  events: EngineEventBus;
-  pool: WorkerPool;
+export interface ImageRunDeps extends EngineContext {
   workflow: Workflow;
   references: ReferenceCache;
   results: ResultStore;
-  log: Logger;
   /** Limit of an image's own run on ComfyUI, in ms (COMFYUI_TIMEOUT). */
   imageTimeoutMs: number;
   /** DATA_DIR, absolute. */

@@ -7,27 +7,16 @@
  * - a server that was down (hung, cut off) loses, before it gets work again, the prompts that moved
  *   to other servers while it was away or whose task ended, so it does not run them too.
  */
-import type { Db } from '../db/database.js';
 import { imagesByPromptId, imagesOfTask } from '../db/images.js';
 import type { ImageRow, TaskRow } from '../db/types.js';
-import type { Logger } from '../log.js';
 import type { ActiveTask } from './active-task.js';
-import type { EngineEventBus } from './events.js';
-import type { FramePublisher } from './frame-publisher.js';
 import type { ImageRunner } from './image-run.js';
-import type { Transitions } from './transitions/index.js';
-import type { PoolMember, WorkerPool } from './worker-pool.js';
+import type { EngineContext } from './engine-context.js';
+import type { PoolMember } from './worker-pool.js';
 
 /** What recovery needs; the engine passes it in. */
-export interface RecoveryDeps {
-  db: Db;
-  transitions: Transitions;
-  publisher: FramePublisher;
-  events: EngineEventBus;
-  pool: WorkerPool;
+export interface RecoveryDeps extends EngineContext {
   runner: ImageRunner;
-  log: Logger;
-  active: Map<string, ActiveTask>;
   activate: (row: TaskRow) => ActiveTask;
   /** The task ended while it was away: forget it. */
   taskSettled: (task: ActiveTask) => void;

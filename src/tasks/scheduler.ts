@@ -4,29 +4,16 @@
  * instance's claims, and fails tasks that no worker could take for longer than an image may run.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Db } from '../db/database.js';
 import { waitingImages } from '../db/images.js';
 import { pendingTaskIds, renewLeases } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
-import type { Logger } from '../log.js';
 import type { ActiveTask } from './active-task.js';
-import type { EngineEventBus } from './events.js';
-import type { FramePublisher } from './frame-publisher.js';
 import type { EndTask, ImageRunner } from './image-run.js';
-import type { Transitions } from './transitions/index.js';
-import type { WorkerPool } from './worker-pool.js';
+import type { EngineContext } from './engine-context.js';
 
 /** What the scheduler needs; the engine passes it in. */
-export interface SchedulerDeps {
-  db: Db;
-  transitions: Transitions;
-  publisher: FramePublisher;
-  events: EngineEventBus;
-  pool: WorkerPool;
+export interface SchedulerDeps extends EngineContext {
   runner: ImageRunner;
-  log: Logger;
-  /** The engine's processing tasks, by id. */
-  active: Map<string, ActiveTask>;
   /** Makes a claimed task active (in memory). */
   activate: (row: TaskRow) => ActiveTask;
   endTask: EndTask;
