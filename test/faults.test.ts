@@ -13,12 +13,15 @@ import { loadWorkflow } from '../src/comfyui/workflow.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
 import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/database.js';
-import { insertImages } from '../src/db/images.js';
+import { imagesOfTask, insertImages } from '../src/db/images.js';
 import { findTask, insertTask } from '../src/db/tasks.js';
 import { TaskEngine } from '../src/tasks/engine.js';
+import { subscribe } from '../src/tasks/events.js';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
+import { transitions, type Transitions } from '../src/tasks/transitions/index.js';
 import { WorkerPool } from '../src/tasks/worker-pool.js';
+import type { Logger } from '../src/log.js';
 import { closedPort } from './helpers/ports.js';
 import { tryUpgrade } from './helpers/upgrade.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
@@ -236,5 +239,121 @@ describe('a ComfyUI server that hangs and comes back', () => {
       return q.queue_running.length === 0 && q.queue_pending.length === 0;
     });
     expect(await successes([a], [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(0);
+  });
+});
+
+describe('a database write that fails in the middle of a task', () => {
+  /** Log lines, to show that each failure is reported. */
+  function capturingLogger(): { log: Logger; lines: { level: string; message: string; fields: Record<string, unknown> }[] } {
+    const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+    const at = (level: string) => (message: string, fields: Record<string, unknown> = {}) => void lines.push({ level, message, fields });
+    return { lines, log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+  }
+
+  /** Fails the run if any promise rejects unhandled meanwhile (Node would stop the process on one). */
+  function watchUnhandledRejections(): unknown[] {
+    const reasons: unknown[] = [];
+    const listener = (reason: unknown) => void reasons.push(reason);
+    process.on('unhandledRejection', listener);
+    cleanups.push(() => void process.off('unhandledRejection', listener));
+    return reasons;
+  }
+
+  /** Each image's prompt was posted to ComfyUI once in all: the simulator numbers every prompt it accepts. */
+  async function expectEachPromptRanOnce(sim: Simulator, taskId: string, count: number): Promise<void> {
+    const h = (await (await fetch(`${sim.url}/history`)).json()) as Record<string, HistoryEntry & { prompt: [number, string] }>;
+    const ids = Array.from({ length: count }, (_, i) => promptIdFor(taskId, i));
+    expect(Object.keys(h).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(h[id]!.status.status_str).toBe('success');
+    expect(Object.values(h).map((e) => e.prompt[0]).sort()).toEqual(Array.from({ length: count }, (_, i) => i));
+  }
+
+  it('a full disk while an image is recorded (SQLITE_FULL): logged, retried, the task completes and nothing runs twice', async () => {
+    const unhandled = watchUnhandledRejections();
+    const { log, lines } = capturingLogger();
+    let calls = 0;
+    const failing: Transitions = {
+      ...transitions,
+      completeImage: async (...args) => {
+        if (++calls === 1) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+        return transitions.completeImage(...args);
+      },
+    };
+    stack = await startStack({ sim: { stepMs: 20 }, app: { ...FAST, log, engine: { ...FAST.engine, transitions: failing } } });
+    const { app } = stack;
+    const ready: number[] = [];
+    subscribe(app.engine.events, 'image.ready', (e) => void ready.push(e.index));
+    const res = await postGenerate(app.url, { description: 'full once', count: '2', steps: '4', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled']);
+    expect(done).toMatchObject({ status: 'completed', progress: 100, error_message: null });
+    expect(done.images).toHaveLength(2);
+    for (const url of done.images) expect((await fetch(url)).status).toBe(200);
+    expect(calls).toBe(3); // two images, one of them recorded on the second try
+    expect(ready.sort()).toEqual([0, 1]); // announced once each
+    const retried = lines.filter((l) => l.level === 'warn' && l.message.includes(`of task ${id} failed; trying again`));
+    expect(retried).toHaveLength(1);
+    expect(String(retried[0]!.fields.error)).toMatch(/full.*SQLITE_FULL/);
+    await expectEachPromptRanOnce(stack.sims[0]!, id, 2);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('a failed progress write and a failed "image started" write: logged, skipped, the task completes', async () => {
+    const unhandled = watchUnhandledRejections();
+    const { log, lines } = capturingLogger();
+    const calls = { recordProgress: 0, startImage: 0 };
+    const failing: Transitions = {
+      ...transitions,
+      recordProgress: async (...args) => {
+        if (++calls.recordProgress === 2) throw new Error('progress write lost');
+        return transitions.recordProgress(...args);
+      },
+      startImage: async (...args) => {
+        if (++calls.startImage === 1) throw new Error('start write lost');
+        return transitions.startImage(...args);
+      },
+    };
+    stack = await startStack({ sim: { stepMs: 20 }, app: { ...FAST, log, engine: { ...FAST.engine, transitions: failing } } });
+    const { app } = stack;
+    const res = await postGenerate(app.url, { description: 'lossy frames', count: '2', steps: '6', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled']);
+    expect(done).toMatchObject({ status: 'completed', progress: 100 });
+    expect(done.images).toHaveLength(2);
+    expect(calls.recordProgress).toBeGreaterThan(2); // later frames were written after the lost one
+    expect(calls.startImage).toBe(2);
+    expect(lines.filter((l) => l.message === 'progress frame not written' && String(l.fields.error).includes('progress write lost'))).toHaveLength(1);
+    expect(lines.filter((l) => l.message === 'could not record that an image started' && String(l.fields.error).includes('start write lost'))).toHaveLength(1);
+    await expectEachPromptRanOnce(stack.sims[0]!, id, 2);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('an error that is not storage while an image is recorded: the task fails with it, on the task and the image', async () => {
+    const unhandled = watchUnhandledRejections();
+    let calls = 0;
+    const failing: Transitions = {
+      ...transitions,
+      completeImage: async (...args) => {
+        if (++calls === 1) throw new Error('constraint broken');
+        return transitions.completeImage(...args);
+      },
+    };
+    stack = await startStack({ sim: { stepMs: 20 }, app: { ...FAST, engine: { ...FAST.engine, transitions: failing } } });
+    const { app } = stack;
+    const finished: string[] = [];
+    subscribe(app.engine.events, 'task.finished', (e) => void finished.push(`${e.status}: ${e.error}`));
+    const res = await postGenerate(app.url, { description: 'broken', count: '1', steps: '4', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+
+    const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled']);
+    expect(done).toMatchObject({ status: 'failed', error_message: 'image 0: constraint broken' });
+    expect(finished).toEqual(['failed: image 0: constraint broken']);
+    expect(await imagesOfTask(app.db, id)).toMatchObject([{ status: 'failed', error: 'image 0: constraint broken' }]);
+    // The service carries on: the next task completes.
+    const next = ((await (await postGenerate(app.url, { description: 'after', count: '1', steps: '2', size: '256x256' })).json()) as { task_id: string }).task_id;
+    expect((await waitForStatus(app.url, next, ['completed', 'failed', 'cancelled'])).status).toBe('completed');
+    expect(unhandled).toEqual([]);
   });
 });
