@@ -136,6 +136,9 @@ describe('claimTask', () => {
     expect(await task('sooner')).toMatchObject({ status, claimed_by, lease_expires_at, started_at });
     const frame = await expectStored(claimed!.frame);
     expect(frame).toMatchObject({ taskId: 'sooner', seq: 2, status: 'processing', progress: 0, etaSeconds: null });
+    // The row returned is the row as stored, with the frame just written.
+    expect(claimed!.row).toEqual(await task('sooner'));
+    expect(claimed!.row.seq).toBe(2);
     expect((await claim())?.row.id).toBe('later');
     expect(await claim()).toBeUndefined(); // none left
   });
@@ -329,7 +332,7 @@ describe('endTask', () => {
       [2, 'submitted', 'http://comfy-a', promptIdFor('t1', 2)],
     ]);
     const row = await task('t1');
-    expect(row).toMatchObject({ status: 'failed', error_message: 'image 1: out of memory', claimed_by: null, lease_expires_at: null });
+    expect(row).toMatchObject({ status: 'failed', error_message: 'image 1: out of memory', progress: 37, claimed_by: null, lease_expires_at: null });
     expect(row.finished_at).not.toBeNull();
     expect((await images('t1')).map((i) => [i.status, i.error])).toEqual([
       ['completed', null],

@@ -4,7 +4,10 @@
  */
 import type { ActiveTask, RunningImage } from './active-task.js';
 
-/** Finished images plus the running images' step fractions, in percent; below 100 until all are done. */
+/**
+ * Finished images plus the running images' step fractions, in percent, at most 99: only the
+ * transition that completes the task sets 100.
+ */
 export function taskProgress(task: Pick<ActiveTask, 'running' | 'row'>, done: number): number {
   let partial = 0;
   for (const s of task.running.values()) partial += s.total > 0 ? Math.min(1, s.step / s.total) : 0;

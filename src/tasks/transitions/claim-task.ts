@@ -1,6 +1,6 @@
 /** pending -> processing: this instance takes the oldest waiting task. */
 import type { Db } from '../../db/database.js';
-import { claimNextPending } from '../../db/tasks.js';
+import { claimNextPending, findTask } from '../../db/tasks.js';
 import type { TaskRow } from '../../db/types.js';
 import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
 import { writeFrame } from './write-frame.js';
@@ -20,6 +20,7 @@ export async function claimTask(db: Db, options: ClaimOptions): Promise<{ row: T
     const row = await claimNextPending(trx, { ...options, now: new Date().toISOString() });
     if (!row) return undefined;
     const frame = await writeFrame(trx, row.id, {}, { ...emptyFrame(row.id, 'processing', row.progress), etaSeconds: null });
-    return { row, frame: frame! };
+    // The row as it is now, with the frame just written (seq, last_frame).
+    return { row: (await findTask(trx, row.id))!, frame: frame! };
   });
 }

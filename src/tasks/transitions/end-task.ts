@@ -34,7 +34,7 @@ export async function endTask(db: Db, input: EndTaskInput): Promise<EndedTask | 
     const frame = await writeFrame(
       trx,
       taskId,
-      { status, error_message: error, finished_at: at, claimed_by: null, lease_expires_at: null },
+      { status, error_message: error, progress: input.progress, finished_at: at, claimed_by: null, lease_expires_at: null },
       { ...emptyFrame(taskId, status, input.progress), error },
       ['processing'],
     );
