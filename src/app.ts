@@ -67,7 +67,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const dataDir = resolve(config.dataDir);
   const workflow = await loadWorkflow(config.workflow);
   await sweepPartialUploads(join(dataDir, 'uploads'));
-  const instance = options.instance ?? hostname();
+  const instance = options.instance ?? config.instanceId ?? hostname();
   const writeHealth = new WriteHealth(options.writeProbeMs !== undefined ? { probeIntervalMs: options.writeProbeMs } : {});
   writeHealth.on('change', (ok, error) =>
     ok ? log.info('the database takes writes again') : log.error('the database cannot be written; /ready answers 503 until it can', { error }),

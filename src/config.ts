@@ -51,6 +51,16 @@ export interface Config {
   maxLiveConnections: number;
   /** A workflow binding file (or API prompt with a sibling binding). @default the built-in Flux Kontext workflow */
   workflow: string | undefined;
+  /** PostgreSQL for tasks, images, uploads and the queue, `postgres://user@host:port/db`. @default undefined (SQLite at DATA_DIR/kontext.db) */
+  databaseUrl: string | undefined;
+  /** Redis for progress frames, cancel requests and wake-ups across replicas, `redis://host:port/db`. @default undefined (in-process) */
+  redisUrl: string | undefined;
+  /** Where uploads and images live: `file:///path` (a volume every replica mounts) or `s3://bucket/prefix`. @default undefined (DATA_DIR) */
+  storageUrl: string | undefined;
+  /** This replica's name in task claims; replicas on one host need distinct ids. @default undefined (the host name) */
+  instanceId: string | undefined;
+  /** Seconds a claim holds without renewal before another replica takes the task over. @default 30 */
+  taskLeaseS: number;
 }
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
@@ -90,6 +100,14 @@ const EnvSchema = z.object({
   MAX_SUBSCRIPTIONS_PER_SOCKET: int(1, 10_000).default(100),
   MAX_LIVE_CONNECTIONS: int(1, 1_000_000).default(10_000),
   WORKFLOW: z.string().min(1).optional(),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL (leave it unset for SQLite in DATA_DIR)' }).optional(),
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+  STORAGE_URL: z
+    .string()
+    .regex(/^(file:\/\/\/.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?)$/, 'must be file:///absolute/path or s3://bucket[/prefix]')
+    .optional(),
+  INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:/-]{1,128}$/, 'must be 1-128 letters, digits or . _ : / -').optional(),
+  TASK_LEASE_S: int(5, 3600).default(30),
 });
 
 /** Invalid configuration; `problems` has one line per variable. */
@@ -135,6 +153,11 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     maxSubscriptionsPerSocket: e.MAX_SUBSCRIPTIONS_PER_SOCKET,
     maxLiveConnections: e.MAX_LIVE_CONNECTIONS,
     workflow: e.WORKFLOW,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    storageUrl: e.STORAGE_URL,
+    instanceId: e.INSTANCE_ID,
+    taskLeaseS: e.TASK_LEASE_S,
   };
 }
 

@@ -61,7 +61,7 @@ export const repairCommand: Command = {
         console.log('nothing to repair: no task is processing');
         return EXIT.OK;
       }
-      await takeOver(db, stuck, url);
+      await takeOver(db, stuck, url, config.instanceId ?? hostname());
       let workflow: Workflow;
       try {
         workflow = await loadWorkflow(config.workflow);
@@ -70,7 +70,7 @@ export const repairCommand: Command = {
         throw err;
       }
       const log = values.verbose ? createLogger({ json: false, debug: config.debug, write: (l) => process.stderr.write(`${l}\n`) }) : silentLogger;
-      const instance = `${hostname()}/kontext-repair/${process.pid}`;
+      const instance = `${config.instanceId ?? hostname()}/kontext-repair/${process.pid}`;
       const { pool, engine } = createEngineStack({
         db,
         workflow,
@@ -129,9 +129,10 @@ export const repairCommand: Command = {
 /**
  * Takes over the processing tasks, or refuses. A claim that has expired, or has no holder, is free.
  * A live claim of this machine's service is only taken when that service does not answer at `url`
- * (killed or crashed before its lease ran out); a live claim of another machine is never taken.
+ * (killed or crashed before its lease ran out); a live claim of another machine (another INSTANCE_ID)
+ * is never taken. `here` is this machine's service instance: INSTANCE_ID or the host name.
  */
-async function takeOver(db: Db, stuck: TaskRow[], url: string): Promise<void> {
+async function takeOver(db: Db, stuck: TaskRow[], url: string, here: string): Promise<void> {
   const now = new Date().toISOString();
   const held = stuck.filter((t) => t.claimed_by !== null && t.lease_expires_at !== null && t.lease_expires_at > now);
   const first = held[0];
@@ -142,7 +143,6 @@ async function takeOver(db: Db, stuck: TaskRow[], url: string): Promise<void> {
         `repair is for a stopped service (stop it first, or let it finish)`,
     );
   }
-  const here = hostname();
   for (const t of held) {
     const repairPid = new RegExp(`^${escapeRegExp(here)}/kontext-repair/(\\d+)$`).exec(t.claimed_by!)?.[1];
     if (repairPid !== undefined) {

@@ -15,7 +15,7 @@ import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
 export interface EngineStackOptions {
   db: Db;
   workflow: Workflow;
-  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata'>;
+  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS'>;
   /** Absolute DATA_DIR. */
   dataDir: string;
   /** This process's name in task claims. */
@@ -55,6 +55,7 @@ export function createEngineStack(options: EngineStackOptions): EngineStack {
     imageTimeoutMs: config.comfyuiTimeoutS * 1000,
     cleanupDays: config.taskCleanupDays,
     keepImageMetadata: config.keepImageMetadata,
+    leaseMs: config.taskLeaseS * 1000,
     instance: options.instance,
     log,
     ...options.engine,
