@@ -96,6 +96,7 @@ export class TaskEngine {
   private readonly active = new Map<string, ActiveTask>();
   private timers: NodeJS.Timeout[] = [];
   private ticking = false;
+  private keepingClaims = false;
   private tickAgain = false;
   /** Recovery has run: before that, scheduling would claim tasks that recovery then takes for a previous run's. */
   private started = false;
@@ -180,7 +181,7 @@ export class TaskEngine {
       this.timers.push(t);
     };
     every(this.tickMs, () => this.wake());
-    every(Math.max(1000, Math.floor(this.leaseMs / 3)), () => void this.scheduler.renewLeases());
+    every(Math.max(1000, Math.floor(this.leaseMs / 3)), () => void this.keepClaims());
     if (this.cleanupDays > 0) {
       const clean = () => void this.cleanup().catch((err: unknown) => this.log.error('cleanup failed', { error: String(err) }));
       every(this.cleanupIntervalMs, clean);
@@ -275,6 +276,21 @@ export class TaskEngine {
   /** Ids of the processing tasks this engine is looking after. */
   activeTaskIds(): string[] {
     return [...this.active.keys()];
+  }
+
+  /** Renews this instance's claims, then takes over the tasks of replicas whose claims lapsed. */
+  private async keepClaims(): Promise<void> {
+    if (this.keepingClaims) return;
+    this.keepingClaims = true;
+    try {
+      await this.scheduler.renewLeases();
+      const adopted = await this.recovery.adoptLapsed();
+      if (adopted > 0) this.wake();
+    } catch (err) {
+      this.log.error('could not take over lapsed tasks', { error: String(err) });
+    } finally {
+      this.keepingClaims = false;
+    }
   }
 
   private activate(row: TaskRow): ActiveTask {

@@ -30,11 +30,24 @@ export interface RecoveryDeps extends EngineContext {
 export class Recovery {
   constructor(private readonly deps: RecoveryDeps) {}
 
-  /** Takes over what a previous run left processing and follows each image where it is. */
-  async recoverAtStart(): Promise<void> {
+  /** Takes over what a previous run of this instance left processing (and lapsed claims) and follows each image where it is. */
+  recoverAtStart(): Promise<number> {
+    return this.adopt(true);
+  }
+
+  /**
+   * Takes over tasks whose replica died (its claim lapsed, TASK_LEASE_S) or that nobody holds, with
+   * the same reconciliation as a restart; returns how many.
+   */
+  adoptLapsed(): Promise<number> {
+    return this.adopt(false);
+  }
+
+  private async adopt(includeOwn: boolean): Promise<number> {
     const { db, transitions, publisher, events, pool } = this.deps;
     const leaseUntil = new Date(Date.now() + this.deps.leaseMs).toISOString();
-    for (const row of await transitions.recoverTasks(db, { instance: this.deps.instance, leaseUntil })) {
+    const rows = await transitions.recoverTasks(db, { instance: this.deps.instance, leaseUntil, includeOwn });
+    for (const row of rows) {
       const task = this.deps.activate(row);
       const settled = await publisher.run(row.id, () => transitions.settleTask(db, row.id, this.deps.dataDir));
       if (settled) {
@@ -57,6 +70,7 @@ export class Recovery {
         void this.deps.runner.start(task, image, member, 'attach');
       }
     }
+    return rows.length;
   }
 
   /**
