@@ -349,6 +349,8 @@ describe('a database write that fails in the middle of a task', () => {
 
     const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled']);
     expect(done).toMatchObject({ status: 'failed', error_message: 'image 0: constraint broken' });
+    // The event follows the commit that REST already reads.
+    await until('task.finished', () => finished.length > 0);
     expect(finished).toEqual(['failed: image 0: constraint broken']);
     expect(await imagesOfTask(app.db, id)).toMatchObject([{ status: 'failed', error: 'image 0: constraint broken' }]);
     // The service carries on: the next task completes.
