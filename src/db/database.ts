@@ -1,12 +1,13 @@
 /**
- * Opens the SQLite database under DATA_DIR with the settings a long-running service needs, and runs
- * the migrations. Postgres (PostgresDialect) fits behind the same `Kysely<Database>` later.
+ * Opens the database and runs the migrations: SQLite under DATA_DIR by default, or PostgreSQL
+ * (Kysely's PostgresDialect over a `pg` pool) for DATABASE_URL. Both sit behind one `Kysely<Database>`.
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, type LogEvent } from 'kysely';
+import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
 import { migrateToLatest } from './migrate.js';
+import { createPostgresPool, firstError } from './postgres-pool.js';
 import { RetryingSqliteDialect } from './sqlite-dialect.js';
 import type { Database } from './types.js';
 import type { WriteHealth } from './write-health.js';
@@ -14,20 +15,51 @@ import type { WriteHealth } from './write-health.js';
 /** A database handle. */
 export type Db = Kysely<Database>;
 
-/** Options of `openDatabase`. */
-export interface OpenDatabaseOptions {
-  /** The SQLite file; created with its folder when missing. */
-  file: string;
+/** What both dialects take. */
+interface CommonOptions {
   /** Called after every query (counting queries in tests, debug logs). @default undefined */
   onQuery?: (event: LogEvent) => void;
   /** Told of every write's outcome (for /ready and the write probe). @default none */
   health?: WriteHealth;
+}
+
+/** SQLite in one file (the default: `DATA_DIR/kontext.db`). */
+export interface SqliteDatabaseOptions extends CommonOptions {
+  /** The SQLite file; created with its folder when missing. */
+  file: string;
   /** Longest time a write waits for another process's lock, retried without blocking, in ms. @default 5000 */
   busyTimeoutMs?: number;
 }
 
-/** Opens (and migrates) the database; throws a readable error when the folder is not writable. */
+/** PostgreSQL (DATABASE_URL). */
+export interface PostgresDatabaseOptions extends CommonOptions {
+  /** `postgres://user[:password]@host[:port]/database` (or `postgresql://`). */
+  url: string;
+  /** Longest wait for a connection, at start and later, in ms. @default 5000 */
+  connectTimeoutMs?: number;
+  /** Most connections this process holds. @default 10 */
+  maxConnections?: number;
+}
+
+/** Options of `openDatabase`: `{ file }` for SQLite, `{ url }` for PostgreSQL. */
+export type OpenDatabaseOptions = SqliteDatabaseOptions | PostgresDatabaseOptions;
+
+/**
+ * Opens (and migrates) the database. Throws one readable line when it cannot: a data folder that
+ * is not writable, or (PostgreSQL) a bad DATABASE_URL or a server that does not answer.
+ */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
+  const db = 'url' in options ? await openPostgres(options) : openSqlite(options);
+  try {
+    await migrateToLatest(db as Kysely<unknown>);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  return db;
+}
+
+function openSqlite(options: SqliteDatabaseOptions): Db {
   const folder = dirname(options.file);
   try {
     mkdirSync(folder, { recursive: true });
@@ -41,7 +73,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
   sqlite.pragma('busy_timeout = 10');
   sqlite.pragma('synchronous = NORMAL'); // durable with WAL, much faster commits
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({
+  return new Kysely<Database>({
     dialect: new RetryingSqliteDialect({
       database: sqlite,
       ...(options.health ? { health: options.health } : {}),
@@ -49,11 +81,50 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
     }),
     ...(options.onQuery ? { log: options.onQuery } : {}),
   });
+}
+
+async function openPostgres(options: PostgresDatabaseOptions): Promise<Db> {
+  const where = describeUrl(options.url);
+  const pool = createPostgresPool({
+    url: options.url,
+    ...(options.health ? { health: options.health } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
+  });
+  // Connect once now: a wrong host, database or user must stop the start, not the first request.
   try {
-    await migrateToLatest(db as Kysely<unknown>);
+    (await pool.pool.connect()).release();
   } catch (err) {
-    await db.destroy();
-    throw err;
+    await pool.end().catch(() => undefined);
+    throw new Error(`DATABASE_URL: cannot connect to ${where}: ${connectFailure(err)}`);
   }
-  return db;
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    ...(options.onQuery ? { log: options.onQuery } : {}),
+  });
+}
+
+/** The URL as it may be printed: without its password; throws the readable line for a URL that is not one. */
+function describeUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    // Not echoed: a mistyped URL may still hold a password.
+    throw new Error('DATABASE_URL: not a URL; expected postgres://user@host:port/database');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new Error(`DATABASE_URL: unsupported scheme "${url.protocol.slice(0, -1)}"; expected postgres://user@host:port/database`);
+  }
+  if (url.password) url.password = '***';
+  return url.toString();
+}
+
+/** Why a connection failed, on one line: pg's or Node's message, with its code. */
+function connectFailure(err: unknown): string {
+  const e = firstError(err);
+  const message = (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
+  const code = (e as { code?: unknown }).code;
+  if (/timeout exceeded when trying to connect/i.test(message)) return 'no answer within the connect timeout';
+  return typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message;
 }

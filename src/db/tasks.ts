@@ -4,6 +4,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from './database.js';
+import { dialectOf } from './dialect.js';
 import type { NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
 
 /** Inserts a new task. */
@@ -36,44 +37,69 @@ export async function listTasks(
 }
 
 /**
+ * Key of the transaction-scoped advisory lock that serializes claims across replicas on PostgreSQL
+ * (any constant; "kont" in ASCII). Only claims take it.
+ */
+const CLAIM_LOCK_KEY = 0x6b6f6e74;
+
+/**
  * Moves the oldest pending task to `processing` if fewer than `maxProcessing` are. Call it inside a
- * transaction (the claim transition does): SQLite runs it alone; on Postgres the select needs
- * `for update skip locked`.
+ * transaction (the claim transition does). SQLite runs the transaction alone (`begin immediate`).
+ * On PostgreSQL, several replicas claim at once: an advisory lock held until the transaction ends
+ * makes count-then-claim one step across replicas (otherwise two could both see one free place and
+ * both claim), and `for update skip locked` passes over a pending row that another transaction is
+ * changing (a cancel) instead of waiting for it.
  */
 export async function claimNextPending(
   trx: Db,
   options: { instance: string; now: string; leaseUntil: string; maxProcessing: number },
 ): Promise<TaskRow | undefined> {
-  {
-    const { n } = await trx
-      .selectFrom('tasks')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('status', '=', 'processing')
-      .executeTakeFirstOrThrow();
-    if (Number(n) >= options.maxProcessing) return undefined;
-    const next = await trx
-      .selectFrom('tasks')
-      .select('id')
-      .where('status', '=', 'pending')
-      .orderBy('created_at')
-      .orderBy('id')
-      .limit(1)
-      .executeTakeFirst();
-    if (!next) return undefined;
-    return trx
-      .updateTable('tasks')
-      .set({
-        status: 'processing',
-        started_at: options.now,
-        updated_at: options.now,
-        claimed_by: options.instance,
-        lease_expires_at: options.leaseUntil,
-      })
-      .where('id', '=', next.id)
-      .where('status', '=', 'pending')
-      .returningAll()
-      .executeTakeFirst();
-  }
+  const postgres = dialectOf(trx) === 'postgres';
+  if (postgres) await sql`select pg_advisory_xact_lock(${sql.lit(CLAIM_LOCK_KEY)})`.execute(trx);
+  const { n } = await trx
+    .selectFrom('tasks')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', '=', 'processing')
+    .executeTakeFirstOrThrow();
+  if (Number(n) >= options.maxProcessing) return undefined;
+  const next = await trx
+    .selectFrom('tasks')
+    .select('id')
+    .where('status', '=', 'pending')
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1)
+    .$if(postgres, (q) => q.forUpdate().skipLocked())
+    .executeTakeFirst();
+  if (!next) return undefined;
+  return trx
+    .updateTable('tasks')
+    .set({
+      status: 'processing',
+      started_at: options.now,
+      updated_at: options.now,
+      claimed_by: options.instance,
+      lease_expires_at: options.leaseUntil,
+    })
+    .where('id', '=', next.id)
+    .where('status', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * The task, with its row locked until the transaction ends on PostgreSQL (`for update`), so that
+ * transitions of one task run one after the other there as they do on SQLite: e.g. two images
+ * completing at once each see the other's image done, and one of them completes the task. A plain
+ * read on SQLite, whose transactions already run alone.
+ */
+export async function lockTask(trx: Db, id: string): Promise<TaskRow | undefined> {
+  return trx
+    .selectFrom('tasks')
+    .selectAll()
+    .where('id', '=', id)
+    .$if(dialectOf(trx) === 'postgres', (q) => q.forUpdate())
+    .executeTakeFirst();
 }
 
 /** Processing tasks this instance must look after: its own, and any whose claim has lapsed. */

@@ -15,7 +15,7 @@ export interface WriteHealthOptions {
 export class WriteHealth extends EventEmitter<{ change: [ok: boolean, error: string | null] }> {
   /** The last write succeeded. */
   ok = true;
-  /** Why the last write failed, readable, with SQLite's code and message; null while writes succeed. */
+  /** Why the last write failed, readable, with the driver's code and message; null while writes succeed. */
   error: string | null = null;
   /** The same in a few words that name no file (for anyone asking /ready); null while writes succeed. */
   reason: string | null = null;
@@ -72,12 +72,13 @@ export class WriteHealth extends EventEmitter<{ change: [ok: boolean, error: str
   }
 }
 
-/** A database error as an operator reads it: what is wrong first, SQLite's code and message after. */
+/** A database error as an operator reads it: what is wrong first, the driver's code and message after. */
 export function describeWriteError(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   const message = err instanceof Error ? err.message : String(err);
   const reason = writeErrorReason(err);
-  return reason === 'unknown error' ? message : `${reason} (${String(code)}: ${message})`;
+  if (reason === 'unknown error') return message;
+  return code === undefined ? `${reason} (${message})` : `${reason} (${String(code)}: ${message})`;
 }
 
 /** What stops writes, in a few words that name no file or query. */
@@ -87,11 +88,47 @@ export function writeErrorReason(err: unknown): string {
   if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) return 'the database is locked by another process';
   if (code === 'SQLITE_READONLY' || code === 'EROFS') return 'the database is read-only';
   if (typeof code === 'string' && (code.startsWith('SQLITE_IOERR') || code === 'EIO')) return 'the database cannot be written (I/O error)';
-  return 'unknown error';
+  return postgresErrorReason(err) ?? 'unknown error';
 }
 
-/** Codes of a disk or database that cannot take writes now but may later (full, locked, read-only, I/O). */
-const UNAVAILABLE = /^(SQLITE_(BUSY|FULL|IOERR|READONLY|CANTOPEN|LOCKED)|ENOSPC|EDQUOT|EROFS|EIO)/;
+/**
+ * The same for PostgreSQL: SQLSTATE codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+ * and {@link DatabaseUnreachableError}; undefined for any other error.
+ */
+function postgresErrorReason(err: unknown): string | undefined {
+  if (err instanceof DatabaseUnreachableError) return 'the database server cannot be reached';
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return undefined;
+  if (code === '53100') return 'the disk holding the database is full';
+  if (code === '25006') return 'the database is read-only';
+  if (code === '58030') return 'the database cannot be written (I/O error)';
+  if (code === '53300') return 'the database server accepts no more connections';
+  // 08: connection exception; 57P01-57P03: the server is shutting down, crashed or starting.
+  if (code.startsWith('08') || /^57P0[123]$/.test(code)) return 'the database server cannot be reached';
+  return undefined;
+}
+
+/**
+ * The PostgreSQL server could not be reached or dropped the connection (refused, reset, timed out).
+ * The driver wraps such network errors in this class so that they tell apart from the same Node
+ * codes on other connections (a ComfyUI server refusing is not a storage problem).
+ */
+export class DatabaseUnreachableError extends Error {
+  /** Matched by {@link isStorageUnavailable}. */
+  readonly code = 'DATABASE_UNREACHABLE';
+  constructor(cause: unknown) {
+    const inner = (cause as { code?: unknown }).code;
+    const message = cause instanceof Error ? cause.message : String(cause);
+    super(typeof inner === 'string' ? `${inner}: ${message}` : message, { cause });
+    this.name = 'DatabaseUnreachableError';
+  }
+}
+
+/**
+ * Codes of a disk or database that cannot take writes now but may later (full, locked, read-only,
+ * I/O, unreachable): SQLite's, Node's, and PostgreSQL's SQLSTATEs for the same (see postgresErrorReason).
+ */
+const UNAVAILABLE = /^(SQLITE_(BUSY|FULL|IOERR|READONLY|CANTOPEN|LOCKED)|ENOSPC|EDQUOT|EROFS|EIO|DATABASE_UNREACHABLE$|53100$|53300$|25006$|58030$|08[0-9A-Z]{3}$|57P0[123]$)/;
 
 /** True for an error that says storage is unavailable (worth waiting for), not that the request was wrong. */
 export function isStorageUnavailable(err: unknown): boolean {
