@@ -97,7 +97,9 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
     };
   }
   const name = `kontext_test_${randomBytes(6).toString('hex')}`;
-  await adminPool().query(`create database ${name}`);
+  // A linguistic collation (ICU en-US), as many servers have, not the bytewise one of the CI database:
+  // text must still sort as on SQLite (the migrations ask for `collate "C"`).
+  await adminPool().query(`create database ${name} template template0 locale_provider icu icu_locale 'en-US' locale 'C.UTF-8'`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   const target = { url: url.toString() };
