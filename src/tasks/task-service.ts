@@ -15,7 +15,7 @@ import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
 import type { TaskEngine } from './engine.js';
 import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
 import { newTaskId, promptIdFor } from './ids.js';
-import type { ProgressBus } from './progress-bus.js';
+import { isResync, type ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
 import { publicResultPaths } from './public-result-paths.js';
 
@@ -226,6 +226,7 @@ export class TaskService {
     const live = this.options.bus.subscribe(id);
     let first: ProgressFrame | undefined;
     try {
+      await live.ready; // a broker-backed bus listens only after a round trip
       first = await this.snapshot(id);
     } catch (err) {
       live.close();
@@ -236,13 +237,16 @@ export class TaskService {
       return undefined;
     }
     const snapshot = first;
+    const reread = () => this.snapshot(id);
     const frames = (async function* stream() {
       try {
         let last = snapshot.seq;
         yield snapshot;
         if (isFinal(snapshot.status)) return;
-        for await (const frame of live) {
-          if (frame.seq <= last) continue; // already covered by the snapshot
+        for await (const event of live) {
+          // Frames may have been lost (a broker reconnect): the stored state fills the gap.
+          const frame = isResync(event) ? await reread() : event;
+          if (!frame || frame.seq <= last) continue; // already covered by the snapshot
           last = frame.seq;
           yield frame;
           if (isFinal(frame.status)) return;
