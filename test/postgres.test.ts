@@ -39,6 +39,26 @@ forEachDialect(
       for (const id of ['t0', 't1']) expect((await findTask(b, id))?.seq).toBe(2); // one processing frame each
     });
 
+    it('two replicas taking over lapsed claims at once adopt each task once', async () => {
+      const a = ctx.db;
+      const b = await ctx.database.open();
+      const ids = ['l0', 'l1', 'l2', 'l3'];
+      for (const [i, id] of ids.entries()) {
+        const at = createdAt(i);
+        await transitions.enqueueTask(a, { id, description: id, status: 'pending', created_at: at, updated_at: at }, []);
+        await transitions.claimTask(a, { instance: 'gone', leaseUntil: createdAt(30), maxProcessing: 10 }); // lapsed long ago
+      }
+      const lease = new Date(Date.now() + 60_000).toISOString();
+      const [byA, byB] = await Promise.all([
+        transitions.recoverTasks(a, { instance: 'replica-a', leaseUntil: lease }),
+        transitions.recoverTasks(b, { instance: 'replica-b', leaseUntil: lease }),
+      ]);
+      const adopted = [...byA.map((t) => t.id), ...byB.map((t) => t.id)];
+      expect(adopted.sort()).toEqual(ids);
+      for (const t of byA) expect((await findTask(a, t.id))?.claimed_by).toBe('replica-a');
+      for (const t of byB) expect((await findTask(a, t.id))?.claimed_by).toBe('replica-b');
+    });
+
     it('two replicas starting together on an empty database both migrate it', async () => {
       const database = await createTestDatabase('postgres');
       try {

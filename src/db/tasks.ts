@@ -102,7 +102,11 @@ export async function lockTask(trx: Db, id: string): Promise<TaskRow | undefined
     .executeTakeFirst();
 }
 
-/** Processing tasks this instance must look after: its own, and any whose claim has lapsed. */
+/**
+ * Processing tasks this instance must look after: its own, and any whose claim has lapsed. Inside a
+ * transaction on PostgreSQL the rows stay locked until it ends (`for update skip locked`): two
+ * replicas taking over at once split the tasks instead of both adopting the same one.
+ */
 export async function findRecoverable(db: Db, options: { instance: string; now: string }): Promise<TaskRow[]> {
   return db
     .selectFrom('tasks')
@@ -110,6 +114,7 @@ export async function findRecoverable(db: Db, options: { instance: string; now: 
     .where('status', '=', 'processing')
     .where((eb) => eb.or([eb('claimed_by', '=', options.instance), eb('claimed_by', 'is', null), eb('lease_expires_at', '<', options.now)]))
     .orderBy('created_at')
+    .$if(dialectOf(db) === 'postgres', (q) => q.forUpdate().skipLocked())
     .execute();
 }
 
