@@ -268,6 +268,23 @@ forEachDialect('transitions', (ctx) => {
   });
 
   describe('completeImage', () => {
+    it('two images finishing at once on two connections (two replicas): the task completes', async () => {
+      const second = await ctx.database.open();
+      try {
+        for (let round = 0; round < 5; round++) {
+          const id = `t${round}`;
+          await processing(id, 2);
+          const other = (i: number) =>
+            transitions.completeImage(second, { taskId: id, image: { idx: i, seed: 100 + i }, stored: storedFile(id, i), dataDir: dir, progressWith: (d) => ({ progress: d * 10, etaSeconds: 5 }) });
+          const [a, b] = await Promise.all([complete(id, 0), other(1)]);
+          expect([a?.taskCompleted, b?.taskCompleted].sort()).toEqual([false, true]);
+          expect(await task(id)).toMatchObject({ status: 'completed', progress: 100 });
+        }
+      } finally {
+        await second.destroy();
+      }
+    });
+
     it('records an image that is not the last with a progress frame announcing it', async () => {
       await processing('t1', 2);
       const progressWith = vi.fn((done: number) => ({ progress: 42 + done, etaSeconds: 7.5 }));

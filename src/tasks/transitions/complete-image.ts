@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Db } from '../../db/database.js';
 import { imagesOfTask, updateImage } from '../../db/images.js';
-import { findTask } from '../../db/tasks.js';
+import { lockTask } from '../../db/tasks.js';
 import type { ImageRow } from '../../db/types.js';
 import { emptyFrame, type FrameImage, type ProgressFrame } from '../progress-frame.js';
 import { writeFrame } from './write-frame.js';
@@ -42,8 +42,9 @@ export interface CompletedImage {
 export async function completeImage(db: Db, input: CompleteImageInput): Promise<CompletedImage | undefined> {
   const { taskId, image, stored } = input;
   return db.transaction().execute(async (trx) => {
-    // Only for a processing task: a refusal further down must not leave the image recorded.
-    if ((await findTask(trx, taskId))?.status !== 'processing') return undefined;
+    // Only for a processing task (a refusal further down must not leave the image recorded). Locked:
+    // on PostgreSQL, two images finishing at once would otherwise each miss the other's completion.
+    if ((await lockTask(trx, taskId))?.status !== 'processing') return undefined;
     const at = new Date().toISOString();
     const recorded = await updateImage(trx, taskId, image.idx, { status: 'completed', ...stored, error: null, finished_at: at }, ['submitted', 'running']);
     if (!recorded) return undefined;

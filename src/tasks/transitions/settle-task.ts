@@ -2,16 +2,19 @@
  * processing -> completed | failed, after a crash between an image's last write and the task's: a
  * task whose images have all ended is finished from them.
  */
+import { join } from 'node:path';
 import type { Db } from '../../db/database.js';
 import { imagesOfTask } from '../../db/images.js';
-import { findTask } from '../../db/tasks.js';
-import { join } from 'node:path';
+import { lockTask } from '../../db/tasks.js';
 import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
 import { writeFrame } from './write-frame.js';
 
 /** Finishes the task when none of its images is open; undefined when some still are (or it is not processing). */
 export async function settleTask(db: Db, taskId: string, dataDir: string): Promise<ProgressFrame | undefined> {
   return db.transaction().execute(async (trx) => {
+    // Locked first, as every transition that reads a task's images to decide its status.
+    const task = await lockTask(trx, taskId);
+    if (task?.status !== 'processing') return undefined;
     const images = await imagesOfTask(trx, taskId);
     if (images.some((i) => i.status === 'pending' || i.status === 'submitted' || i.status === 'running')) return undefined;
     const at = new Date().toISOString();
@@ -21,8 +24,7 @@ export async function settleTask(db: Db, taskId: string, dataDir: string): Promi
       const resultPath = JSON.stringify(done.map((i) => join(dataDir, i.file_path!)));
       return writeFrame(trx, taskId, { ...ended, status: 'completed', progress: 100, result_path: resultPath }, emptyFrame(taskId, 'completed', 100), ['processing']);
     }
-    const task = await findTask(trx, taskId);
-    const error = task?.error_message ?? images.find((i) => i.error)?.error ?? 'interrupted by a restart';
-    return writeFrame(trx, taskId, { ...ended, status: 'failed', error_message: error }, { ...emptyFrame(taskId, 'failed', task?.progress ?? 0), error }, ['processing']);
+    const error = task.error_message ?? images.find((i) => i.error)?.error ?? 'interrupted by a restart';
+    return writeFrame(trx, taskId, { ...ended, status: 'failed', error_message: error }, { ...emptyFrame(taskId, 'failed', task.progress), error }, ['processing']);
   });
 }
