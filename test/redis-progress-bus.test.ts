@@ -13,7 +13,8 @@ import { RedisChannels } from '../src/tasks/redis-channels.js';
 import { createRedisProgressBus } from '../src/tasks/redis-progress-bus.js';
 import type { TaskStatus } from '../src/db/types.js';
 import { adminConnection, channelsWithPrefix, clientIds, isolated, killClient, numsub, REDIS_URL, redisAvailable } from './helpers/redis.js';
-import { until } from './helpers/stack.js';
+import { postGenerate, startStack, until, waitForStatus } from './helpers/stack.js';
+import { TaskService } from '../src/tasks/task-service.js';
 
 const available = await redisAvailable('redis-progress-bus');
 
@@ -218,5 +219,47 @@ describe.runIf(available)('Redis progress bus', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(out.trim()).toBe('closed');
     expect(code).toBe(0);
+  }, 30_000);
+
+  it('TaskService.watch over Redis: frames lost while the connection was down come back from the database', async () => {
+    const stack = await startStack();
+    try {
+      const bus = replica(0);
+      // A second front end on the same database whose live frames come only over Redis. The engine
+      // publishes on the app's in-process bus, so every frame of this task is "lost" for it.
+      const service = new TaskService({
+        db: stack.app.db,
+        engine: stack.app.engine,
+        bus,
+        dataDir: stack.config.dataDir,
+        maxFileSize: stack.config.maxFileSize,
+        maxImagePixels: stack.config.maxImagePixels,
+        workflowName: stack.app.workflow.name,
+      });
+      stack.sims[0]!.pause(); // the task cannot finish before the watch has its snapshot
+      const res = await postGenerate(stack.app.url, { description: 'a lighthouse', count: '1' });
+      expect(res.status).toBe(200);
+      const taskId = ((await res.json()) as { task_id: string }).task_id;
+      const frames = await service.watch(taskId);
+      if (!frames) throw new Error('unknown task');
+      const first = await frames.next();
+      expect(first.done).toBe(false);
+      expect(first.value).toMatchObject({ taskId, status: expect.stringMatching(/^(pending|processing)$/) });
+      const rest = (async () => {
+        const seen = [];
+        for await (const f of frames) seen.push(f);
+        return seen;
+      })();
+      stack.sims[0]!.resume();
+      await waitForStatus(stack.app.url, taskId, ['completed']);
+      await killClient(admin, `${ids.name}-0:sub`);
+      const seen = await rest;
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toEqual(await service.snapshot(taskId));
+      expect(seen[0]).toMatchObject({ status: 'completed', progress: 100 });
+      expect(bus.subscriberCount()).toBe(0);
+    } finally {
+      await stack.close();
+    }
   }, 30_000);
 });
