@@ -13,13 +13,14 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** True when Redis answers PING; false (after one console line) when not; throws in CI. */
 export async function redisAvailable(suite: string): Promise<boolean> {
   const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined); // the failed connect is reported below
+  let cause: Error | undefined;
+  probe.on('error', (err: Error) => (cause ??= err)); // the socket's reason beats ioredis' 'Connection is closed'
   try {
     await probe.connect();
     await probe.ping();
     return true;
   } catch (err) {
-    const reason = `Redis at ${REDIS_URL} is not reachable (${(err as Error).message})`;
+    const reason = `Redis at ${REDIS_URL} is not reachable (${(cause ?? (err as Error)).message})`;
     if (process.env.CI) throw new Error(`${suite}: ${reason}; CI must run these tests against a real Redis`);
     console.log(`SKIPPED ${suite}: ${reason}; set REDIS_URL or start Redis to run them`);
     return false;
