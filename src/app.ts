@@ -73,9 +73,10 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ok ? log.info('the database takes writes again') : log.error('the database cannot be written; /ready answers 503 until it can', { error }),
   );
   const db = await openDatabase({
-    file: join(dataDir, 'kontext.db'),
+    // PostgreSQL when DATABASE_URL is set (several replicas share it), SQLite in DATA_DIR otherwise.
+    ...(config.databaseUrl ? { url: config.databaseUrl } : { file: join(dataDir, 'kontext.db') }),
     health: writeHealth,
-    ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+    ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
     ...(options.onQuery ? { onQuery: options.onQuery } : {}),
   });
   writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));

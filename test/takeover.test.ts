@@ -2,10 +2,12 @@
  * Two replicas on one database: when the one running a task dies, the other takes the task over
  * once its claim lapses (TASK_LEASE_S), with the same reconciliation as a restart: each prompt runs once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { dirname } from 'node:path';
+import { afterEach, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { findTask } from '../src/db/tasks.js';
 import { promptIdFor } from '../src/tasks/ids.js';
+import { forEachDialect } from './helpers/databases.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
@@ -17,9 +19,11 @@ afterEach(async () => {
   stack = undefined;
 });
 
-describe('take-over between replicas', () => {
+forEachDialect('take-over between replicas', (ctx) => {
   it('a replica that dies mid-task: another adopts the task when its lease lapses and finishes it, each prompt once', async () => {
-    stack = await startStack({ sim: { stepMs: 40 }, config: { taskLeaseS: 5 }, app: { ...FAST, instance: 'replica-a' } });
+    const target = ctx.database.target;
+    const database = 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+    stack = await startStack({ sim: { stepMs: 40 }, config: { taskLeaseS: 5, ...database }, app: { ...FAST, instance: 'replica-a' } });
     const a = stack.app;
     const res = await postGenerate(a.url, { description: 'outlive me', count: '3', steps: '10', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;

@@ -24,10 +24,18 @@ export function dataDirOf(config: Config): string {
 }
 
 /**
- * Opens the service's database in DATA_DIR. Refuses (exit 1) when there is none, rather than
- * creating an empty one: a wrong DATA_DIR must not look like "no tasks".
+ * Opens the service's database: PostgreSQL at DATABASE_URL, or SQLite in DATA_DIR. Refuses (exit 1)
+ * when there is no SQLite file, rather than creating an empty one: a wrong DATA_DIR must not look
+ * like "no tasks".
  */
 export async function openDataDir(config: Config): Promise<Db> {
+  if (config.databaseUrl) {
+    try {
+      return await openDatabase({ url: config.databaseUrl });
+    } catch (err) {
+      throw new CommandError((err as Error).message);
+    }
+  }
   const file = join(dataDirOf(config), 'kontext.db');
   if (!existsSync(file)) {
     throw new CommandError(`no database at ${file}; set DATA_DIR to the service's data folder (now ${JSON.stringify(config.dataDir)})`);
