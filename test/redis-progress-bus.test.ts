@@ -94,6 +94,15 @@ describe.runIf(available)('Redis progress bus', () => {
     }
   });
 
+  it('ignores messages on a task channel that are not frames', async () => {
+    const [a, b] = [replica(0), replica(1)];
+    const sub = b.subscribe('t1');
+    await sub.ready;
+    for (const junk of ['not json', 'null', '{"taskId":"t1"}']) await admin.publish(`${ids.prefix}progress:t1`, junk);
+    a.publish(frame('t1', 1));
+    expect(await nextEvent(sub)).toEqual(frame('t1', 1));
+  });
+
   it('one Redis subscription per task and process, released after the last local subscriber', async () => {
     const [a, b] = [replica(0), replica(1)];
     const channel = `${ids.prefix}progress:t1`;

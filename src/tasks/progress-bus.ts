@@ -31,6 +31,7 @@ export interface FrameSubscription extends AsyncIterableIterator<BusEvent> {
   close(): void;
 }
 
+/** Where the engine publishes frames and watchers subscribe; in-process or over Redis. */
 export interface ProgressBus {
   publish(frame: ProgressFrame): void;
   /**

@@ -47,6 +47,7 @@ interface Channel {
   ready: Promise<void>;
 }
 
+/** A process's two Redis connections and its local listeners per channel; share one between the bus and the signals. */
 export class RedisChannels {
   readonly prefix: string;
   private readonly pub: Redis;

@@ -39,7 +39,10 @@ export function createRedisProgressBus(target: RedisTarget | RedisChannels, opti
     subscribe(taskId) {
       // Messages arrive from socket events, never within listen(): `queue` is set by then.
       const listening = channels.listen(channelOf(taskId), {
-        message: (payload) => queue.push(JSON.parse(payload) as ProgressFrame),
+        message: (payload) => {
+          const frame = parseFrame(payload);
+          if (frame) queue.push(frame);
+        },
         resync: () => queue.push({ type: 'resync' }),
       });
       const queue = createFrameSubscription({
@@ -58,6 +61,17 @@ export function createRedisProgressBus(target: RedisTarget | RedisChannels, opti
       if (owned) await channels.close();
     },
   };
+}
+
+/** A frame from the channel, or undefined for what is not one (a throw here would reach ioredis' socket handler). */
+function parseFrame(payload: string): ProgressFrame | undefined {
+  try {
+    const value = JSON.parse(payload) as unknown;
+    if (typeof value === 'object' && value !== null && 'seq' in value && typeof value.seq === 'number') return value as ProgressFrame;
+  } catch {
+    // not JSON: ignored like any foreign message
+  }
+  return undefined;
 }
 
 function channelOf(taskId: string): string {

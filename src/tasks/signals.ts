@@ -35,6 +35,7 @@ export interface SignalSubscription {
   close(): void;
 }
 
+/** Publish and receive signals; implemented in-process and over Redis. */
 export interface Signals {
   publish(signal: Signal): void;
   /** Calls `listener` with every signal until the subscription is closed. */
