@@ -2,7 +2,9 @@
  * Queries on `images`, one row per image of a task: the only module that writes SQL for that table.
  * Status changes are called only from the transitions (src/tasks/transitions/).
  */
+import { sql } from 'kysely';
 import type { Db } from './database.js';
+import { dialectOf } from './dialect.js';
 import type { ImageRow, ImageStatus, ImageUpdate, NewImage, TaskStatus } from './types.js';
 
 export async function insertImages(db: Db, images: NewImage[]): Promise<void> {
@@ -34,6 +36,26 @@ export async function imagesByPromptId(db: Db, promptIds: readonly string[]): Pr
     .select('tasks.status as task_status')
     .where('images.prompt_id', 'in', promptIds)
     .execute();
+}
+
+/**
+ * Keeps other replicas from submitting to `worker` until the transaction ends, so that counting its
+ * prompts and adding one is one step (PostgreSQL: an advisory lock keyed by the server; SQLite's
+ * transaction is alone anyway). Call inside a transaction.
+ */
+export async function lockWorkerSlots(trx: Db, worker: string): Promise<void> {
+  if (dialectOf(trx) === 'postgres') await sql`select pg_advisory_xact_lock(hashtext(${`kontext-worker:${worker}`}))`.execute(trx);
+}
+
+/** Prompts on `worker` now, of every task and replica: images submitted to it or running there. */
+export async function countInFlightOn(db: Db, worker: string): Promise<number> {
+  const { n } = await db
+    .selectFrom('images')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('worker', '=', worker)
+    .where('status', 'in', ['submitted', 'running'])
+    .executeTakeFirstOrThrow();
+  return Number(n);
 }
 
 /** Images of this instance's processing tasks waiting for a worker, oldest task first. */

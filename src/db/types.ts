@@ -47,6 +47,8 @@ export interface TasksTable {
   /** The service instance processing it, and until when its claim holds without renewal. */
   claimed_by: string | null;
   lease_expires_at: string | null;
+  /** Set by a replica that was asked to cancel a task another replica runs; that one ends it. */
+  cancel_requested_at: string | null;
 }
 
 export interface ImagesTable {

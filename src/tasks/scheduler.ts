@@ -10,6 +10,7 @@ import type { TaskRow } from '../db/types.js';
 import type { ActiveTask } from './active-task.js';
 import type { EndTask, ImageRunner } from './image-run.js';
 import type { EngineContext } from './engine-context.js';
+import { WORKER_FULL } from './transitions/submit-image.js';
 
 /** What the scheduler needs; the engine passes it in. */
 export interface SchedulerDeps extends EngineContext {
@@ -62,12 +63,20 @@ export class Scheduler {
     await this.failStarved();
     const free = pool.freeSlots();
     if (free === 0) return;
+    // Servers whose slots other replicas filled: this replica's own count does not see their prompts.
+    const full = new Set<string>();
     for (const image of await waitingImages(db, instance, free)) {
       const task = this.deps.active.get(image.task_id);
       if (!task || task.stopping) continue;
-      const member = pool.acquire();
-      if (!member) break;
-      const assigned = await transitions.submitImage(db, image.task_id, image.idx, member.url);
+      let member = pool.acquire(full);
+      let assigned = member && (await transitions.submitImage(db, image.task_id, image.idx, member.url, pool.slots));
+      while (member && assigned === WORKER_FULL) {
+        pool.release(member);
+        full.add(member.url);
+        member = pool.acquire(full);
+        assigned = member && (await transitions.submitImage(db, image.task_id, image.idx, member.url, pool.slots));
+      }
+      if (!member || assigned === WORKER_FULL) break;
       if (!assigned) {
         pool.release(member);
         continue;

@@ -82,7 +82,8 @@ interface Tracking {
 
 export class WorkerPool<B extends ComfyBackend = ComfyBackend> extends EventEmitter<{ up: [member: PoolMember<B>]; down: [member: PoolMember<B>] }> {
   readonly members: PoolMember<B>[];
-  private readonly slots: number;
+  /** Prompts one server is given at once, by every replica together. */
+  readonly slots: number;
   private readonly healthIntervalMs: number;
   private readonly failuresBeforeDown: number;
   private readonly workflowRecheckMs: number;
@@ -165,9 +166,12 @@ export class WorkerPool<B extends ComfyBackend = ComfyBackend> extends EventEmit
     await Promise.all(this.members.map((m) => m.worker.stop()));
   }
 
-  /** The server with a free slot and the least work, marked busy by one; undefined when all are full. */
-  acquire(): PoolMember<B> | undefined {
-    const chosen = this.members.filter((m) => m.healthy && m.busy < this.slots).sort((a, b) => a.busy - b.busy)[0];
+  /**
+   * The server with a free slot and the least work, marked busy by one; undefined when all are full.
+   * `skip`: servers found full meanwhile (other replicas' prompts). @default none
+   */
+  acquire(skip?: ReadonlySet<string>): PoolMember<B> | undefined {
+    const chosen = this.members.filter((m) => m.healthy && m.busy < this.slots && !skip?.has(m.url)).sort((a, b) => a.busy - b.busy)[0];
     if (chosen) chosen.busy++;
     return chosen;
   }
