@@ -1,0 +1,207 @@
+/**
+ * A {@link BlobStore} over a folder: DATA_DIR by default, or `STORAGE_URL=file:///path` (a volume
+ * every replica mounts). An object is written to a temporary file next to its final name, synced,
+ * then renamed over it, so a reader opens either the old file or the new one, whole; the folder is
+ * synced too, so the new name survives a crash.
+ */
+import { randomUUID } from 'node:crypto';
+import { constants, type BigIntStats } from 'node:fs';
+import { access, copyFile, mkdir, open, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { assertBlobKey } from './blob-key.js';
+import type { BlobStat, BlobStore, GetOptions, PutOptions, PutResult } from './blob-store.js';
+import { StorageError } from './storage-error.js';
+
+/** Options of {@link FileStore}. */
+export interface FileStoreOptions {
+  /** The variable named in `check()` errors. @default 'STORAGE_URL' */
+  variable?: string;
+  /** Its value, as the user wrote it. @default the folder's file:// URL */
+  value?: string;
+}
+
+export class FileStore implements BlobStore {
+  readonly location: string;
+  private readonly root: string;
+  private readonly variable: string;
+  private readonly value: string;
+
+  /** @param root the folder; a relative path resolves against the working directory */
+  constructor(root: string, options: FileStoreOptions = {}) {
+    this.root = resolve(root);
+    this.location = `file://${this.root}`;
+    this.variable = options.variable ?? 'STORAGE_URL';
+    this.value = options.value ?? this.location;
+  }
+
+  async check(): Promise<void> {
+    try {
+      await mkdir(this.root, { recursive: true });
+      await access(this.root, constants.R_OK | constants.W_OK | constants.X_OK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new StorageError(this.variable, this.value, `cannot use the folder ${this.root} (${e.code ?? e.message})`, { cause: err });
+    }
+  }
+
+  close(): void {
+    // Nothing is held open between calls.
+  }
+
+  localPath(key: string): string {
+    assertBlobKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, source: string | Readable, options: PutOptions = {}): Promise<PutResult> {
+    const path = this.localPath(key);
+    if (typeof source === 'string' && options.move) {
+      const moved = await this.moveIntoPlace(source, path);
+      if (moved) return moved;
+    }
+    const tmp = join(dirname(path), `.${key.replace(/^.*\//, '')}.${randomUUID()}.part`);
+    try {
+      const written = await this.inFolder(path, () => writeSynced(source, tmp));
+      await rename(tmp, path);
+      await syncFolder(dirname(path));
+      if (typeof source === 'string' && options.move) await unlink(source).catch(() => undefined);
+      return written;
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable | undefined> {
+    const path = this.localPath(key);
+    let file;
+    try {
+      file = await open(path, 'r');
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw err;
+    }
+    const range = options.range;
+    if (range) {
+      // Read from the open file, so the range is checked against the very file we stream.
+      const { size } = await file.stat().catch(async (err: unknown) => {
+        await file.close();
+        throw err;
+      });
+      if (range.start >= size || (range.end !== undefined && range.end < range.start)) {
+        await file.close();
+        throw new RangeError(`range ${range.start}-${range.end ?? ''} is outside ${key} (${size} bytes)`);
+      }
+    }
+    // The stream closes the file when it ends or is destroyed.
+    return file.createReadStream(range ? { start: range.start, ...(range.end !== undefined ? { end: range.end } : {}) } : {});
+  }
+
+  async stat(key: string): Promise<BlobStat | undefined> {
+    try {
+      const s = await stat(this.localPath(key), { bigint: true });
+      return s.isFile() ? { size: Number(s.size), etag: etagOf(s), lastModified: s.mtime } : undefined;
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.stat(key)) !== undefined;
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.localPath(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (!isAbsent(err)) throw err;
+    }
+    // Folders like images/<task>/ go with their last object, so a folder store needs no sweeping of
+    // its own; a concurrent put into the folder re-creates it (see inFolder).
+    for (let dir = dirname(path); dir.startsWith(this.root + sep); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        break;
+      }
+    }
+  }
+
+  /** Renames `source` to `path`; undefined when they are on different file systems (the caller copies). */
+  private async moveIntoPlace(source: string, path: string): Promise<PutResult | undefined> {
+    // The caller may not have synced it: a crash must not leave a short file under a final name.
+    const file = await open(source, 'r+');
+    let s: BigIntStats;
+    try {
+      await file.datasync();
+      s = await file.stat({ bigint: true });
+    } finally {
+      await file.close();
+    }
+    try {
+      await this.inFolder(path, () => rename(source, path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EXDEV') return undefined;
+      throw err;
+    }
+    await syncFolder(dirname(path));
+    return { size: Number(s.size), etag: etagOf(s) };
+  }
+
+  /** Runs `write` after creating the folder of `path`, again if a delete removed the folder meanwhile. */
+  private async inFolder<T>(path: string, write: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dirname(path), { recursive: true });
+      try {
+        return await write();
+      } catch (err) {
+        if (!isAbsent(err) || attempt === 3) throw err;
+      }
+    }
+  }
+}
+
+/** Copies a file or writes a stream to the new file `tmp`, synced to disk. */
+async function writeSynced(source: string | Readable, tmp: string): Promise<PutResult> {
+  if (typeof source === 'string') {
+    // FICLONE shares the blocks where the file system can (btrfs, xfs) and copies otherwise.
+    await copyFile(source, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+  }
+  const file = await open(tmp, typeof source === 'string' ? 'r+' : 'wx');
+  try {
+    // Awaiting each write is the back-pressure: memory holds one chunk at a time.
+    if (typeof source !== 'string') for await (const chunk of source) await file.write(chunk as Uint8Array);
+    await file.datasync();
+    const s = await file.stat({ bigint: true });
+    // Rename keeps the inode and the modification time, so this is the ETag of the final file.
+    return { size: Number(s.size), etag: etagOf(s) };
+  } finally {
+    await file.close();
+  }
+}
+
+/** Inode, size and nanosecond mtime: files are replaced by rename, never rewritten, so any change shows. */
+function etagOf(s: BigIntStats): string {
+  return `"${s.ino.toString(36)}-${s.size.toString(36)}-${s.mtimeNs.toString(36)}"`;
+}
+
+/** Makes a rename in `dir` durable; not every platform can sync a folder, which is then left to the OS. */
+async function syncFolder(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // Windows cannot open a folder; some file systems refuse fsync on one (EINVAL).
+  } finally {
+    await handle?.close();
+  }
+}
+
+function isAbsent(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
