@@ -80,16 +80,23 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(options.onQuery ? { onQuery: options.onQuery } : {}),
   });
   writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
-  const { pool, bus, engine } = createEngineStack({
-    db,
-    workflow,
-    config,
-    dataDir,
-    instance,
-    log,
-    ...(options.engine ? { engine: options.engine } : {}),
-    ...(options.pool ? { pool: options.pool } : {}),
-  });
+  let stack;
+  try {
+    stack = await createEngineStack({
+      db,
+      workflow,
+      config,
+      dataDir,
+      instance,
+      log,
+      ...(options.engine ? { engine: options.engine } : {}),
+      ...(options.pool ? { pool: options.pool } : {}),
+    });
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  const { pool, bus, engine } = stack;
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
   const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth };
@@ -156,6 +163,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   try {
     await listen(server, config.port, config.host);
   } catch (err) {
+    await stack.close();
     await db.destroy();
     throw err;
   }
@@ -189,6 +197,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await engine.idle();
         server.closeAllConnections();
         await closed;
+        await stack.close();
         writeHealth.stop();
         await db.destroy();
       })()),

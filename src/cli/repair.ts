@@ -71,7 +71,7 @@ export const repairCommand: Command = {
       }
       const log = values.verbose ? createLogger({ json: false, debug: config.debug, write: (l) => process.stderr.write(`${l}\n`) }) : silentLogger;
       const instance = `${config.instanceId ?? hostname()}/kontext-repair/${process.pid}`;
-      const { pool, engine } = createEngineStack({
+      const stack = await createEngineStack({
         db,
         workflow,
         config,
@@ -81,6 +81,7 @@ export const repairCommand: Command = {
         // Never claims a pending task: the queue is the service's. Deleting old tasks is `kontext cleanup`'s business.
         engine: { maxConcurrentTasks: 0, cleanupDays: 0, tickMs: 250 },
       });
+      const { pool, engine } = stack;
       const notes = new RepairNotes(engine.events);
       console.log(`repairing ${stuck.length} processing task${stuck.length === 1 ? '' : 's'} with ComfyUI at ${config.comfyuiUrls.join(', ')}`);
       await pool.start();
@@ -100,6 +101,7 @@ export const repairCommand: Command = {
         process.off('SIGINT', onSigint);
         await engine.stop();
         await pool.stop();
+        await stack.close();
         await engine.idle();
       }
       const unsettled: string[] = [];

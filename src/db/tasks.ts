@@ -140,6 +140,24 @@ export async function releaseClaim(db: Db, id: string, observed: { claimedBy: st
   return Number(r.numUpdatedRows) > 0;
 }
 
+/** Records that a processing task is to be cancelled (by the replica running it); false when it is not processing. */
+export async function markCancelRequested(db: Db, id: string, at: string): Promise<boolean> {
+  const r = await db.updateTable('tasks').set({ cancel_requested_at: at }).where('id', '=', id).where('status', '=', 'processing').executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/** Ids of this instance's processing tasks whose cancel another replica requested. */
+export async function cancelRequestedIds(db: Db, instance: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('tasks')
+    .select('id')
+    .where('status', '=', 'processing')
+    .where('claimed_by', '=', instance)
+    .where('cancel_requested_at', 'is not', null)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
 /** Extends this instance's claims. */
 export async function renewLeases(db: Db, options: { instance: string; leaseUntil: string }): Promise<void> {
   await db

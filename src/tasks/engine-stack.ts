@@ -1,7 +1,7 @@
 /**
  * The engine with what it runs on: the worker pool over the configured ComfyUI servers, the
- * progress bus and the engine itself, wired the one way the service (`app.ts`) and
- * `kontext repair` both need.
+ * progress bus and the signals between replicas (in-process, or over Redis with REDIS_URL) and the
+ * engine itself, wired the one way the service (`app.ts`) and `kontext repair` both need.
  */
 import type { Workflow } from '../comfyui/workflow.js';
 import type { Config } from '../config.js';
@@ -9,20 +9,24 @@ import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
 import { TaskEngine, type EngineOptions } from './engine.js';
 import { createMemoryProgressBus, type ProgressBus } from './progress-bus.js';
+import { RedisChannels } from './redis-channels.js';
+import { createRedisProgressBus } from './redis-progress-bus.js';
+import { createRedisSignals } from './redis-signals.js';
+import { createMemorySignals, type Signals } from './signals.js';
 import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
 
 /** Options of {@link createEngineStack}. */
 export interface EngineStackOptions {
   db: Db;
   workflow: Workflow;
-  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS'>;
+  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS' | 'redisUrl'>;
   /** Absolute DATA_DIR. */
   dataDir: string;
   /** This process's name in task claims. */
   instance: string;
   log: Logger;
   /** Overrides of the engine's options (tests, repair). @default none */
-  engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'workflow' | 'dataDir' | 'instance' | 'log'>>;
+  engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'signals' | 'workflow' | 'dataDir' | 'instance' | 'log'>>;
   /** Overrides of the pool's options (tests). @default none */
   pool?: Partial<Omit<WorkerPoolOptions, 'workflow' | 'log' | 'beforeUp'>>;
 }
@@ -31,12 +35,25 @@ export interface EngineStackOptions {
 export interface EngineStack {
   pool: WorkerPool;
   bus: ProgressBus;
+  signals: Signals;
   engine: TaskEngine;
+  /** The Redis connections, with REDIS_URL (for /health). */
+  redis: RedisChannels | undefined;
+  /** Closes the bus, the signals and their connections (after the engine and the pool stopped). */
+  close(): Promise<void>;
 }
 
-/** Builds the pool, the bus and the engine for `config`. */
-export function createEngineStack(options: EngineStackOptions): EngineStack {
+/** Builds the pool, the bus, the signals and the engine for `config`; with REDIS_URL, checks that Redis answers. */
+export async function createEngineStack(options: EngineStackOptions): Promise<EngineStack> {
   const { config, log } = options;
+  // One pair of connections per process, shared by the frames and the signals.
+  const redis = config.redisUrl ? new RedisChannels(config.redisUrl, { log, name: options.instance }) : undefined;
+  try {
+    await redis?.check();
+  } catch (err) {
+    await redis?.close();
+    throw err;
+  }
   const pool: WorkerPool = new WorkerPool(config.comfyuiUrls, {
     workflow: options.workflow,
     log,
@@ -44,11 +61,13 @@ export function createEngineStack(options: EngineStackOptions): EngineStack {
     beforeUp: (member): Promise<void> => engine.reconcileReturningWorker(member),
     ...options.pool,
   });
-  const bus = createMemoryProgressBus();
+  const bus = redis ? createRedisProgressBus(redis) : createMemoryProgressBus();
+  const signals = redis ? createRedisSignals(redis) : createMemorySignals();
   const engine: TaskEngine = new TaskEngine({
     db: options.db,
     pool,
     bus,
+    signals,
     workflow: options.workflow,
     dataDir: options.dataDir,
     maxConcurrentTasks: config.maxConcurrentTasks,
@@ -60,5 +79,16 @@ export function createEngineStack(options: EngineStackOptions): EngineStack {
     log,
     ...options.engine,
   });
-  return { pool, bus, engine };
+  return {
+    pool,
+    bus,
+    signals,
+    engine,
+    redis,
+    close: async () => {
+      await bus.close();
+      await signals.close();
+      await redis?.close();
+    },
+  };
 }

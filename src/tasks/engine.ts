@@ -14,6 +14,7 @@
  *
  * The database is the source of truth; memory holds only what can be rebuilt.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
 import { findTask } from '../db/tasks.js';
@@ -23,6 +24,8 @@ import { activeTask, type ActiveTask } from './active-task.js';
 import { deleteOldTasks } from './cleanup.js';
 import { logEngineEvents } from './event-log.js';
 import { EngineEventBus } from './events.js';
+import { isFinal } from './progress-frame.js';
+import { createMemorySignals, type SignalSubscription, type Signals } from './signals.js';
 import { FramePublisher } from './frame-publisher.js';
 import { ImageRunner } from './image-run.js';
 import type { ProgressBus } from './progress-bus.js';
@@ -64,6 +67,10 @@ export interface EngineOptions {
   keepImageMetadata?: boolean;
   /** Longest pause between two tries of a state change while the disk or database is unavailable, in ms. @default 5000 */
   storageRetryMaxMs?: number;
+  /** Hints between replicas (cancel, wake). @default in-process signals */
+  signals?: Signals;
+  /** Longest wait of `cancel()` for a task another replica runs to end, in ms. @default 10_000 */
+  remoteCancelWaitMs?: number;
   /** The state changes (tests wrap them to inject failures). @default the transitions of transitions/ */
   transitions?: Transitions;
   log?: Logger;
@@ -93,6 +100,10 @@ export class TaskEngine {
   /** Retries a state change while the disk or the database is unavailable, until it goes through or the engine stops. */
   private readonly durably: <T>(what: string, change: () => Promise<T>) => Promise<T>;
 
+  private readonly signals: Signals;
+  private readonly remoteCancelWaitMs: number;
+  private signalSubscription: SignalSubscription | undefined;
+
   private readonly active = new Map<string, ActiveTask>();
   private timers: NodeJS.Timeout[] = [];
   private ticking = false;
@@ -106,6 +117,8 @@ export class TaskEngine {
     this.db = options.db;
     this.pool = options.pool;
     this.transitions = options.transitions ?? defaultTransitions;
+    this.signals = options.signals ?? createMemorySignals();
+    this.remoteCancelWaitMs = options.remoteCancelWaitMs ?? 10_000;
     this.dataDir = options.dataDir;
     this.tickMs = options.tickMs ?? 1000;
     this.leaseMs = options.leaseMs ?? 60_000;
@@ -137,7 +150,11 @@ export class TaskEngine {
       stopping: () => this.stopped,
       endTask,
       taskCompleted: (task) => this.forget(task),
-      wake: () => this.wake(),
+      // A slot freed: this replica schedules now, the others at the signal.
+      wake: () => {
+        this.wake();
+        this.signals.publish({ type: 'wake' });
+      },
     });
     const activate = (row: TaskRow) => this.activate(row);
     this.scheduler = new Scheduler({
@@ -175,6 +192,12 @@ export class TaskEngine {
   async start(): Promise<void> {
     await this.recovery.recoverAtStart();
     this.started = true;
+    this.signalSubscription = this.signals.subscribe((signal) => {
+      // A cancel for a task this replica runs; a wake; or signals may have been lost: a pass checks it all.
+      if (signal.type === 'cancel') void this.cancelLocal(signal.taskId);
+      else this.wake();
+    });
+    await this.signalSubscription.ready;
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
       t.unref();
@@ -196,6 +219,7 @@ export class TaskEngine {
    */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.signalSubscription?.close();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.publisher.idle();
@@ -226,10 +250,16 @@ export class TaskEngine {
       });
   }
 
+  /** Asks every replica (this one included) for a scheduling pass: a task was queued. */
+  wakeAll(): void {
+    this.wake();
+    this.signals.publish({ type: 'wake' });
+  }
+
   /**
    * Queues a new task with its images (one transaction, with its first frame) and announces the
    * queue. Throws what the database throws (a unique idempotency key already used, say). Call
-   * `wake()` afterwards to schedule it.
+   * `wakeAll()` afterwards to schedule it.
    */
   async enqueue(task: NewTask & { status: 'pending' }, images: NewImage[]): Promise<void> {
     await this.publisher.run(task.id, () => this.transitions.enqueueTask(this.db, task, images));
@@ -258,9 +288,31 @@ export class TaskEngine {
         return findTask(this.db, taskId);
       }
     }
-    const task = this.active.get(taskId);
-    if (task && !task.stopping) await this.endTask(task, 'cancel', null);
+    // Processing (perhaps claimed just now): here, or on the replica that runs it.
+    const now = row.status === 'pending' ? await findTask(this.db, taskId) : row;
+    if (now?.status === 'processing' && !(await this.cancelLocal(taskId))) await this.cancelRemote(taskId);
     return findTask(this.db, taskId);
+  }
+
+  /** Cancels a task this replica runs; false when it runs elsewhere. */
+  private async cancelLocal(taskId: string): Promise<boolean> {
+    const task = this.active.get(taskId);
+    if (!task) return false;
+    if (!task.stopping) await this.endTask(task, 'cancel', null);
+    return true;
+  }
+
+  /** Asks the replica running a task to cancel it, and waits (bounded) until it has ended. */
+  private async cancelRemote(taskId: string): Promise<void> {
+    if (!(await this.transitions.requestCancel(this.db, taskId))) return; // it ended meanwhile
+    this.signals.publish({ type: 'cancel', taskId });
+    const deadline = Date.now() + this.remoteCancelWaitMs;
+    while (Date.now() < deadline) {
+      const row = await findTask(this.db, taskId);
+      if (!row || isFinal(row.status)) return;
+      await sleep(100);
+    }
+    this.log.warn('a cancelled task has not ended yet on the replica running it', { task: taskId, waited_ms: this.remoteCancelWaitMs });
   }
 
   /** Makes a server that was down safe to use again, before it gets new work (see Recovery). */

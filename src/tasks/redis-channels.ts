@@ -78,6 +78,30 @@ export class RedisChannels {
     });
   }
 
+  /**
+   * Resolves once Redis answers on both connections; rejects within `timeoutMs` with one line naming
+   * REDIS_URL (for the start: an unreachable Redis stops it). @default timeoutMs 5000
+   */
+  async check(timeoutMs = 5000): Promise<void> {
+    const answer = Promise.all([this.pub.ping(), this.sub.status === 'ready' ? Promise.resolve() : new Promise<void>((r) => this.sub.once('ready', () => r()))]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    });
+    try {
+      await Promise.race([answer, timeout]);
+    } catch (err) {
+      throw new Error(`REDIS_URL: cannot reach Redis: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Both connections are up (for /health). */
+  get connected(): boolean {
+    return this.pub.status === 'ready' && this.sub.status === 'ready';
+  }
+
   /** Publishes `payload` on `channel` (without the prefix); messages of one process keep their order. */
   publish(channel: string, payload: string): void {
     if (this.closed) return;

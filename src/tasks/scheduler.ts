@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitingImages } from '../db/images.js';
-import { pendingTaskIds, renewLeases } from '../db/tasks.js';
+import { cancelRequestedIds, pendingTaskIds, renewLeases } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
 import type { ActiveTask } from './active-task.js';
 import type { EndTask, ImageRunner } from './image-run.js';
@@ -60,6 +60,7 @@ export class Scheduler {
     }
     if (claimed) await this.announceQueue();
     if (stopped()) return;
+    await this.cancelRequested();
     await this.failStarved();
     const free = pool.freeSlots();
     if (free === 0) return;
@@ -113,6 +114,14 @@ export class Scheduler {
       await renewLeases(this.deps.db, { instance: this.deps.instance, leaseUntil: new Date(Date.now() + this.deps.leaseMs).toISOString() });
     } catch (err) {
       this.deps.log.error('could not renew task claims', { error: String(err) });
+    }
+  }
+
+  /** Ends the tasks of this instance whose cancel another replica recorded. */
+  private async cancelRequested(): Promise<void> {
+    for (const id of await cancelRequestedIds(this.deps.db, this.deps.instance)) {
+      const task = this.deps.active.get(id);
+      if (task && !task.stopping) await this.deps.endTask(task, 'cancel', null);
     }
   }
 

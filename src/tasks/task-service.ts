@@ -128,7 +128,7 @@ export class TaskService {
     }
     // Read before waking the engine: a new task is answered as `pending`, as the old service did.
     const view = (await this.getTask(id))!;
-    engine.wake();
+    engine.wakeAll();
     return view;
   }
 

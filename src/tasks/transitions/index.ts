@@ -12,6 +12,7 @@ import { enqueueTask } from './enqueue-task.js';
 import { recordProgress } from './record-progress.js';
 import { recoverTasks } from './recover-tasks.js';
 import { requeueImage } from './requeue-image.js';
+import { requestCancel } from './request-cancel.js';
 import { settleTask } from './settle-task.js';
 import { startImage } from './start-image.js';
 import { submitImage } from './submit-image.js';
@@ -21,6 +22,7 @@ export const transitions = {
   announcePosition,
   claimTask,
   cancelPendingTask,
+  requestCancel,
   submitImage,
   startImage,
   requeueImage,
