@@ -99,7 +99,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const { pool, bus, engine } = stack;
   const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
-  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth };
+  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
   const yoga = createGraphQLServer({
     service,
     maxFileSize: config.maxFileSize,

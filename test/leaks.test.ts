@@ -58,7 +58,10 @@ describe('/health', () => {
     expect(health).toEqual({
       status: 'ok',
       comfyui: [{ index: 0, reachable: true, ready: true }],
-      database: expect.objectContaining({ ok: true }) as unknown,
+      // Which replica answered (INSTANCE_ID, by default the host name), on which database; no Redis here.
+      instance: expect.any(String) as unknown,
+      database: expect.objectContaining({ ok: true, dialect: 'sqlite' }) as unknown,
+      redis: null,
       queue: { pending: 0, processing: 0 },
       version: expect.any(String) as unknown,
       uptime_s: expect.any(Number) as unknown,

@@ -32,6 +32,13 @@ if (postgresProblem && process.env.CI) throw new Error(`replicas on PostgreSQL a
     await database?.drop();
   });
 
+  it('/health names the replica, its database and Redis', async () => {
+    for (const [app, instance] of [[front, 'front'], [worker, 'worker']] as const) {
+      const health = (await (await fetch(`${app.url}/health`)).json()) as Record<string, unknown>;
+      expect(health).toMatchObject({ instance, database: { ok: true, writable: true, dialect: 'postgres' }, redis: { ok: true } });
+    }
+  });
+
   it('a task created and watched on one replica runs on another; every frame reaches the watcher, in order', async () => {
     const res = await postGenerate(front.url, { description: 'elsewhere', count: '2', steps: '6', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;

@@ -19,6 +19,17 @@ export interface HealthSources {
   details?: boolean;
   /** Whether the database takes writes. @default undefined (not reported) */
   writeHealth?: WriteHealth;
+  /** Which replica answers, on what: shown so an operator behind a load balancer can tell them apart. @default undefined (not reported) */
+  replica?: ReplicaInfo;
+}
+
+/** A replica's identity and shared services. */
+export interface ReplicaInfo {
+  /** INSTANCE_ID (or the host name): this replica's name in task claims. */
+  instance: string;
+  database: 'sqlite' | 'postgres';
+  /** REDIS_URL's connections; undefined when progress stays in-process. */
+  redis: { readonly connected: boolean } | undefined;
 }
 
 /**
@@ -49,12 +60,15 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
     // The message may name files and SQL: for operators only.
     database = details ? { ok: false, writable, error: (err as Error).message } : { ok: false, writable };
   }
-  const ok = database.ok && writable && comfyui.every((w) => w.reachable && w.ready);
+  const redis = sources.replica?.redis ? { ok: sources.replica.redis.connected } : null;
+  const ok = database.ok && writable && (redis?.ok ?? true) && comfyui.every((w) => w.reachable && w.ready);
   // 200 while work can be accepted: tasks wait in the durable queue until a worker answers.
   sendJson(res, database.ok ? 200 : 503, {
     status: ok ? 'ok' : 'degraded',
     comfyui,
-    database,
+    ...(sources.replica ? { instance: sources.replica.instance } : {}),
+    database: sources.replica ? { ...database, dialect: sources.replica.database } : database,
+    redis,
     queue,
     version: sources.version,
     uptime_s: Math.round((Date.now() - sources.startedAt) / 1000),

@@ -7,7 +7,7 @@ import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
 import { handleGenerateImage } from './generate-image.js';
-import { handleHealth, handleReady } from './health.js';
+import { handleHealth, handleReady, type ReplicaInfo } from './health.js';
 import { handleImage } from './image.js';
 import { renderDocs } from './docs.js';
 import { openApiDocument } from './openapi.js';
@@ -24,6 +24,8 @@ export interface RestOptions {
   startedAt: number;
   /** /health shows worker URLs, queues, devices and errors (HEALTH_DETAILS). @default false */
   healthDetails?: boolean;
+  /** This replica's id, database and Redis, for /health. @default undefined (not reported) */
+  replica?: ReplicaInfo;
   /** Whether the database takes writes (/ready, /health). @default undefined (not reported) */
   writeHealth?: WriteHealth;
 }
@@ -43,7 +45,15 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
   const { service, publicUrl } = options;
   switch (route.name) {
     case 'health':
-      await handleHealth(res, { pool: options.pool, service, version: options.version, startedAt: options.startedAt, details: options.healthDetails ?? false, ...(options.writeHealth ? { writeHealth: options.writeHealth } : {}) });
+      await handleHealth(res, {
+        pool: options.pool,
+        service,
+        version: options.version,
+        startedAt: options.startedAt,
+        details: options.healthDetails ?? false,
+        ...(options.writeHealth ? { writeHealth: options.writeHealth } : {}),
+        ...(options.replica ? { replica: options.replica } : {}),
+      });
       break;
     case 'ready':
       handleReady(res, options.pool, options.writeHealth);
