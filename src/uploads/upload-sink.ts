@@ -4,6 +4,9 @@
  * memory stays flat whatever the file size; the file is then checked (format by its bytes, intact
  * end, header dimensions) and stored under its SHA-256, so identical uploads share one file.
  *
+ * The service uses {@link receiveUpload}: the checked file stays in a local temp folder and the
+ * caller puts it into its BlobStore (local folder or S3); {@link storeUpload} keeps it in a folder.
+ *
  * Any failure leaves nothing behind in `dir` and rejects with an {@link UploadRejectedError} (fs
  * errors are rethrown as they are, after the same cleanup). The source is never destroyed: a
  * busboy part stream that is destroyed stalls the parser and with it the HTTP request, so a
@@ -11,17 +14,15 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { checkStructure, readImageHeader, SIGNATURE_BYTES, sniffImageFormat, type ImageFormat, type ImageHeader } from './image-format.js';
 import { UploadRejectedError } from './upload-rejected-error.js';
 
-/** A stored upload. */
-export interface StoredUpload {
+/** What the bytes of an accepted upload proved to be. */
+export interface CheckedUpload {
   /** Hex SHA-256 of the bytes. */
   sha256: string;
-  /** Absolute path of the stored file. */
-  path: string;
   /** `${sha256}.${ext}`, with ext `png`, `jpg` or `webp`. */
   fileName: string;
   /** Size of the file in bytes. */
@@ -31,6 +32,21 @@ export interface StoredUpload {
   /** As displayed, i.e. after the EXIF orientation is applied (what ComfyUI's LoadImage sees). */
   width: number;
   height: number;
+}
+
+/** An accepted upload still in its temp file (see {@link receiveUpload}). */
+export interface ReceivedUpload extends CheckedUpload {
+  /** Absolute path of the checked, synced temp file: the caller's to move into storage or remove. */
+  path: string;
+}
+
+/** A stored upload. */
+export interface StoredUpload extends CheckedUpload {
+  /**
+   * Where it is stored: the absolute path of the file (storeUpload), or its key in the service's
+   * BlobStore, `uploads/<fileName>` (TaskService.storeReference).
+   */
+  path: string;
   /** False when identical content was already stored (the existing file is returned). */
   created: boolean;
 }
@@ -60,6 +76,24 @@ type Limits = Required<Omit<StoreUploadOptions, 'dir'>>;
  * (see its `reason`), leaving nothing behind; `source` is then drained, never destroyed.
  */
 export async function storeUpload(source: Readable, options: StoreUploadOptions): Promise<StoredUpload> {
+  const received = await receiveUpload(source, options);
+  const path = join(dirname(received.path), received.fileName);
+  let created: boolean;
+  try {
+    created = await moveIntoPlace(received.path, path);
+  } catch (err) {
+    await rm(received.path, { force: true });
+    throw err;
+  }
+  return { ...received, path, created };
+}
+
+/**
+ * Streams `source` into a new temp file in `options.dir` and checks it as {@link storeUpload} does,
+ * but leaves it there: the result's `path` is that file, for the caller to move into storage. Rejects
+ * the same way, leaving nothing behind.
+ */
+export async function receiveUpload(source: Readable, options: StoreUploadOptions): Promise<ReceivedUpload> {
   // Heard at once: the source may fail while we await the directory and the file (a client that
   // left, a body cap), and an 'error' nobody listens to ends the process. `receive` sees it then as
   // a destroyed source.
@@ -68,14 +102,14 @@ export async function storeUpload(source: Readable, options: StoreUploadOptions)
     const limits = readLimits(options);
     const dir = resolve(options.dir);
     await mkdir(dir, { recursive: true });
-    return await receiveAndStore(source, dir, limits);
+    return await receiveAndCheck(source, dir, limits);
   } catch (err) {
     drain(source);
     throw err;
   }
 }
 
-async function receiveAndStore(source: Readable, dir: string, limits: Limits): Promise<StoredUpload> {
+async function receiveAndCheck(source: Readable, dir: string, limits: Limits): Promise<ReceivedUpload> {
   const partPath = join(dir, `.upload-${randomUUID()}.part`);
   const file = await open(partPath, 'wx+');
   let fileOpen = true;
@@ -91,11 +125,7 @@ async function receiveAndStore(source: Readable, dir: string, limits: Limits): P
 
     const header = await readHeader(partPath, format);
     checkDimensions(header, limits);
-
-    const fileName = `${sha256}.${format.ext}`;
-    const path = join(dir, fileName);
-    const created = await moveIntoPlace(partPath, path);
-    return { sha256, path, fileName, bytes, contentType: format.contentType, width: header.width, height: header.height, created };
+    return { sha256, path: partPath, fileName: `${sha256}.${format.ext}`, bytes, contentType: format.contentType, width: header.width, height: header.height };
   } catch (err) {
     // FileHandle.close waits for a write still in flight, so the rm below cannot race it.
     if (fileOpen) await file.close().catch(() => undefined);
