@@ -21,6 +21,7 @@ const COMMANDS: Entry[] = [
   { name: 'repair', summary: "reconcile tasks a stopped service left processing with ComfyUI, now", load: async () => (await import('./repair.js')).repairCommand },
   { name: 'images check', summary: 'check that every recorded image file exists, is readable and intact', load: async () => (await import('./images-check.js')).imagesCheckCommand },
   { name: 'cleanup', summary: 'delete finished tasks older than TASK_CLEANUP_DAYS (or --days)', load: async () => (await import('./cleanup.js')).cleanupCommand },
+  { name: 'db copy', summary: 'copy the SQLite database of DATA_DIR into an empty PostgreSQL database', load: async () => (await import('./db-copy.js')).dbCopyCommand },
 ];
 
 const EXIT_CODES = `Exit codes: 0 ok, 1 failure or problems found, 2 usage error or invalid configuration,
