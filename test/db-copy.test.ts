@@ -1,0 +1,164 @@
+/**
+ * `kontext db copy`, run as a real process: the SQLite database a real service left in its DATA_DIR
+ * (tasks in every status, one of them mid-run) is copied into a fresh PostgreSQL database, row for
+ * row; then the service started on the copy answers as before, serves the old images and finishes
+ * the task that was running.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp } from '../src/app.js';
+import { openDatabase, type Db } from '../src/db/database.js';
+import { createTestDatabase, postgresProblem, type TestDatabase } from './helpers/databases.js';
+import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
+
+const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
+/** Variables the CLI would read: it must see only DATA_DIR from the test. */
+const CONFIG_VARS = /^(HOST|PORT|DATA_DIR|DATABASE_URL|REDIS_URL|STORAGE_URL|INSTANCE_ID|TASK_LEASE_S|COMFYUI_URL|TASK_CLEANUP_DAYS)$/;
+/** Image URLs in task bodies are absolute: a fixed PUBLIC_URL makes them the same on both services. */
+const PUBLIC_URL = 'http://kontext.test';
+
+if (postgresProblem && process.env.CI) throw new Error(`kontext db copy: ${postgresProblem}; CI must run the PostgreSQL tests (set TEST_DATABASE_URL)`);
+if (postgresProblem) console.warn(`skipping kontext db copy: ${postgresProblem} (set TEST_DATABASE_URL to run it)`);
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let scratch: string;
+
+/** Runs `kontext` in a scratch folder (no `.env` of the repository applies), as test/cli.test.ts does. */
+function kontext(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<Run> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_VARS.test(k)));
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: scratch, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kontext ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function createTask(url: string, fields: Record<string, string>): Promise<string> {
+  const res = await postGenerate(url, { size: '256x256', ...fields });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { task_id: string }).task_id;
+}
+
+/** Every row of the three copied tables, in one order on both dialects (PostgreSQL text compares bytewise here). */
+async function allRows(db: Db) {
+  return {
+    uploads: await db.selectFrom('uploads').selectAll().orderBy('sha256').execute(),
+    tasks: await db.selectFrom('tasks').selectAll().orderBy('id').execute(),
+    images: await db.selectFrom('images').selectAll().orderBy('task_id').orderBy('idx').execute(),
+  };
+}
+
+(postgresProblem ? describe.skip : describe)('kontext db copy from SQLite to PostgreSQL', () => {
+  let stack: Stack;
+  let target: TestDatabase;
+  let url: string;
+  let env: Record<string, string>;
+  const ids = { completed: '', failed: '', processing: '', pending: '', cancelled: '' };
+  const before = new Map<string, TaskStatusBody>();
+  let oldImage: { body: Buffer; etag: string | null };
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'kontext-db-copy-'));
+    stack = await startStack({ sim: { failOnText: '__FAIL__' }, config: { maxConcurrentTasks: 1, publicUrl: PUBLIC_URL } });
+    const app = stack.app.url;
+    ids.completed = await createTask(app, { description: 'a lighthouse', count: '2' });
+    await waitForStatus(app, ids.completed, ['completed']);
+    ids.failed = await createTask(app, { description: 'a __FAIL__ lighthouse' });
+    await waitForStatus(app, ids.failed, ['failed']);
+    // Held mid-run: the service stops with this task processing and its claim live.
+    ids.processing = await createTask(app, { description: 'a slow lighthouse', steps: '100' });
+    await until('the slow task to make progress', async () => {
+      const s = await taskStatus(app, ids.processing);
+      return s.status === 'processing' && s.progress > 0;
+    });
+    stack.sims[0]!.pause();
+    ids.pending = await createTask(app, { description: 'a queued lighthouse' });
+    ids.cancelled = await createTask(app, { description: 'a cancelled lighthouse' });
+    expect((await fetch(`${app}/api/task/${ids.cancelled}/cancel`, { method: 'POST' })).status).toBe(200);
+    for (const id of Object.values(ids)) before.set(id, await taskStatus(app, id));
+    expect([...before.values()].map((b) => b.status)).toEqual(['completed', 'failed', 'processing', 'pending', 'cancelled']);
+    const image = await fetch(`${app}/api/image/${ids.completed}?index=1`);
+    expect(image.status).toBe(200);
+    oldImage = { body: Buffer.from(await image.arrayBuffer()), etag: image.headers.get('etag') };
+    await stack.app.close();
+
+    target = await createTestDatabase('postgres');
+    url = (target.target as { url: string }).url;
+    env = { DATA_DIR: stack.config.dataDir };
+  }, 60_000);
+
+  afterAll(async () => {
+    stack.sims[0]!.resume();
+    await stack.close();
+    await target?.drop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('refuses while a claim is live, copies every row with --force (claims cleared), and refuses a second copy', async () => {
+    const refused = await kontext(['db', 'copy', '--to', url], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`task ${ids.processing} is claimed by the service on .* until .*stop the service first`));
+    const targetDb = await target.open();
+    expect((await allRows(targetDb)).tasks).toEqual([]);
+
+    const sourceDb = await openDatabase({ file: join(stack.config.dataDir, 'kontext.db') });
+    const source = await allRows(sourceDb).finally(() => sourceDb.destroy());
+    expect(source.tasks.find((t) => t.id === ids.processing)).toMatchObject({ status: 'processing', claimed_by: expect.any(String), lease_expires_at: expect.any(String) });
+    expect(source.images.length).toBeGreaterThanOrEqual(4);
+
+    // --batch 1: every row its own INSERT, and paging through the two-column key of images.
+    const copied = await kontext(['db', 'copy', '--to', url, '--force', '--batch', '1'], env);
+    expect(copied.stderr).toBe('');
+    expect(copied.code).toBe(0);
+    expect(copied.stdout).toMatch(
+      new RegExp(`copied ${source.tasks.length} tasks, ${source.images.length} images, ${source.uploads.length} uploads in \\d+\\.\\d s`),
+    );
+    const copy = await allRows(targetDb);
+    expect(copy.uploads).toEqual(source.uploads);
+    expect(copy.images).toEqual(source.images);
+    expect(copy.tasks).toEqual(source.tasks.map((t) => ({ ...t, claimed_by: null, lease_expires_at: null })));
+
+    const again = await kontext(['db', 'copy', '--to', url, '--force'], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(new RegExp(`the target already holds ${source.uploads.length} uploads, ${source.tasks.length} tasks, ${source.images.length} images`));
+    expect(await allRows(targetDb)).toEqual(copy);
+  }, 60_000);
+
+  it('the service on the copy answers as before, serves the old images and finishes the tasks that were left', async () => {
+    stack.sims[0]!.resume();
+    stack.app = await startApp({ ...stack.config, databaseUrl: url }, FAST);
+    const app = stack.app.url;
+    for (const id of [ids.completed, ids.failed, ids.cancelled]) expect(await taskStatus(app, id)).toEqual(before.get(id));
+
+    const image = await fetch(`${app}/api/image/${ids.completed}?index=1`);
+    expect(image.status).toBe(200);
+    expect(image.headers.get('etag')).toBe(oldImage.etag);
+    expect(Buffer.from(await image.arrayBuffer()).equals(oldImage.body)).toBe(true);
+
+    // The task that was running (claim cleared) is adopted, and the queued one runs after it.
+    for (const id of [ids.processing, ids.pending]) {
+      const done = await waitForStatus(app, id, ['completed'], 30_000);
+      expect(done.images).toHaveLength(1);
+      expect((await fetch(done.images[0]!.replace(PUBLIC_URL, app))).status).toBe(200);
+    }
+  }, 60_000);
+});
