@@ -67,6 +67,36 @@ async function allRows(db: Db) {
   };
 }
 
+describe('kontext db copy --help and usage', () => {
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'kontext-db-copy-'));
+  });
+  afterAll(async () => {
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('documents where the files go; a missing or foreign --to and a missing source are refused with one line', async () => {
+    const [help, noTo, mysql, noSource] = await Promise.all([
+      kontext(['db', 'copy', '--help'], {}),
+      kontext(['db', 'copy'], {}),
+      kontext(['db', 'copy', '--to', 'mysql://db/kontext'], {}),
+      kontext(['db', 'copy', '--to', 'postgres://127.0.0.1:1/none'], { DATA_DIR: join(scratch, 'nothing-here') }),
+    ]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: kontext db copy --to <postgres-url>/);
+    expect(help.stdout).toContain('STORAGE_URL=file:///<DATA_DIR>');
+    expect(help.stdout).toMatch(/Exit codes/);
+    for (const run of [noTo, mysql]) {
+      expect(run.code).toBe(2);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect(noTo.stderr).toMatch(/--to is required/);
+    expect(mysql.stderr).toMatch(/--to must be a postgres:\/\/ URL/);
+    expect(noSource.code).toBe(1);
+    expect(noSource.stderr).toMatch(/no SQLite database at .*nothing-here/);
+  });
+});
+
 (postgresProblem ? describe.skip : describe)('kontext db copy from SQLite to PostgreSQL', () => {
   let stack: Stack;
   let target: TestDatabase;

@@ -4,7 +4,7 @@
  * Rows are copied as they are, in one transaction on the target, and counted before the commit.
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
 import { openDatabase, type Db } from '../db/database.js';
@@ -101,7 +101,7 @@ export const dbCopyCommand: Command = {
       });
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       console.log(`copied ${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads in ${seconds} s`);
-      console.log(`next: run the service with DATABASE_URL=${target} and STORAGE_URL at the files of ${dirOf(file)} (see --help)`);
+      console.log(`next: run the service with DATABASE_URL=${target} and STORAGE_URL at the files of ${dirname(file)} (see --help)`);
       return EXIT.OK;
     } finally {
       await source.destroy();
@@ -123,10 +123,6 @@ function printable(raw: string): string {
   }
   if (url.password) url.password = '***';
   return url.toString();
-}
-
-function dirOf(file: string): string {
-  return resolve(file, '..');
 }
 
 /** Brings an older SQLite file to the current schema, as the service's start would, so every column exists. */
