@@ -19,6 +19,8 @@ import { attachGraphQLWs } from './graphql/ws.js';
 import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
 import { createRequestGuard, sendRefusal } from './http/request-guard.js';
 import { silentLogger, type Logger } from './log.js';
+import type { BlobStore } from './storage/blob-store.js';
+import { openStore } from './storage/open-store.js';
 import { sendDetail, sendJson } from './rest/respond.js';
 import { handleRest } from './rest/router.js';
 import { TaskEngine, type EngineOptions } from './tasks/engine.js';
@@ -39,6 +41,8 @@ export interface App {
   engine: TaskEngine;
   bus: ProgressBus;
   service: TaskService;
+  /** Where uploads and images live (STORAGE_URL, DATA_DIR by default). */
+  store: BlobStore;
   /** Whether the database takes writes now (/ready). */
   writeHealth: WriteHealth;
   /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
@@ -66,19 +70,38 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   sharp.cache({ files: 0 });
   const dataDir = resolve(config.dataDir);
   const workflow = await loadWorkflow(config.workflow);
-  await sweepPartialUploads(join(dataDir, 'uploads'));
   const instance = options.instance ?? config.instanceId ?? hostname();
+  // A bad STORAGE_URL (unknown scheme, missing bucket, unwritable folder) stops the start with its one line.
+  const store = openStore(config.storageUrl, dataDir);
+  try {
+    await store.check();
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  // Uploads and downloads are received here, then moved into the store. One folder per replica, so a
+  // replica starting next to another on the same DATA_DIR sweeps only what its own crash left.
+  const tmpDir = join(dataDir, 'tmp', instance.replace(/[^A-Za-z0-9_-]/g, '_'));
+  await rm(tmpDir, { recursive: true, force: true });
+  // Where earlier versions received uploads.
+  await sweepPartialUploads(join(dataDir, 'uploads'));
   const writeHealth = new WriteHealth(options.writeProbeMs !== undefined ? { probeIntervalMs: options.writeProbeMs } : {});
   writeHealth.on('change', (ok, error) =>
     ok ? log.info('the database takes writes again') : log.error('the database cannot be written; /ready answers 503 until it can', { error }),
   );
-  const db = await openDatabase({
-    // PostgreSQL when DATABASE_URL is set (several replicas share it), SQLite in DATA_DIR otherwise.
-    ...(config.databaseUrl ? { url: config.databaseUrl } : { file: join(dataDir, 'kontext.db') }),
-    health: writeHealth,
-    ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
-    ...(options.onQuery ? { onQuery: options.onQuery } : {}),
-  });
+  let db: Db;
+  try {
+    db = await openDatabase({
+      // PostgreSQL when DATABASE_URL is set (several replicas share it), SQLite in DATA_DIR otherwise.
+      ...(config.databaseUrl ? { url: config.databaseUrl } : { file: join(dataDir, 'kontext.db') }),
+      health: writeHealth,
+      ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+      ...(options.onQuery ? { onQuery: options.onQuery } : {}),
+    });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
   let stack;
   try {
@@ -87,6 +110,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       workflow,
       config,
       dataDir,
+      store,
+      tmpDir,
       instance,
       log,
       ...(options.engine ? { engine: options.engine } : {}),
@@ -94,10 +119,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     });
   } catch (err) {
     await db.destroy();
+    store.close();
     throw err;
   }
   const { pool, bus, engine } = stack;
-  const service = new TaskService({ db, engine, bus, dataDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
+  const service = new TaskService({ db, engine, bus, dataDir, store, tmpDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
   const startedAt = Date.now();
   const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
   const yoga = createGraphQLServer({
@@ -165,6 +191,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   } catch (err) {
     await stack.close();
     await db.destroy();
+    store.close();
     throw err;
   }
   const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
@@ -185,6 +212,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     engine,
     bus,
     service,
+    store,
     writeHealth,
     close: () =>
       (closing ??= (async () => {
@@ -200,6 +228,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await stack.close();
         writeHealth.stop();
         await db.destroy();
+        store.close();
       })()),
   };
 }

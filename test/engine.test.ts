@@ -206,7 +206,8 @@ describe('the task engine', () => {
 
     await fetch(`${stack.app.url}/api/task/${busy}/cancel`, { method: 'POST' });
     expect(await stack.app.engine.cleanup(0)).toBe(1);
-    expect(await readdir(join(stack.config.dataDir, 'uploads'))).toEqual([]);
+    // The folder store removes a folder with its last file.
+    expect(await readdir(join(stack.config.dataDir, 'uploads')).catch(() => [])).toEqual([]);
   });
 
   it('does not leave a task processing forever when no worker is reachable', async () => {

@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JSON_BODY_LIMIT } from '../src/graphql/use-body-limits.js';
@@ -99,8 +99,10 @@ function formBody(boundary: string, parts: { name: string; file?: string; conten
   ]);
 }
 
-const uploadsDir = () => join(stack.config.dataDir, 'uploads');
-const partFiles = async () => (await readdir(uploadsDir()).catch(() => [] as string[])).filter((n) => n.startsWith('.upload-'));
+// Uploads are received in the replica's temp folder below DATA_DIR/tmp, then moved into the store.
+const tmpDir = () => join(stack.config.dataDir, 'tmp');
+const partFiles = async () =>
+  (await readdir(tmpDir(), { recursive: true }).catch(() => [] as string[])).filter((n) => basename(n).startsWith('.upload-'));
 const openFds = async () => (await readdir('/proc/self/fd')).length;
 
 /** A PNG start followed by filler: accepted by the sink while it streams, so a part file exists. */

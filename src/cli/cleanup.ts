@@ -4,13 +4,13 @@
  */
 import { deleteOldTasks } from '../tasks/cleanup.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
-import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
+import { cliConfig, openDataDir, openStorage, withDb, withStore } from './environment.js';
 import { EXIT } from './output.js';
 
 const USAGE = `Usage: kontext cleanup [--days <n>]
 
 Deletes finished tasks (completed, failed, cancelled) that finished more than <n> days ago, with
-their image files and the uploads no other task uses, from DATA_DIR. Pending and processing tasks
+their image files and the uploads no other task uses, from DATA_DIR (or STORAGE_URL). Pending and processing tasks
 are never touched. Safe while the service runs.
 
 Options:
@@ -35,7 +35,7 @@ export const cleanupCommand: Command = {
     }
     const days = flag ?? config.taskCleanupDays;
     return withDb(await openDataDir(config), async (db) => {
-      const deleted = await deleteOldTasks({ db, dataDir: dataDirOf(config), days });
+      const deleted = await withStore(await openStorage(config), (store) => deleteOldTasks({ db, store, days }));
       const age = days === 0 ? '' : ` finished more than ${days} day${days === 1 ? '' : 's'} ago`;
       console.log(`deleted ${deleted} task${deleted === 1 ? '' : 's'}${age}`);
       return EXIT.OK;

@@ -6,6 +6,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDatabase, type Db } from '../db/database.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { openStore } from '../storage/open-store.js';
+import { StorageError } from '../storage/storage-error.js';
 import { CommandError, EXIT } from './output.js';
 
 /** The service's configuration; invalid variables end the command with their one-line-per-problem message (exit 2). */
@@ -44,6 +47,29 @@ export async function openDataDir(config: Config): Promise<Db> {
     return await openDatabase({ file });
   } catch (err) {
     throw new CommandError(`cannot open the database at ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** The service's store of uploads and images (STORAGE_URL, DATA_DIR by default), checked; a bad one ends the command with its one line (exit 1). */
+export async function openStorage(config: Config): Promise<BlobStore> {
+  let store: BlobStore | undefined;
+  try {
+    store = openStore(config.storageUrl, dataDirOf(config));
+    await store.check();
+    return store;
+  } catch (err) {
+    store?.close();
+    if (err instanceof StorageError) throw new CommandError(err.message);
+    throw err;
+  }
+}
+
+/** Runs `fn` with the store and closes it whatever happens. */
+export async function withStore<T>(store: BlobStore, fn: (store: BlobStore) => Promise<T>): Promise<T> {
+  try {
+    return await fn(store);
+  } finally {
+    store.close();
   }
 }
 

@@ -6,7 +6,9 @@
  * The engine runs under its own instance name and never claims pending tasks, so a service started
  * meanwhile neither loses its queue nor runs an image this command is following.
  */
+import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { loadWorkflow, WorkflowError, type Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
 import { imagesOfTasks } from '../db/images.js';
@@ -17,7 +19,7 @@ import type { TaskEngine } from '../tasks/engine.js';
 import { createEngineStack } from '../tasks/engine-stack.js';
 import { subscribe, type EngineEventBus } from '../tasks/events.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
-import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
+import { cliConfig, dataDirOf, openDataDir, openStorage, withDb } from './environment.js';
 import { CommandError, EXIT } from './output.js';
 import { fetchService, serviceUrl } from './service.js';
 
@@ -39,7 +41,7 @@ Options:
       --verbose      the engine's log on stderr
   -h, --help         show this help
 
-Uses COMFYUI_URL, COMFYUI_TIMEOUT, WORKFLOW and DATA_DIR like the service.
+Uses COMFYUI_URL, COMFYUI_TIMEOUT, WORKFLOW, DATA_DIR and STORAGE_URL like the service.
 
 Exit codes: 0 every task settled (completed or failed; nothing to do counts too), 1 refused, or
 not all settled within the timeout, 2 usage error or invalid configuration, 130 interrupted.`;
@@ -71,16 +73,27 @@ export const repairCommand: Command = {
       }
       const log = values.verbose ? createLogger({ json: false, debug: config.debug, write: (l) => process.stderr.write(`${l}\n`) }) : silentLogger;
       const instance = `${config.instanceId ?? hostname()}/kontext-repair/${process.pid}`;
-      const stack = await createEngineStack({
-        db,
-        workflow,
-        config,
-        dataDir: dataDirOf(config),
-        instance,
-        log,
-        // Never claims a pending task: the queue is the service's. Deleting old tasks is `kontext cleanup`'s business.
-        engine: { maxConcurrentTasks: 0, cleanupDays: 0, tickMs: 250 },
-      });
+      const store = await openStorage(config);
+      // Its own temp folder: the service sweeps its folder at start, maybe while this runs.
+      const tmpDir = join(dataDirOf(config), 'tmp', `kontext-repair-${process.pid}`);
+      let stack;
+      try {
+        stack = await createEngineStack({
+          db,
+          workflow,
+          config,
+          dataDir: dataDirOf(config),
+          store,
+          tmpDir,
+          instance,
+          log,
+          // Never claims a pending task: the queue is the service's. Deleting old tasks is `kontext cleanup`'s business.
+          engine: { maxConcurrentTasks: 0, cleanupDays: 0, tickMs: 250 },
+        });
+      } catch (err) {
+        store.close();
+        throw err;
+      }
       const { pool, engine } = stack;
       const notes = new RepairNotes(engine.events);
       console.log(`repairing ${stuck.length} processing task${stuck.length === 1 ? '' : 's'} with ComfyUI at ${config.comfyuiUrls.join(', ')}`);
@@ -103,6 +116,8 @@ export const repairCommand: Command = {
         await pool.stop();
         await stack.close();
         await engine.idle();
+        store.close();
+        await rm(tmpDir, { recursive: true, force: true });
       }
       const unsettled: string[] = [];
       for (const before of stuck) {

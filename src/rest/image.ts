@@ -1,10 +1,10 @@
 /**
  * `GET /api/image/{task_id}?index=0`: a finished image's bytes. Images never change once stored,
- * so they carry an ETag and long cache headers; `Range` requests are honoured.
+ * so they carry an ETag and long cache headers; `Range` requests are honoured. The bytes stream
+ * from the BlobStore (DATA_DIR, a shared folder or S3), whichever replica stored them.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TaskService } from '../tasks/task-service.js';
 import { sendDetail, sendFieldErrors } from './respond.js';
@@ -21,12 +21,12 @@ export async function handleImage(req: IncomingMessage, res: ServerResponse, tas
     if (!(await service.getTask(taskId))) return sendDetail(res, 404, 'Task not found');
     return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
   }
-  let size: number;
-  try {
-    size = (await stat(found.path)).size;
-  } catch {
-    return sendDetail(res, 404, `Image ${index} of this task is missing on disk`);
-  }
+  const missing = () => sendDetail(res, 404, `Image ${index} of this task is missing from storage`);
+  // A recorded path no store accepts as a key (a hand-edited row) cannot have been stored.
+  const stat = await service.store.stat(found.key).catch((err: unknown) => (isBadKey(err) ? undefined : Promise.reject(err)));
+  if (!stat) return missing();
+  const size = stat.size;
+  // From the prompt id and size, not the store's own ETag: the same on every replica and every store.
   const etag = `"${found.image.prompt_id}-${size}"`;
   const headers: Record<string, string | number> = {
     'content-type': found.image.content_type ?? 'application/octet-stream',
@@ -46,13 +46,23 @@ export async function handleImage(req: IncomingMessage, res: ServerResponse, tas
     return;
   }
   const [start, end] = range ?? [0, size - 1];
+  let body: Readable | undefined;
+  if (req.method !== 'HEAD') {
+    // Opened before the head is sent, so an object deleted since the stat still gets its 404.
+    body = await service.store.get(found.key, range ? { range: { start, end } } : {});
+    if (!body) return missing();
+  }
   res.writeHead(range ? 206 : 200, {
     ...headers,
     'content-length': end - start + 1,
     ...(range ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
   });
-  if (req.method === 'HEAD') return void res.end();
-  await pipeline(createReadStream(found.path, { start, end }), res);
+  if (!body) return void res.end();
+  await pipeline(body, res);
+}
+
+function isBadKey(err: unknown): boolean {
+  return err instanceof TypeError && err.message.startsWith('invalid storage key');
 }
 
 /** One `bytes=` range, clamped to the file; undefined for none or one we ignore (several ranges). */

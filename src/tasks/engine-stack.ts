@@ -7,6 +7,7 @@ import type { Workflow } from '../comfyui/workflow.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { TaskEngine, type EngineOptions } from './engine.js';
 import { createMemoryProgressBus, type ProgressBus } from './progress-bus.js';
 import { RedisChannels } from './redis-channels.js';
@@ -22,11 +23,15 @@ export interface EngineStackOptions {
   config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS' | 'redisUrl'>;
   /** Absolute DATA_DIR. */
   dataDir: string;
+  /** Where uploads and images live (STORAGE_URL); the caller opens, checks and closes it. */
+  store: BlobStore;
+  /** This replica's local temp folder, for downloads in progress. @default `dataDir`/tmp */
+  tmpDir?: string;
   /** This process's name in task claims. */
   instance: string;
   log: Logger;
   /** Overrides of the engine's options (tests, repair). @default none */
-  engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'signals' | 'workflow' | 'dataDir' | 'instance' | 'log'>>;
+  engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'signals' | 'workflow' | 'dataDir' | 'store' | 'tmpDir' | 'instance' | 'log'>>;
   /** Overrides of the pool's options (tests). @default none */
   pool?: Partial<Omit<WorkerPoolOptions, 'workflow' | 'log' | 'beforeUp'>>;
 }
@@ -70,6 +75,8 @@ export async function createEngineStack(options: EngineStackOptions): Promise<En
     signals,
     workflow: options.workflow,
     dataDir: options.dataDir,
+    store: options.store,
+    ...(options.tmpDir ? { tmpDir: options.tmpDir } : {}),
     maxConcurrentTasks: config.maxConcurrentTasks,
     imageTimeoutMs: config.comfyuiTimeoutS * 1000,
     cleanupDays: config.taskCleanupDays,

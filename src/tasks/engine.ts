@@ -14,12 +14,15 @@
  *
  * The database is the source of truth; memory holds only what can be rebuilt.
  */
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
 import { findTask } from '../db/tasks.js';
 import type { NewImage, NewTask, TaskRow } from '../db/types.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { FileStore } from '../storage/file-store.js';
 import { activeTask, type ActiveTask } from './active-task.js';
 import { deleteOldTasks } from './cleanup.js';
 import { logEngineEvents } from './event-log.js';
@@ -43,8 +46,12 @@ export interface EngineOptions {
   pool: WorkerPool;
   bus: ProgressBus;
   workflow: Workflow;
-  /** Absolute; images go to `images/<task>/<index>.<ext>` below it. */
+  /** Absolute DATA_DIR. */
   dataDir: string;
+  /** Where images go (`images/<task>/<index>.<ext>`) and uploads are read from. @default a folder store over `dataDir` */
+  store?: BlobStore;
+  /** This replica's local temp folder, for downloads in progress. @default `dataDir`/tmp */
+  tmpDir?: string;
   /** Tasks processing at once; 0 claims none (`kontext repair`). @default 3 */
   maxConcurrentTasks?: number;
   /** Limit of one image's own run on ComfyUI, from its start, in ms (COMFYUI_TIMEOUT). @default 300_000 */
@@ -92,6 +99,7 @@ export class TaskEngine {
   private readonly scheduler: Scheduler;
   private readonly recovery: Recovery;
   private readonly dataDir: string;
+  private readonly store: BlobStore;
   private readonly tickMs: number;
   private readonly leaseMs: number;
   private readonly cleanupDays: number;
@@ -120,6 +128,7 @@ export class TaskEngine {
     this.signals = options.signals ?? createMemorySignals();
     this.remoteCancelWaitMs = options.remoteCancelWaitMs ?? 10_000;
     this.dataDir = options.dataDir;
+    this.store = options.store ?? new FileStore(this.dataDir);
     this.tickMs = options.tickMs ?? 1000;
     this.leaseMs = options.leaseMs ?? 60_000;
     this.cleanupDays = options.cleanupDays ?? 7;
@@ -133,14 +142,14 @@ export class TaskEngine {
     logEngineEvents(this.events, this.log);
 
     this.publisher = new FramePublisher(options.bus);
-    this.references = new ReferenceCache(this.db, this.dataDir);
+    this.references = new ReferenceCache(this.db, this.store);
     const shared = { db: this.db, transitions: this.transitions, publisher: this.publisher, events: this.events, pool: this.pool, log: this.log, active: this.active };
     const endTask = this.endTask.bind(this);
     this.runner = new ImageRunner({
       ...shared,
       workflow: options.workflow,
       references: this.references,
-      results: new ResultStore(this.dataDir, options.keepImageMetadata ?? false),
+      results: new ResultStore(this.store, options.tmpDir ?? join(this.dataDir, 'tmp'), options.keepImageMetadata ?? false),
       dataDir: this.dataDir,
       imageTimeoutMs,
       maxAttempts,
@@ -322,7 +331,7 @@ export class TaskEngine {
 
   /** Deletes finished tasks older than `days` (default `cleanupDays`) with their files; returns how many. */
   cleanup(days = this.cleanupDays): Promise<number> {
-    return deleteOldTasks({ db: this.db, dataDir: this.dataDir, days, log: this.log });
+    return deleteOldTasks({ db: this.db, store: this.store, days, log: this.log });
   }
 
   /** Ids of the processing tasks this engine is looking after. */

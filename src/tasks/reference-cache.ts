@@ -3,19 +3,19 @@
  * there, then named from memory. Shared by images that start together, so each server gets one upload.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { ComfyBackend } from '../comfyui/backend.js';
 import type { Db } from '../db/database.js';
 import { findUpload } from '../db/uploads.js';
+import type { BlobStore } from '../storage/blob-store.js';
 
 export class ReferenceCache {
   /** Server url -> sha256 -> its name there. */
   private readonly names = new Map<string, Map<string, Promise<string>>>();
 
-  /** @param dataDir absolute DATA_DIR, where uploads are stored */
+  /** @param store where uploads are stored (any replica reads the same) */
   constructor(
     private readonly db: Db,
-    private readonly dataDir: string,
+    private readonly store: BlobStore,
   ) {}
 
   /** The name of the upload with `sha256` on `server`, uploading it there the first time. */
@@ -40,10 +40,38 @@ export class ReferenceCache {
   private async upload(server: ComfyBackend, sha256: string): Promise<string> {
     const upload = await findUpload(this.db, sha256);
     if (!upload) throw new Error(`the reference image ${sha256} is no longer stored`);
-    const data = await readFile(join(this.dataDir, upload.file_path));
+    const data = await this.read(upload.file_path, upload.bytes);
     const name = upload.file_path.replace(/^.*[\\/]/, '');
     // The name is the content hash, so overwriting can only write the same bytes (and avoids "name (1).png").
     const stored = await server.uploadImage(data, name, { overwrite: true });
     return stored.subfolder ? `${stored.subfolder}/${stored.name}` : stored.name;
+  }
+
+  /** The stored bytes: straight from the file when the store is a folder here, else fetched, never more than `bytes`. */
+  private async read(key: string, bytes: number): Promise<Buffer> {
+    const missing = () => new Error(`the reference image ${key} is missing from storage (${this.store.location})`);
+    if (this.store.localPath) {
+      try {
+        return await readFile(this.store.localPath(key));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
+        throw err;
+      }
+    }
+    const stream = await this.store.get(key);
+    if (!stream) throw missing();
+    const chunks: Buffer[] = [];
+    let received = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        // Uploads are immutable: more bytes than recorded means another object, not ours.
+        if (received > bytes) throw new Error(`the reference image ${key} in storage is larger than the ${bytes} bytes recorded`);
+        chunks.push(chunk);
+      }
+    } finally {
+      stream.destroy();
+    }
+    return Buffer.concat(chunks, received);
   }
 }

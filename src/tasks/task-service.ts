@@ -4,14 +4,16 @@
  */
 import { randomInt } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Db } from '../db/database.js';
 import { findImage, imagesOfTask, imagesOfTasks } from '../db/images.js';
 import { countByStatus, findTask, findTaskByIdempotencyKey, listTasks, pendingTaskIds, queuePosition } from '../db/tasks.js';
 import type { ImageRow, TaskRow, TaskStatus } from '../db/types.js';
 import { deleteUnreferenced, saveUpload } from '../db/uploads.js';
-import { storeUpload, type StoredUpload } from '../uploads/upload-sink.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { FileStore } from '../storage/file-store.js';
+import { receiveUpload, type StoredUpload } from '../uploads/upload-sink.js';
 import type { TaskEngine } from './engine.js';
 import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
 import { newTaskId, promptIdFor } from './ids.js';
@@ -44,6 +46,10 @@ export interface TaskServiceOptions {
   bus: ProgressBus;
   /** Absolute. */
   dataDir: string;
+  /** Where uploads and images live (STORAGE_URL). @default a folder store over `dataDir` */
+  store?: BlobStore;
+  /** This replica's local temp folder, where uploads are received and checked. @default `dataDir`/tmp */
+  tmpDir?: string;
   /** Largest upload in bytes (MAX_FILE_SIZE). */
   maxFileSize: number;
   /** Largest reference image in pixels, width x height (MAX_IMAGE_PIXELS), read from its header before anything decodes it. Required. */
@@ -56,22 +62,42 @@ export interface TaskServiceOptions {
 export const MAX_CURSOR_LENGTH = 36;
 
 export class TaskService {
-  constructor(private readonly options: TaskServiceOptions) {}
+  /** Where uploads and images live, for routes that serve them. */
+  readonly store: BlobStore;
+  private readonly tmpDir: string;
 
-  /** Streams a reference image into storage (see storeUpload for what is rejected). */
+  constructor(private readonly options: TaskServiceOptions) {
+    this.store = options.store ?? new FileStore(options.dataDir);
+    this.tmpDir = options.tmpDir ?? join(options.dataDir, 'tmp');
+  }
+
+  /**
+   * Streams a reference image into storage under `uploads/<sha256>.<ext>` (see receiveUpload for what
+   * is rejected); the result's `path` is that key. Identical content is stored once.
+   */
   async storeReference(source: Readable): Promise<StoredUpload> {
-    const { dataDir, maxFileSize, maxImagePixels, db } = this.options;
-    const stored = await storeUpload(source, { dir: join(dataDir, 'uploads'), maxBytes: maxFileSize, maxPixels: maxImagePixels });
+    const { maxFileSize, maxImagePixels, db } = this.options;
+    const received = await receiveUpload(source, { dir: this.tmpDir, maxBytes: maxFileSize, maxPixels: maxImagePixels });
+    // The key is also the recorded file_path, in the same relative form as before stores existed.
+    const key = `uploads/${received.fileName}`;
+    let created: boolean;
+    try {
+      // Two identical uploads at once may both store it (same bytes, atomic puts) and both report `created`.
+      created = !(await this.store.exists(key));
+      if (created) await this.store.put(key, received.path, { move: true, contentType: received.contentType });
+    } finally {
+      await rm(received.path, { force: true });
+    }
     await saveUpload(db, {
-      sha256: stored.sha256,
-      file_path: relative(dataDir, stored.path),
-      bytes: stored.bytes,
-      content_type: stored.contentType,
-      width: stored.width,
-      height: stored.height,
+      sha256: received.sha256,
+      file_path: key,
+      bytes: received.bytes,
+      content_type: received.contentType,
+      width: received.width,
+      height: received.height,
       created_at: new Date().toISOString(),
     });
-    return stored;
+    return { ...received, path: key, created };
   }
 
   /**
@@ -137,7 +163,7 @@ export class TaskService {
     if (!upload.created) return;
     // The row goes only when no task refers to it (one may have been created with the same image meanwhile).
     const deleted = await deleteUnreferenced(this.options.db, [upload.sha256]);
-    if (deleted.length > 0) await rm(upload.path, { force: true });
+    for (const row of deleted) await this.store.delete(row.file_path);
   }
 
   async getTask(id: string): Promise<TaskView | undefined> {
@@ -195,11 +221,11 @@ export class TaskService {
     return this.getTask(id);
   }
 
-  /** A stored image of a task, when it exists and is finished. */
-  async imageFile(taskId: string, index: number): Promise<{ path: string; image: ImageRow } | undefined> {
+  /** A finished image of a task with its key in `store`; undefined when there is none (yet). */
+  async imageFile(taskId: string, index: number): Promise<{ key: string; image: ImageRow } | undefined> {
     const image = await findImage(this.options.db, taskId, index);
     if (!image || image.status !== 'completed' || !image.file_path) return undefined;
-    return { path: join(this.options.dataDir, image.file_path), image };
+    return { key: image.file_path, image };
   }
 
   /** Counts per status (for /health). */
