@@ -79,7 +79,7 @@ async function createTask(url: string, fields: Record<string, string>): Promise<
 
 describe('help and usage', () => {
   it('every command has --help (exit 0); unknown commands, bad flags and bad config exit 2 with one line', async () => {
-    const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup'];
+    const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup', 'db copy'];
     const [top, ...helps] = await Promise.all([kontext(['--help']), ...commands.map((c) => kontext([...c.split(' '), '--help']))]);
     expect(top!.code).toBe(0);
     for (const c of commands) expect(top!.stdout).toContain(c);
