@@ -71,38 +71,35 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const dataDir = resolve(config.dataDir);
   const workflow = await loadWorkflow(config.workflow);
   const instance = options.instance ?? config.instanceId ?? hostname();
-  // A bad STORAGE_URL (unknown scheme, missing bucket, unwritable folder) stops the start with its one line.
-  const store = openStore(config.storageUrl, dataDir);
-  try {
-    await store.check();
-  } catch (err) {
-    store.close();
-    throw err;
-  }
-  // Uploads and downloads are received here, then moved into the store. One folder per replica, so a
-  // replica starting next to another on the same DATA_DIR sweeps only what its own crash left.
-  const tmpDir = join(dataDir, 'tmp', instance.replace(/[^A-Za-z0-9_-]/g, '_'));
-  await rm(tmpDir, { recursive: true, force: true });
-  // Where earlier versions received uploads.
-  await sweepPartialUploads(join(dataDir, 'uploads'));
   const writeHealth = new WriteHealth(options.writeProbeMs !== undefined ? { probeIntervalMs: options.writeProbeMs } : {});
   writeHealth.on('change', (ok, error) =>
     ok ? log.info('the database takes writes again') : log.error('the database cannot be written; /ready answers 503 until it can', { error }),
   );
-  let db: Db;
+  const db = await openDatabase({
+    // PostgreSQL when DATABASE_URL is set (several replicas share it), SQLite in DATA_DIR otherwise.
+    ...(config.databaseUrl ? { url: config.databaseUrl } : { file: join(dataDir, 'kontext.db') }),
+    health: writeHealth,
+    ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+    ...(options.onQuery ? { onQuery: options.onQuery } : {}),
+  });
+  writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
+  // A bad STORAGE_URL (unknown scheme, missing bucket, unwritable folder) stops the start with its one
+  // line; checked after the database, whose message for an unusable DATA_DIR is the established one.
+  let store: BlobStore | undefined;
+  // Uploads and downloads are received here, then moved into the store. One folder per replica, so a
+  // replica starting next to another on the same DATA_DIR sweeps only what its own crash left.
+  const tmpDir = join(dataDir, 'tmp', instance.replace(/[^A-Za-z0-9_-]/g, '_'));
   try {
-    db = await openDatabase({
-      // PostgreSQL when DATABASE_URL is set (several replicas share it), SQLite in DATA_DIR otherwise.
-      ...(config.databaseUrl ? { url: config.databaseUrl } : { file: join(dataDir, 'kontext.db') }),
-      health: writeHealth,
-      ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
-      ...(options.onQuery ? { onQuery: options.onQuery } : {}),
-    });
+    store = openStore(config.storageUrl, dataDir);
+    await store.check();
+    await rm(tmpDir, { recursive: true, force: true });
+    // Where earlier versions received uploads.
+    await sweepPartialUploads(join(dataDir, 'uploads'));
   } catch (err) {
-    store.close();
+    store?.close();
+    await db.destroy();
     throw err;
   }
-  writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
   let stack;
   try {
     stack = await createEngineStack({

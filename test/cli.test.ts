@@ -213,7 +213,8 @@ describe('generate, tasks list/show, images check and cleanup on a running stack
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/deleted 3 tasks/);
     expect(JSON.parse((await kontext(['tasks', 'list', '--json'], env)).stdout)).toEqual([]);
-    expect(await readdir(join(stack.config.dataDir, 'images'))).toEqual([]);
+    // The folder store removes a folder with its last file.
+    expect(await readdir(join(stack.config.dataDir, 'images')).catch(() => [])).toEqual([]);
   });
 
   it('generate: a request the service refuses exits 1 with its reason', async () => {
