@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp } from '../src/app.js';
 import { makeImage } from './helpers/images.js';
 import { startS3, type S3Server } from './helpers/s3.js';
 import { postGenerate, startStack, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
@@ -113,6 +114,16 @@ describe('STORAGE_URL=s3://bucket/prefix on s3rver', () => {
       expect(await res.json()).toEqual({ detail: 'Image 1 of this task is missing from storage' });
     } finally {
       await stack.app.store.put(key, Readable.from([saved]));
+    }
+  });
+
+  it('refuses to start on a bucket that does not exist, with one line naming STORAGE_URL', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'kontext-nobucket-'));
+    try {
+      const config = { ...stack.config, dataDir, storageUrl: 's3://no-such-bucket/x' };
+      await expect(startApp(config)).rejects.toThrow(`STORAGE_URL=s3://no-such-bucket/x: the bucket "no-such-bucket" does not exist at ${s3.endpoint}`);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 
