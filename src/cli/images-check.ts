@@ -63,10 +63,9 @@ export const imagesCheckCommand: Command = {
 
 /** Checks a recorded image in the store: a folder store's file directly (readable too), another store's object by its size. */
 async function checkStored(store: BlobStore, key: string, bytes: number | null): Promise<{ where: string; problem: string | undefined }> {
-  let path: string;
   try {
     if (store.localPath) {
-      path = store.localPath(key);
+      const path = store.localPath(key);
       return { where: path, problem: await checkFile(path, bytes) };
     }
     const stat = await store.stat(key);
