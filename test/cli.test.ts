@@ -16,6 +16,7 @@ import { insertImages } from '../src/db/images.js';
 import { insertTask } from '../src/db/tasks.js';
 import { makeImage } from './helpers/images.js';
 import { startServiceProcess, type Child } from './helpers/processes.js';
+import { startS3, type S3Server } from './helpers/s3.js';
 import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
 const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
@@ -406,5 +407,53 @@ describe('repair after a crash', () => {
     } finally {
       await sim.close();
     }
+  });
+});
+
+describe('images check and cleanup with STORAGE_URL=s3://bucket/prefix', () => {
+  let s3: S3Server;
+  let restoreEnv: () => void;
+  let stack: Stack;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    s3 = await startS3(['kontext-cli']);
+    restoreEnv = s3.applyEnv(); // for the in-process service; the CLI gets the same in `env`
+    stack = await startStack({ config: { storageUrl: 's3://kontext-cli/gw' } });
+    env = { DATA_DIR: stack.config.dataDir, STORAGE_URL: 's3://kontext-cli/gw', ...s3.env };
+  });
+  afterAll(async () => {
+    await stack?.close();
+    restoreEnv?.();
+    await s3?.close();
+  });
+
+  it('checks the objects in the bucket, names a missing one by its URL, and cleanup deletes them there', async () => {
+    const res = await postGenerate(stack.app.url, { description: 'in a bucket', count: '2', steps: '2', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    await waitForStatus(stack.app.url, id, ['completed']);
+    const ok = await kontext(['images', 'check'], env);
+    expect(ok.stdout).toMatch(/checked 2 images: all present and intact/);
+    expect(ok.code).toBe(0);
+
+    await stack.app.store.delete(`images/${id}/1.png`);
+    const bad = await kontext(['images', 'check'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(new RegExp(`${id}\\s+1\\s+s3://kontext-cli/gw/images/${id}/1.png\\s+missing`));
+    expect(bad.stdout).toMatch(/checked 2 images: 1 problem/);
+
+    const [upload] = (await stack.app.db.selectFrom('uploads').select('file_path').execute()).map((u) => u.file_path);
+    expect(await stack.app.store.exists(upload!)).toBe(true);
+    const run = await kontext(['cleanup', '--days', '0'], env);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/deleted 1 task/);
+    expect(await stack.app.store.exists(`images/${id}/0.png`)).toBe(false);
+    expect(await stack.app.store.exists(upload!)).toBe(false);
+  });
+
+  it('a bucket that does not exist ends a command with one line naming STORAGE_URL', async () => {
+    const run = await kontext(['images', 'check'], { ...env, STORAGE_URL: 's3://no-such-bucket' });
+    expect(run.code).toBe(1);
+    // The last line: on Node 20 the AWS SDK prints its own NodeVersionSupportWarning before it.
+    expect(run.stderr.trim().split('\n').at(-1)).toMatch(/^kontext images check: STORAGE_URL=s3:\/\/no-such-bucket: the bucket "no-such-bucket" does not exist at http:\/\/127\.0\.0\.1:\d+$/);
   });
 });
