@@ -133,6 +133,22 @@ describe('STORAGE_URL=s3://bucket/prefix on s3rver', () => {
     expect(await keysInBucket()).toEqual([]);
     expect((await fetch(done.images[0]!)).status).toBe(404);
   });
+  it('stores identical uploads once, and removes an upload whose request fails from the bucket', async () => {
+    const ids: string[] = [];
+    for (const d of ['first', 'second']) {
+      const res = await postGenerate(stack.app.url, { description: d, steps: '2', size: '256x256' }, reference);
+      ids.push(((await res.json()) as { task_id: string }).task_id);
+    }
+    for (const id of ids) await waitForStatus(stack.app.url, id, ['completed']);
+    expect((await keysInBucket()).filter((k) => k.startsWith('gateway/uploads/'))).toHaveLength(1);
+
+    const other = await makeImage('png', 200, 150);
+    const refused = await postGenerate(stack.app.url, { description: 'bad steps', steps: '0' }, other);
+    expect(refused.status).toBe(422);
+    expect((await keysInBucket()).filter((k) => k.startsWith('gateway/uploads/'))).toHaveLength(1);
+    expect(await stack.app.engine.cleanup(0)).toBe(2);
+    expect(await keysInBucket()).toEqual([]);
+  });
 });
 
 describe('STORAGE_URL=file:///folder with DATA_DIR elsewhere', () => {
