@@ -133,6 +133,7 @@ describe('STORAGE_URL=s3://bucket/prefix on s3rver', () => {
     expect(await keysInBucket()).toEqual([]);
     expect((await fetch(done.images[0]!)).status).toBe(404);
   });
+
   it('stores identical uploads once, and removes an upload whose request fails from the bucket', async () => {
     const ids: string[] = [];
     for (const d of ['first', 'second']) {
