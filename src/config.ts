@@ -110,6 +110,9 @@ const EnvSchema = z.object({
   TASK_LEASE_S: int(5, 3600).default(30),
 });
 
+/** The names of every environment variable the service reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
+
 /** Invalid configuration; `problems` has one line per variable. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

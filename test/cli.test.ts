@@ -2,12 +2,10 @@
  * The `kontext` CLI, run as a real process (bin/kontext.js) against real things: the app and
  * simulators of test/helpers/stack.ts, a service process killed with SIGKILL, and their DATA_DIR.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator } from '../simulator/server.js';
@@ -18,10 +16,9 @@ import { makeImage } from './helpers/images.js';
 import { startServiceProcess, type Child } from './helpers/processes.js';
 import { startS3, type S3Server } from './helpers/s3.js';
 import { postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
+import { kontext as runKontext, type Run } from './helpers/kontext.js';
 
-const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
 /** The service's variables: the CLI must see only what a test gives it. */
-const CONFIG_VARS = ['HOST', 'PORT', 'DEBUG', 'COMFYUI_URL', 'COMFYUI_TIMEOUT', 'MAX_FILE_SIZE', 'MAX_CONCURRENT_TASKS', 'TASK_CLEANUP_DAYS', 'DATA_DIR', 'PUBLIC_URL', 'CORS_ORIGINS', 'ALLOWED_HOSTS', 'GRAPHIQL', 'HEALTH_DETAILS', 'KEEP_IMAGE_METADATA', 'MAX_IMAGE_PIXELS', 'BODY_TIMEOUT', 'MAX_SUBSCRIPTIONS_PER_SOCKET', 'MAX_LIVE_CONNECTIONS', 'WORKFLOW', 'DATABASE_URL', 'REDIS_URL', 'STORAGE_URL', 'INSTANCE_ID', 'TASK_LEASE_S'];
 
 let scratch: string;
 beforeAll(async () => {
@@ -31,30 +28,10 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs `kontext` in a scratch folder (so no `.env` of the repository applies) and collects its output. */
+/** Runs `kontext` in the scratch folder. */
 function kontext(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_VARS.includes(k)));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: scratch, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kontext ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runKontext(scratch, args, env, timeoutMs);
 }
 
 /** A URL where nothing listens (connections are refused at once). */

@@ -4,52 +4,29 @@
  * row; then the service started on the copy answers as before, serves the old images and finishes
  * the task that was running.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../src/app.js';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { createTestDatabase, postgresProblem, type TestDatabase } from './helpers/databases.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
+import { kontext as runKontext, type Run } from './helpers/kontext.js';
 
-const BIN = fileURLToPath(new URL('../bin/kontext.js', import.meta.url));
 /** Variables the CLI would read: it must see only DATA_DIR from the test. */
-const CONFIG_VARS = /^(HOST|PORT|DATA_DIR|DATABASE_URL|REDIS_URL|STORAGE_URL|INSTANCE_ID|TASK_LEASE_S|COMFYUI_URL|TASK_CLEANUP_DAYS)$/;
 /** Image URLs in task bodies are absolute: a fixed PUBLIC_URL makes them the same on both services. */
 const PUBLIC_URL = 'http://kontext.test';
 
 if (postgresProblem && process.env.CI) throw new Error(`kontext db copy: ${postgresProblem}; CI must run the PostgreSQL tests (set TEST_DATABASE_URL)`);
 if (postgresProblem) console.warn(`skipping kontext db copy: ${postgresProblem} (set TEST_DATABASE_URL to run it)`);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let scratch: string;
 
-/** Runs `kontext` in a scratch folder (no `.env` of the repository applies), as test/cli.test.ts does. */
-function kontext(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_VARS.test(k)));
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: scratch, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kontext ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs `kontext` in the scratch folder. */
+function kontext(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
+  return runKontext(scratch, args, env, timeoutMs);
 }
 
 async function createTask(url: string, fields: Record<string, string>): Promise<string> {

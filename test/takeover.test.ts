@@ -48,4 +48,26 @@ forEachDialect('take-over between replicas', (ctx) => {
     expect(Object.keys(history).sort()).toEqual([0, 1, 2].map((i) => promptIdFor(id, i)).sort());
     expect(Object.values(history).map((e) => e.prompt[0]).sort()).toEqual([0, 1, 2]);
   });
+
+  it('a replica that lost its claim to another (it renewed too late) lets the task go and writes nothing more for it', async () => {
+    const target = ctx.database.target;
+    const database = 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+    stack = await startStack({ sim: { stepMs: 60 }, config: { taskLeaseS: 5, ...database }, app: { ...FAST, instance: 'replica-a' } });
+    const a = stack.app;
+    const res = await postGenerate(a.url, { description: 'stolen', count: '2', steps: '30', size: '256x256' });
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    await until('the task to sample', async () => (await taskStatus(a.url, id)).progress > 0);
+    // Another replica took it over, as if A's renewals had stalled past the lease.
+    await a.db.updateTable('tasks').set({ claimed_by: 'replica-b' }).where('id', '=', id).execute();
+    await until('replica A to let the task go', () => !a.engine.activeTaskIds().includes(id), 10_000);
+    const seq = (await findTask(a.db, id))!.seq;
+    // A's prompts stay on ComfyUI for the new holder (nothing cancelled), and A writes no more frames.
+    const sim = stack.sims[0]!;
+    const history = async () => (await (await fetch(`${sim.url}/history`)).json()) as Record<string, { status: { status_str: string } }>;
+    await until('both prompts to finish on ComfyUI', async () => Object.keys(await history()).length === 2, 20_000);
+    expect(Object.values(await history()).map((e) => e.status.status_str)).toEqual(['success', 'success']);
+    const row = (await findTask(a.db, id))!;
+    expect(row).toMatchObject({ status: 'processing', claimed_by: 'replica-b' });
+    expect(row.seq).toBe(seq);
+  });
 });

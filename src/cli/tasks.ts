@@ -11,6 +11,8 @@ import { isFinal } from '../tasks/progress-frame.js';
 import { publicResultPaths } from '../tasks/public-result-paths.js';
 import { cancelPendingTask } from '../tasks/transitions/cancel-pending-task.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
+import type { Config } from '../config.js';
+import { openStore } from '../storage/open-store.js';
 import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
 import { clip, CommandError, escapeControl, EXIT, printJson, printTable, UsageError } from './output.js';
 import { errorDetail, fetchService, serviceUrl, ServiceUnreachableError } from './service.js';
@@ -68,7 +70,8 @@ export const tasksListCommand: Command = {
       const tasks = await listTasks(db, { limit, ...(status ? { status } : {}) });
       const images = groupByTask(await imagesOfTasks(db, tasks.map((t) => t.id)));
       if (values.json) {
-        printJson(tasks.map((t) => taskJson(t, images.get(t.id) ?? [], dataDirOf(config))));
+        const locate = fileLocator(config);
+        printJson(tasks.map((t) => taskJson(t, images.get(t.id) ?? [], dataDirOf(config), locate)));
         return EXIT.OK;
       }
       if (tasks.length === 0) {
@@ -101,9 +104,10 @@ export const tasksShowCommand: Command = {
       if (!task) throw new CommandError(`task ${id} not found in ${join(dataDirOf(config), 'kontext.db')}`);
       const images = await imagesOfTask(db, id);
       const ahead = await queuePosition(db, task);
-      const json = { ...taskJson(task, images, dataDirOf(config)), queue_position: ahead === undefined ? null : ahead + 1 };
+      const locate = fileLocator(config);
+      const json = { ...taskJson(task, images, dataDirOf(config), locate), queue_position: ahead === undefined ? null : ahead + 1 };
       if (values.json) printJson(json);
-      else printTask(json, images, dataDirOf(config));
+      else printTask(json, images, locate);
       return EXIT.OK;
     });
   },
@@ -170,7 +174,7 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
 }
 
 /** A task as `--json` shows it: the database's fields, result paths parsed (relative to DATA_DIR, as REST shows them), image files absolute. */
-function taskJson(task: TaskRow, images: ImageRow[], dataDir: string): Record<string, unknown> {
+function taskJson(task: TaskRow, images: ImageRow[], dataDir: string, locate: (key: string) => string): Record<string, unknown> {
   return {
     id: task.id,
     status: task.status,
@@ -196,7 +200,7 @@ function taskJson(task: TaskRow, images: ImageRow[], dataDir: string): Record<st
       seed: i.seed,
       prompt_id: i.prompt_id,
       worker: i.worker,
-      file: i.file_path ? join(dataDir, i.file_path) : null,
+      file: i.file_path ? locate(i.file_path) : null,
       bytes: i.bytes,
       width: i.width,
       height: i.height,
@@ -207,7 +211,7 @@ function taskJson(task: TaskRow, images: ImageRow[], dataDir: string): Record<st
   };
 }
 
-function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | null }, images: ImageRow[], dataDir: string): void {
+function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | null }, images: ImageRow[], locate: (key: string) => string): void {
   const lines: [string, unknown][] = [
     ['task', t.id],
     ['status', t.status + (t.queue_position ? ` (queue position ${t.queue_position})` : '')],
@@ -239,7 +243,7 @@ function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | n
       i.width && i.height ? `${i.width}x${i.height}` : '-',
       i.bytes === null ? '-' : String(i.bytes),
       String(i.attempts),
-      i.error ?? (i.file_path ? join(dataDir, i.file_path) : (i.worker ?? '')),
+      i.error ?? (i.file_path ? locate(i.file_path) : (i.worker ?? '')),
     ]),
   );
 }
@@ -263,4 +267,11 @@ function onePositional(positionals: string[]): string {
   if (positionals.length === 0) throw new UsageError('a task id is required');
   if (positionals.length > 1) throw new UsageError(`one task id, please (got ${positionals.length})`);
   return positionals[0]!;
+}
+
+/** Where a stored file is, for an operator: its local path, or its object URL in STORAGE_URL's store (not contacted). */
+function fileLocator(config: Config): (key: string) => string {
+  const store = openStore(config.storageUrl, dataDirOf(config));
+  store.close(); // only its names are used
+  return (key) => store.localPath?.(key) ?? `${store.location}/${key}`;
 }

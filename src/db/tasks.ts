@@ -158,14 +158,16 @@ export async function cancelRequestedIds(db: Db, instance: string): Promise<stri
   return rows.map((r) => r.id);
 }
 
-/** Extends this instance's claims. */
-export async function renewLeases(db: Db, options: { instance: string; leaseUntil: string }): Promise<void> {
-  await db
+/** Extends this instance's claims; returns the ids of the tasks it still holds. */
+export async function renewLeases(db: Db, options: { instance: string; leaseUntil: string }): Promise<string[]> {
+  const rows = await db
     .updateTable('tasks')
     .set({ lease_expires_at: options.leaseUntil })
     .where('status', '=', 'processing')
     .where('claimed_by', '=', options.instance)
+    .returning('id')
     .execute();
+  return rows.map((r) => r.id);
 }
 
 /**
@@ -179,12 +181,15 @@ export async function saveFrame(
   changes: TaskUpdate,
   frame: unknown,
   onlyIf?: readonly TaskStatus[],
+  holder?: string,
 ): Promise<number | undefined> {
   let q = db
     .updateTable('tasks')
     .set((eb) => ({ ...changes, seq: eb('seq', '+', 1), last_frame: JSON.stringify(frame) }))
     .where('id', '=', id);
   if (onlyIf) q = q.where('status', 'in', onlyIf);
+  // A replica whose claim lapsed and was taken over must not write over the new holder's frames.
+  if (holder !== undefined) q = q.where('claimed_by', '=', holder);
   const row = await q.returning('seq').executeTakeFirst();
   return row?.seq;
 }

@@ -29,8 +29,8 @@ export interface ActiveTask {
   stepMs: number | undefined;
   preview: { dataUrl: string; fresh: boolean } | undefined;
   lastPreviewAt: number;
-  /** Set once the task is being cancelled or failed: its images stop mattering. */
-  stopping: 'cancel' | 'fail' | undefined;
+  /** Set once the task is being cancelled or failed, or another replica took it over: its images stop mattering here. */
+  stopping: 'cancel' | 'fail' | 'lost' | undefined;
   /** When it last made progress (a frame, a submission): a task no worker takes must not wait forever. */
   lastActivity: number;
   /** When its last frame was written, to spare subscribers a burst of frames that only change `node`. */

@@ -17,4 +17,6 @@ export interface EngineContext {
   log: Logger;
   /** The engine's processing tasks, by id. */
   active: Map<string, ActiveTask>;
+  /** This instance's name in claims: its writes to a task hold only while it holds the claim. */
+  instance: string;
 }

@@ -7,7 +7,8 @@
  * - `Scheduler` (scheduler.ts): claims, leases, the tick, queue positions, dispatching images;
  * - `ImageRunner` (image-run.ts): one image's run, from submission to outcome, with the retry decision;
  * - `ResultStore` (result-store.ts) and `ReferenceCache` (reference-cache.ts): files to and from ComfyUI;
- * - `Recovery` (recovery.ts): crash recovery at start, and servers that come back;
+ * - `Recovery` (recovery.ts): crash recovery at start, lapsed claims of dead replicas, servers that come back;
+ * - `TaskStopper` (task-stopper.ts): cancels (here or on the replica running the task) and failures;
  * - `FramePublisher` (frame-publisher.ts): a task's transitions in order, their frames published;
  * - `transitions/`: every change of a task's or image's status, one transaction each;
  * - `progress.ts`: progress, ETA and throttling, pure functions of `ActiveTask` (active-task.ts).
@@ -15,10 +16,8 @@
  * The database is the source of truth; memory holds only what can be rebuilt.
  */
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
-import { findTask } from '../db/tasks.js';
 import type { NewImage, NewTask, TaskRow } from '../db/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -27,7 +26,6 @@ import { activeTask, type ActiveTask } from './active-task.js';
 import { deleteOldTasks } from './cleanup.js';
 import { logEngineEvents } from './event-log.js';
 import { EngineEventBus } from './events.js';
-import { isFinal } from './progress-frame.js';
 import { createMemorySignals, type SignalSubscription, type Signals } from './signals.js';
 import { FramePublisher } from './frame-publisher.js';
 import { ImageRunner } from './image-run.js';
@@ -36,6 +34,7 @@ import { Recovery } from './recovery.js';
 import { ReferenceCache } from './reference-cache.js';
 import { ResultStore } from './result-store.js';
 import { Scheduler } from './scheduler.js';
+import { TaskStopper } from './task-stopper.js';
 import { retryWhileStorageUnavailable } from './storage-retry.js';
 import { transitions as defaultTransitions, type Transitions } from './transitions/index.js';
 import type { PoolMember, WorkerPool } from './worker-pool.js';
@@ -109,7 +108,7 @@ export class TaskEngine {
   private readonly durably: <T>(what: string, change: () => Promise<T>) => Promise<T>;
 
   private readonly signals: Signals;
-  private readonly remoteCancelWaitMs: number;
+  private readonly stopper: TaskStopper;
   private signalSubscription: SignalSubscription | undefined;
 
   private readonly active = new Map<string, ActiveTask>();
@@ -126,7 +125,6 @@ export class TaskEngine {
     this.pool = options.pool;
     this.transitions = options.transitions ?? defaultTransitions;
     this.signals = options.signals ?? createMemorySignals();
-    this.remoteCancelWaitMs = options.remoteCancelWaitMs ?? 10_000;
     this.dataDir = options.dataDir;
     this.store = options.store ?? new FileStore(this.dataDir);
     this.tickMs = options.tickMs ?? 1000;
@@ -143,8 +141,16 @@ export class TaskEngine {
 
     this.publisher = new FramePublisher(options.bus);
     this.references = new ReferenceCache(this.db, this.store);
-    const shared = { db: this.db, transitions: this.transitions, publisher: this.publisher, events: this.events, pool: this.pool, log: this.log, active: this.active };
-    const endTask = this.endTask.bind(this);
+    const shared = { db: this.db, transitions: this.transitions, publisher: this.publisher, events: this.events, pool: this.pool, log: this.log, active: this.active, instance };
+    this.stopper = new TaskStopper({
+      ...shared,
+      signals: this.signals,
+      durably: this.durably,
+      forget: (task) => this.forget(task),
+      announceQueue: () => this.scheduler.announceQueue(),
+      remoteCancelWaitMs: options.remoteCancelWaitMs ?? 10_000,
+    });
+    const endTask = this.stopper.end.bind(this.stopper);
     this.runner = new ImageRunner({
       ...shared,
       workflow: options.workflow,
@@ -171,7 +177,6 @@ export class TaskEngine {
       runner: this.runner,
       activate,
       endTask,
-      instance,
       leaseMs: this.leaseMs,
       maxConcurrentTasks: options.maxConcurrentTasks ?? 3,
       imageTimeoutMs,
@@ -182,7 +187,6 @@ export class TaskEngine {
       runner: this.runner,
       activate,
       taskSettled: (task) => this.forget(task),
-      instance,
       leaseMs: this.leaseMs,
       dataDir: this.dataDir,
       started: () => this.started,
@@ -203,7 +207,7 @@ export class TaskEngine {
     this.started = true;
     this.signalSubscription = this.signals.subscribe((signal) => {
       // A cancel for a task this replica runs; a wake; or signals may have been lost: a pass checks it all.
-      if (signal.type === 'cancel') void this.cancelLocal(signal.taskId);
+      if (signal.type === 'cancel') void this.stopper.cancelHere(signal.taskId);
       else this.wake();
     });
     await this.signalSubscription.ready;
@@ -283,45 +287,11 @@ export class TaskEngine {
 
   /**
    * Cancels a task: a pending one at once; a processing one has its waiting prompts deleted from
-   * ComfyUI's queues and its running prompts interrupted. Finished images are kept. Returns the
-   * task as it ends up, or undefined when there is no such task.
+   * ComfyUI's queues and its running prompts interrupted, here or by the replica that runs it.
+   * Finished images are kept. Returns the task as it ends up, or undefined when there is no such task.
    */
-  async cancel(taskId: string): Promise<TaskRow | undefined> {
-    const row = await findTask(this.db, taskId);
-    if (!row) return undefined;
-    if (row.status === 'pending') {
-      const frame = await this.publisher.run(taskId, () => this.transitions.cancelPendingTask(this.db, taskId));
-      if (frame) {
-        this.events.emit('task.finished', { taskId, status: 'cancelled', error: null, was: 'pending' });
-        await this.scheduler.announceQueue();
-        return findTask(this.db, taskId);
-      }
-    }
-    // Processing (perhaps claimed just now): here, or on the replica that runs it.
-    const now = row.status === 'pending' ? await findTask(this.db, taskId) : row;
-    if (now?.status === 'processing' && !(await this.cancelLocal(taskId))) await this.cancelRemote(taskId);
-    return findTask(this.db, taskId);
-  }
-
-  /** Cancels a task this replica runs; false when it runs elsewhere. */
-  private async cancelLocal(taskId: string): Promise<boolean> {
-    const task = this.active.get(taskId);
-    if (!task) return false;
-    if (!task.stopping) await this.endTask(task, 'cancel', null);
-    return true;
-  }
-
-  /** Asks the replica running a task to cancel it, and waits (bounded) until it has ended. */
-  private async cancelRemote(taskId: string): Promise<void> {
-    if (!(await this.transitions.requestCancel(this.db, taskId))) return; // it ended meanwhile
-    this.signals.publish({ type: 'cancel', taskId });
-    const deadline = Date.now() + this.remoteCancelWaitMs;
-    while (Date.now() < deadline) {
-      const row = await findTask(this.db, taskId);
-      if (!row || isFinal(row.status)) return;
-      await sleep(100);
-    }
-    this.log.warn('a cancelled task has not ended yet on the replica running it', { task: taskId, waited_ms: this.remoteCancelWaitMs });
+  cancel(taskId: string): Promise<TaskRow | undefined> {
+    return this.stopper.cancel(taskId);
   }
 
   /** Makes a server that was down safe to use again, before it gets new work (see Recovery). */
@@ -362,32 +332,6 @@ export class TaskEngine {
 
   private forget(task: ActiveTask): void {
     if (this.active.get(task.row.id) === task) this.active.delete(task.row.id);
-  }
-
-  /**
-   * Ends a processing task early: cancelled by a user, or failed. Its state change waits out a full
-   * disk or a locked database; then its prompts still in flight leave ComfyUI. Finished images are kept.
-   */
-  private async endTask(task: ActiveTask, why: 'cancel' | 'fail', error: string | null, failed?: { index: number; worker: string | null }): Promise<void> {
-    if (task.stopping) return;
-    task.stopping = why;
-    const id = task.row.id;
-    const status = why === 'cancel' ? 'cancelled' : 'failed';
-    const ended = await this.durably(`ending task ${id}`, () =>
-      this.publisher.run(id, () => this.transitions.endTask(this.db, { taskId: id, status, error, progress: task.progress, ...(failed ? { failedImage: failed.index } : {}) })),
-    );
-    this.forget(task);
-    if (!ended) return; // it had ended already
-    if (failed && error) this.events.emit('image.failed', { taskId: id, index: failed.index, worker: failed.worker, error });
-    await Promise.all(
-      ended.inFlight.map(async (image) => {
-        const member = image.worker ? this.pool.get(image.worker) : undefined;
-        await member?.worker
-          .cancel(image.prompt_id)
-          .catch((e: unknown) => this.log.warn('could not cancel a prompt on ComfyUI', { task: id, worker: image.worker, error: String(e) }));
-      }),
-    );
-    this.events.emit('task.finished', { taskId: id, status, error, was: 'processing' });
   }
 
   /** A server went down: its images go back to the queue, to run on the others (same prompt_id). */

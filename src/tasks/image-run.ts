@@ -138,7 +138,7 @@ export class ImageRunner {
       return { progress: task.progress, etaSeconds: etaSeconds(task, done) };
     };
     const completed = await durably(`recording image ${image.idx} of task ${id}`, () =>
-      publisher.run(id, () => transitions.completeImage(db, { taskId: id, image, stored, dataDir: this.deps.dataDir, progressWith })),
+      publisher.run(id, () => transitions.completeImage(db, { taskId: id, image, stored, dataDir: this.deps.dataDir, progressWith, holder: this.deps.instance })),
     );
     if (!completed) return; // cancelled or failed meanwhile
     task.done = completed.done.length;
@@ -229,6 +229,6 @@ export class ImageRunner {
       node: state.node,
       etaSeconds: etaSeconds(task, task.done),
     };
-    await this.deps.publisher.run(id, () => this.deps.transitions.recordProgress(this.deps.db, frame), preview);
+    await this.deps.publisher.run(id, () => this.deps.transitions.recordProgress(this.deps.db, frame, this.deps.instance), preview);
   }
 }

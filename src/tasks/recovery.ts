@@ -20,7 +20,6 @@ export interface RecoveryDeps extends EngineContext {
   activate: (row: TaskRow) => ActiveTask;
   /** The task ended while it was away: forget it. */
   taskSettled: (task: ActiveTask) => void;
-  instance: string;
   leaseMs: number;
   dataDir: string;
   /** True once start-up recovery has run (a returning server may then hand images back). */

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitingImages } from '../db/images.js';
-import { cancelRequestedIds, pendingTaskIds, renewLeases } from '../db/tasks.js';
+import { cancelRequestedIds, findTask, pendingTaskIds, renewLeases } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
 import type { ActiveTask } from './active-task.js';
 import type { EndTask, ImageRunner } from './image-run.js';
@@ -18,8 +18,6 @@ export interface SchedulerDeps extends EngineContext {
   /** Makes a claimed task active (in memory). */
   activate: (row: TaskRow) => ActiveTask;
   endTask: EndTask;
-  /** This instance's name in claims. */
-  instance: string;
   /** How long a claim holds without renewal, in ms. */
   leaseMs: number;
   /** Tasks processing at once (MAX_CONCURRENT_TASKS); 0 claims none (`kontext repair`). */
@@ -108,12 +106,29 @@ export class Scheduler {
     }
   }
 
-  /** Extends this instance's claims; a failure is logged (the next renewal tries again). */
+  /**
+   * Extends this instance's claims; a failure is logged (the next renewal tries again). A task whose
+   * claim another replica took over meanwhile (this one was too slow to renew) is let go: its runs
+   * stop following their prompts, untouched on ComfyUI, since the new holder follows them now.
+   */
   async renewLeases(): Promise<void> {
+    const { db, instance, active, log } = this.deps;
+    const before = [...active.values()];
+    let held: Set<string>;
     try {
-      await renewLeases(this.deps.db, { instance: this.deps.instance, leaseUntil: new Date(Date.now() + this.deps.leaseMs).toISOString() });
+      held = new Set(await renewLeases(db, { instance, leaseUntil: new Date(Date.now() + this.deps.leaseMs).toISOString() }));
     } catch (err) {
-      this.deps.log.error('could not renew task claims', { error: String(err) });
+      log.error('could not renew task claims', { error: String(err) });
+      return;
+    }
+    for (const task of before) {
+      if (held.has(task.row.id) || task.stopping || active.get(task.row.id) !== task) continue;
+      const row = await findTask(db, task.row.id);
+      if (row?.status !== 'processing') continue; // it ended here meanwhile
+      log.warn('another replica took over this task (its claim had lapsed); letting it go', { task: task.row.id, holder: row.claimed_by });
+      task.stopping = 'lost';
+      active.delete(task.row.id);
+      for (const [index, image] of task.running) image.member.worker.release(image.promptId, `task ${task.row.id} (image ${index}) is now followed by ${row.claimed_by ?? 'another replica'}`);
     }
   }
 

@@ -27,6 +27,8 @@ export interface CompleteImageInput {
   stored: StoredImage;
   /** DATA_DIR, absolute: the legacy `result_path` column lists absolute paths. */
   dataDir: string;
+  /** Only while this instance holds the task's claim (another replica may have taken it over). @default any holder */
+  holder?: string;
   /** The task's progress and ETA once `done` images are finished (called only while some are not). */
   progressWith: (done: number) => { progress: number; etaSeconds: number | null };
 }
@@ -44,7 +46,8 @@ export async function completeImage(db: Db, input: CompleteImageInput): Promise<
   return db.transaction().execute(async (trx) => {
     // Only for a processing task (a refusal further down must not leave the image recorded). Locked:
     // on PostgreSQL, two images finishing at once would otherwise each miss the other's completion.
-    if ((await lockTask(trx, taskId))?.status !== 'processing') return undefined;
+    const task = await lockTask(trx, taskId);
+    if (task?.status !== 'processing' || (input.holder !== undefined && task.claimed_by !== input.holder)) return undefined;
     const at = new Date().toISOString();
     const recorded = await updateImage(trx, taskId, image.idx, { status: 'completed', ...stored, error: null, finished_at: at }, ['submitted', 'running']);
     if (!recorded) return undefined;

@@ -18,6 +18,8 @@ export interface EndTaskInput {
   failedImage?: number;
   /** The task's progress so far (kept: it never goes back). */
   progress: number;
+  /** Only while this instance holds the task's claim. @default any holder */
+  holder?: string;
 }
 
 /** The frame to publish and the images that were submitted or running (their prompts must leave ComfyUI). */
@@ -37,6 +39,7 @@ export async function endTask(db: Db, input: EndTaskInput): Promise<EndedTask | 
       { status, error_message: error, progress: input.progress, finished_at: at, claimed_by: null, lease_expires_at: null },
       { ...emptyFrame(taskId, status, input.progress), error },
       ['processing'],
+      input.holder,
     );
     if (!frame) return undefined;
     if (input.failedImage !== undefined && error) await updateImage(trx, taskId, input.failedImage, { error });
