@@ -76,5 +76,18 @@ afterAll(async () => {
     const history = (await (await fetch(`${sim.url}/history`)).json()) as Record<string, { prompt: [number]; status: { status_str: string } }>;
     expect(Object.keys(history).sort()).toEqual([0, 1, 2].map((i) => promptIdFor(id, i)).sort());
     expect(Object.values(history).map((e) => e.prompt[0]).sort()).toEqual([0, 1, 2]);
+
+    // A cancel received by the survivor that does not run the next task stops it where it runs.
+    const next = await postGenerate(survivors[0]!.url, { description: 'cancel me elsewhere', count: '2', steps: '60', size: '256x256' });
+    const nextId = ((await next.json()) as { task_id: string }).task_id;
+    await until('a survivor to claim it', async () => (await findTask(db, nextId))?.claimed_by != null);
+    const holder = (await findTask(db, nextId))!.claimed_by!;
+    const elsewhere = survivors.find((child) => child !== replicas.get(holder))!;
+    const cancelled = await fetch(`${elsewhere.url}/api/task/${nextId}/cancel`, { method: 'POST' });
+    expect(((await cancelled.json()) as { status: string }).status).toBe('cancelled');
+    await until('ComfyUI idle', async () => {
+      const q = (await (await fetch(`${sim.url}/queue`)).json()) as { queue_running: unknown[]; queue_pending: unknown[] };
+      return q.queue_running.length === 0 && q.queue_pending.length === 0;
+    }, 5_000);
   });
 });
