@@ -8,6 +8,7 @@ import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
 import { benchOverhead } from './overhead.js';
 import { benchReads } from './reads.js';
+import { benchReplicas } from './replicas.js';
 import { benchUploads } from './uploads.js';
 import { formatTable, type BenchRow } from './table.js';
 
@@ -21,6 +22,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['fan-out', benchFanout],
   ['uploads', benchUploads],
   ['reads', benchReads],
+  ['replicas', benchReplicas],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

@@ -1,0 +1,167 @@
+/**
+ * Fan-out over replicas: 1500 graphql-ws subscribers on one running task, first all on one replica
+ * (the one running the task), then spread 500 each over 3 replicas. The replicas are child
+ * processes on one PostgreSQL database and Redis (each has its own event loop, as in production);
+ * frames reach every replica over Redis, including the one that publishes them. The delay of a
+ * frame is from the simulator sending a step's `progress` to a subscriber receiving that step's
+ * frame (bench/ws-frame-delays.ts, as bench/fanout.ts measures it). Both placements run on the
+ * same three replicas in the same run, one after the other, on two tasks of the same shape.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance as eventLoop } from 'node:perf_hooks';
+import WebSocket from 'ws';
+import { startSimulator } from '../simulator/server.js';
+import { ComfyWorker } from '../src/comfyui/worker.js';
+import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
+import type { Db } from '../src/db/database.js';
+import { findTask } from '../src/db/tasks.js';
+import { createKontextClient, type KontextClient } from '../src/sdk/client.js';
+import { promptIdFor } from '../src/tasks/ids.js';
+import { makeImage } from '../test/helpers/images.js';
+import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
+import { percentile } from './stats.js';
+import type { BenchRow } from './table.js';
+import { delays, openAll, wallNow, wsSubscriber, type Subscriber } from './ws-frame-delays.js';
+
+const REPLICAS = 3;
+const SUBSCRIBERS = 1500;
+const STEPS = 40;
+const STEP_MS = 100;
+
+interface Measured {
+  values: number[];
+  folded: number;
+  /** Share of the measured window the bench process's own event loop was busy (0-1). */
+  clientBusy: number;
+}
+
+/** Polls `check` every 50 ms until it returns a value; throws after `timeoutMs`. */
+async function poll<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`replica fan-out: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The fan-out rows' measurements, both placements in one run. */
+async function measure(dir: string): Promise<{ one: Measured; spread: Measured }> {
+  let measuredPrompt = '';
+  let sentAt = new Map<number, number>();
+  const sim = await startSimulator({
+    port: 0,
+    stepMs: STEP_MS,
+    baseDir: join(dir, 'comfyui'),
+    onMessageSent: (text) => {
+      if (!text.startsWith('{"type": "progress"')) return;
+      const at = wallNow();
+      const { data } = JSON.parse(text) as { data: { value: number; prompt_id: string } };
+      if (data.prompt_id === measuredPrompt && !sentAt.has(data.value)) sentAt.set(data.value, at);
+    },
+  });
+  const database = await createTestDatabase('postgres');
+  const blocker = new ComfyWorker(sim.url);
+  const replicas: Child[] = [];
+  let client: KontextClient | undefined;
+  let db: Db | undefined;
+  let subs: Subscriber[] = [];
+  try {
+    const instances = Array.from({ length: REPLICAS }, (_, r) => `bench-fanout-${r}`);
+    // One after another: the first one migrates the database.
+    for (const instance of instances) {
+      replicas.push(await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, DATABASE_URL: urlOf(database.target), REDIS_URL, INSTANCE_ID: instance }));
+    }
+    db = await database.open();
+    const wsUrls = replicas.map((r) => `${r.url.replace(/^http/, 'ws')}/graphql`);
+    client = createKontextClient({ url: `${replicas[0]!.url}/graphql`, webSocketImpl: WebSocket });
+    const kontext = client;
+    const reference = await makeImage('png', 320, 240);
+    const generate = async (steps: number, seed: number): Promise<string> => {
+      const r = await kontext.generate({ referenceImage: reference, fileName: 'ref.png', description: 'replica fan-out', size: '256x256', steps, seed });
+      if (r.__typename !== 'GenerateSuccess') throw new Error(`generate: ${r.message}`);
+      return r.task.id;
+    };
+    // A warm-up task watched on every replica: their subscription paths are loaded and compiled before measuring.
+    const warm = await generate(2, 1);
+    const watchers = await Promise.all(wsUrls.map((url) => wsSubscriber(url, warm)));
+    await Promise.all(watchers.map((w) => w.done));
+    for (const w of watchers) w.close();
+
+    const workflow = await loadWorkflow();
+    await blocker.start();
+    const uploaded = await blocker.uploadImage(reference, 'bench-blocker.png', { overwrite: true });
+
+    /** One measured task; `placeOn(i, runner)` is the replica of the i-th subscriber. */
+    const run = async (seed: number, placeOn: (i: number, runner: number) => number): Promise<Measured> => {
+      // A long prompt put straight into the simulator holds it while the subscribers connect; the
+      // measured task waits behind it in ComfyUI's queue.
+      const blockerPrompt = randomUUID();
+      let blockerStarted!: () => void;
+      const started = new Promise<void>((resolve) => (blockerStarted = resolve));
+      const blocked = blocker.run(
+        blockerPrompt,
+        bindWorkflow(workflow, { description: 'blocker', seed, steps: 10_000, guidance: 2.5, size: { width: 256, height: 256 }, referenceImage: uploaded.name, filenamePrefix: 'bench/blocker' }),
+        { outputNode: workflow.binding.outputNode, onEvent: (e) => e.type === 'progress' && blockerStarted() },
+      );
+      await Promise.race([started, blocked]); // a rejected blocker ends the wait with its error
+      sentAt = new Map();
+      const measured = await generate(STEPS, seed);
+      measuredPrompt = promptIdFor(measured, 0);
+      const claimedBy = await poll('the measured task to be claimed', async () => (await findTask(db!, measured))?.claimed_by ?? undefined);
+      const runner = instances.indexOf(claimedBy);
+      if (runner < 0) throw new Error(`replica fan-out: the task was claimed by ${claimedBy}, not a bench replica`);
+      subs = await openAll(SUBSCRIBERS, (i) => wsSubscriber(wsUrls[placeOn(i, runner)]!, measured));
+
+      const busyFrom = eventLoop.eventLoopUtilization();
+      await blocker.cancel(blockerPrompt);
+      await blocked.catch(() => undefined); // ComfyInterruptedError
+      const timeout = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('replica fan-out: subscribers did not all see the final frame')), STEPS * STEP_MS + 30_000).unref(),
+      );
+      await Promise.race([Promise.all(subs.map((s) => s.done)), timeout]);
+      const clientBusy = eventLoop.eventLoopUtilization(busyFrom).utilization;
+      if (sentAt.size !== STEPS) throw new Error(`replica fan-out: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
+      const result = { ...delays(subs, sentAt), clientBusy };
+      for (const s of subs) s.close();
+      subs = [];
+      return result;
+    };
+    const one = await run(3, (_, runner) => runner);
+    const spread = await run(4, (i) => i % REPLICAS);
+    return { one, spread };
+  } finally {
+    for (const s of subs) s.close();
+    await client?.close();
+    await blocker.stop();
+    for (const r of replicas) await r.kill('SIGKILL');
+    await sim.close();
+    await database.drop();
+  }
+}
+
+/** The fan-out row: frame delay p99 with the subscribers spread over 3 replicas vs all on one. */
+export async function benchReplicaFanout(): Promise<BenchRow> {
+  const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-replica-fanout-'));
+  try {
+    const { one, spread } = await measure(dir);
+    const ms = (x: number) => `${x.toFixed(1)} ms`;
+    const pair = (v: number[]) => `p50 ${ms(percentile(v, 50))}, p99 ${ms(percentile(v, 99))}`;
+    const folded = (m: Measured) => ((100 * m.folded) / (SUBSCRIBERS * STEPS)).toFixed(1);
+    return {
+      name: `Fan-out over replicas: graphql-ws delay, simulator progress to frame (${STEPS} steps x ${STEP_MS} ms, ${SUBSCRIBERS} subscribers on one task, ${REPLICAS} replica processes on PostgreSQL + Redis)`,
+      figure: `${pair(spread.values)}, ${SUBSCRIBERS / REPLICAS} subscribers on each replica`,
+      baseline: `${pair(one.values)}, all ${SUBSCRIBERS} on the replica running the task`,
+      ratio: percentile(spread.values, 99) / percentile(one.values, 99),
+      ratioLabel: 'x the one-replica p99',
+      note: `every frame goes through Redis to each replica with subscribers, which executes and serializes it once per subscriber: spread, three event loops share that work (on this machine's cores, with PostgreSQL, Redis and the bench process); steps folded into a later frame: ${folded(spread)}% spread, ${folded(one)}% on one; the subscribers share one bench process, its event loop ${(spread.clientBusy * 100).toFixed(0)}% / ${(one.clientBusy * 100).toFixed(0)}% busy`,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

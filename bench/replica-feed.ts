@@ -1,0 +1,68 @@
+/**
+ * GPU feed with 3 replicas and 2 workers: the GPU-feed workload (bench/feed-workload.ts) posted
+ * round robin to 3 replicas (in this process) on one PostgreSQL database and Redis, each task
+ * watched on the replica that received it, until the last one completes. The baseline is the same
+ * prompts queued on the 2 simulators at once (the GPU never idles), measured in the same run.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Simulator } from '../simulator/server.js';
+import { startApp, type App } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { makeImage } from '../test/helpers/images.js';
+import { allQueuedAtOnce, postWorkloadTask, TASKS, withSimulators, workloadLabel } from './feed-workload.js';
+import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
+import type { BenchRow } from './table.js';
+
+const REPLICAS = 3;
+const WORKERS = 2;
+
+/** Ms from posting the workload (round robin over the replicas) to its last task completing. */
+async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string): Promise<number> {
+  const database = await createTestDatabase('postgres');
+  const apps: App[] = [];
+  try {
+    // One DATA_DIR for all, as a shared volume; production defaults otherwise (1 s tick, 2 slots per server).
+    const config = { ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir: join(dir, 'replicas'), comfyuiUrls: sims.map((s) => s.url), databaseUrl: urlOf(database.target), redisUrl: REDIS_URL };
+    for (let r = 0; r < REPLICAS; r++) apps.push(await startApp(config, { instance: `bench-replica-${r}` }));
+    const start = performance.now();
+    const posted = await Promise.all(
+      Array.from({ length: TASKS }, async (_, t) => {
+        const app = apps[t % REPLICAS]!;
+        return { app, id: await postWorkloadTask(app.url, reference, t) };
+      }),
+    );
+    await Promise.all(
+      posted.map(async ({ app, id }) => {
+        const frames = await app.service.watch(id);
+        if (!frames) throw new Error(`task ${id} not found on ${app.url}`);
+        for await (const f of frames) if (f.status === 'failed' || f.status === 'cancelled') throw new Error(`task ${f.status}: ${f.error}`);
+      }),
+    );
+    return performance.now() - start;
+  } finally {
+    for (const app of apps) await app.close();
+    await database.drop();
+  }
+}
+
+/** The GPU-feed row for 3 replicas and 2 workers. */
+export async function benchReplicaFeed(): Promise<BenchRow> {
+  const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-replica-feed-'));
+  const reference = await makeImage('png', 320, 240);
+  try {
+    const ideal = await withSimulators(WORKERS, dir, (sims) => allQueuedAtOnce(sims, reference));
+    const service = await withSimulators(WORKERS, dir, (sims) => throughReplicas(sims, reference, dir));
+    return {
+      name: `GPU feed: ${REPLICAS} replicas on PostgreSQL + Redis (${workloadLabel(WORKERS)})`,
+      figure: `${(service / 1000).toFixed(2)} s`,
+      baseline: `${(ideal / 1000).toFixed(2)} s all queued at once`,
+      ratio: ideal / service,
+      ratioLabel: 'utilization',
+      note: 'the slots of each server are counted in the database, so the next prompt waits in ComfyUI whichever replica submits it; left: the first submission and the last download, as with one replica',
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * The replica benchmarks (issue 11): GPU feed with 3 replicas and 2 workers, fan-out over 3
+ * replicas, task-status reads on PostgreSQL vs SQLite. They need the PostgreSQL and Redis of
+ * bench/replica-servers.ts; without them their rows say "skipped: <reason>" and the run goes on.
+ */
+import { benchReplicaFanout } from './replica-fanout.js';
+import { benchReplicaFeed } from './replica-feed.js';
+import { benchReplicaReads } from './replica-reads.js';
+import { postgresSkip, redisProblem } from './replica-servers.js';
+import type { BenchRow } from './table.js';
+
+/** A row that did not run, and why. */
+function skipped(name: string, reason: string): BenchRow {
+  return { name, figure: `skipped: ${reason}`, baseline: '-', ratio: Number.NaN, ratioLabel: '', note: 'set TEST_DATABASE_URL and REDIS_URL to servers that answer' };
+}
+
+/** Every replica row, each run or skipped with its reason. */
+export async function benchReplicas(): Promise<BenchRow[]> {
+  const both = postgresSkip ?? (await redisProblem());
+  const rows: BenchRow[] = [];
+  process.stderr.write('  GPU feed with 3 replicas...\n');
+  rows.push(both ? skipped('GPU feed: 3 replicas on PostgreSQL + Redis', both) : await benchReplicaFeed());
+  process.stderr.write('  fan-out over 3 replicas...\n');
+  rows.push(both ? skipped('Fan-out over replicas: graphql-ws delay', both) : await benchReplicaFanout());
+  process.stderr.write('  reads on PostgreSQL vs SQLite...\n');
+  rows.push(postgresSkip ? skipped('Reads: GET /api/task-status/{id} on PostgreSQL', postgresSkip) : await benchReplicaReads());
+  return rows;
+}

@@ -1,0 +1,93 @@
+/**
+ * Frame delays as bench/fanout.ts measures them: graphql-ws subscribers (the graphql-ws client,
+ * one socket each) record the step and receive time of every frame; a frame's delay is from the
+ * simulator sending that step's `progress` to a subscriber receiving its frame. Times are
+ * `performance.timeOrigin + performance.now()`, wall-clock based, so comparable across processes.
+ */
+import { createClient, type Client as GraphQLWsClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+/** The subscription each subscriber runs. */
+export const SUBSCRIPTION = /* GraphQL */ `subscription Watch($taskId: ID!) {
+  taskProgress(taskId: $taskId) { taskId seq status progress imageIndex step totalSteps node queuePosition etaSeconds preview error image { index url } }
+}`;
+
+/** Connections opened at once while subscribing. */
+const CONNECT_BATCH = 100;
+
+interface FrameData {
+  status: string;
+  step: number | null;
+}
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
+export const wallNow = (): number => performance.timeOrigin + performance.now();
+
+/** One subscriber's view: the step of each frame it received, in order, and when. */
+export interface Subscriber {
+  /** [step, receive time]; the final frame counts as every step. */
+  frames: [number, number][];
+  /** Resolves at the final frame. */
+  done: Promise<void>;
+  close(): void;
+}
+
+/** A graphql-ws subscriber on `wsUrl` (its own socket); resolves once the first frame (the snapshot) arrived. */
+export async function wsSubscriber(wsUrl: string, taskId: string): Promise<Subscriber> {
+  const frames: [number, number][] = [];
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  let client: GraphQLWsClient | undefined;
+  await new Promise<void>((resolve, reject) => {
+    client = createClient({ url: wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, onNonLazyError: reject });
+    client.subscribe<{ taskProgress: FrameData }>(
+      { query: SUBSCRIPTION, variables: { taskId } },
+      {
+        next: (result) => {
+          const at = wallNow();
+          const f = result.data?.taskProgress;
+          if (!f) return reject(new Error(`subscription error: ${JSON.stringify(result.errors)}`));
+          resolve();
+          if (f.status === 'PROCESSING' && f.step !== null) frames.push([f.step, at]);
+          if (f.status !== 'PENDING' && f.status !== 'PROCESSING') {
+            frames.push([Number.POSITIVE_INFINITY, at]);
+            finish();
+          }
+        },
+        error: reject,
+        complete: () => undefined,
+      },
+    );
+  });
+  return { frames, done, close: () => void client?.dispose() };
+}
+
+/** Opens `n` subscribers, `CONNECT_BATCH` at a time; `open(i)` opens the i-th. */
+export async function openAll<T>(n: number, open: (i: number) => Promise<T>): Promise<T[]> {
+  const all: T[] = [];
+  for (let i = 0; i < n; i += CONNECT_BATCH) all.push(...(await Promise.all(Array.from({ length: Math.min(CONNECT_BATCH, n - i) }, (_, k) => open(i + k)))));
+  return all;
+}
+
+/**
+ * Delays (ms): for every subscriber and every step, from the simulator sending that step's
+ * `progress` to the subscriber's first frame at that step or later (a busy service may fold a step
+ * into the next frame: the wait for it still counts). `folded` counts the (subscriber, step) pairs
+ * that never had a frame of their own.
+ */
+export function delays(subs: Subscriber[], sentAt: Map<number, number>): { values: number[]; folded: number } {
+  const values: number[] = [];
+  let folded = 0;
+  const steps = [...sentAt].sort((a, b) => a[0] - b[0]);
+  for (const s of subs) {
+    let i = 0;
+    for (const [step, sent] of steps) {
+      while (i < s.frames.length && s.frames[i]![0] < step) i++;
+      const frame = s.frames[i];
+      if (!frame) throw new Error(`fan-out: a subscriber never saw step ${step}`);
+      if (frame[0] !== step) folded++;
+      values.push(frame[1] - sent);
+    }
+  }
+  return { values, folded };
+}
