@@ -11,15 +11,16 @@ import type { Simulator } from '../simulator/server.js';
 import { startApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { makeImage } from '../test/helpers/images.js';
-import { allQueuedAtOnce, postWorkloadTask, TASKS, withSimulators, workloadLabel } from './feed-workload.js';
+import { allQueuedAtOnce, IMAGES, postWorkloadTask, TASKS, withSimulators, workloadLabel } from './feed-workload.js';
 import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
 import type { BenchRow } from './table.js';
+import { workerTimeline, type WorkerTimeline } from './worker-idle.js';
 
 const REPLICAS = 3;
 const WORKERS = 2;
 
-/** Ms from posting the workload (round robin over the replicas) to its last task completing. */
-async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string): Promise<number> {
+/** Ms from posting the workload (round robin over the replicas) to its last task completing, and each worker's timeline. */
+async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string): Promise<{ ms: number; workers: WorkerTimeline[] }> {
   const database = await createTestDatabase('postgres');
   const apps: App[] = [];
   try {
@@ -40,7 +41,8 @@ async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string
         for await (const f of frames) if (f.status === 'failed' || f.status === 'cancelled') throw new Error(`task ${f.status}: ${f.error}`);
       }),
     );
-    return performance.now() - start;
+    const ms = performance.now() - start;
+    return { ms, workers: await Promise.all(sims.map((s) => workerTimeline(s.url))) };
   } finally {
     for (const app of apps) await app.close();
     await database.drop();
@@ -52,15 +54,19 @@ export async function benchReplicaFeed(): Promise<BenchRow> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-replica-feed-'));
   const reference = await makeImage('png', 320, 240);
   try {
-    const ideal = await withSimulators(WORKERS, dir, (sims) => allQueuedAtOnce(sims, reference));
-    const service = await withSimulators(WORKERS, dir, (sims) => throughReplicas(sims, reference, dir));
+    const { ms: ideal, workers: idealWorkers } = await withSimulators(WORKERS, dir, async (sims) => ({
+      ms: await allQueuedAtOnce(sims, reference),
+      workers: await Promise.all(sims.map((s) => workerTimeline(s.url))),
+    }));
+    const { ms: service, workers } = await withSimulators(WORKERS, dir, (sims) => throughReplicas(sims, reference, dir));
+    const idleOf = (list: WorkerTimeline[]) => list.reduce((n, w) => n + w.idleBetweenMs, 0).toFixed(0);
     return {
       name: `GPU feed: ${REPLICAS} replicas on PostgreSQL + Redis (${workloadLabel(WORKERS)})`,
       figure: `${(service / 1000).toFixed(2)} s`,
       baseline: `${(ideal / 1000).toFixed(2)} s all queued at once`,
       ratio: ideal / service,
       ratioLabel: 'utilization',
-      note: 'the slots of each server are counted in the database, so the next prompt waits in ComfyUI whichever replica submits it; left: the first submission and the last download, as with one replica',
+      note: `the slots of each server are counted in the database, so the next prompt waits in ComfyUI whichever replica submits it: the workers idled ${idleOf(workers)} ms in all between prompts (${idleOf(idealWorkers)} ms with all queued at once; from their histories); left: the first submission, the last download, and the split of the ${TASKS * IMAGES} images (${workers.map((w) => w.prompts).join(' + ')}) where the baseline has ${TASKS * IMAGES / WORKERS} each`,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
