@@ -8,6 +8,7 @@ import { startSimulator, type Simulator } from '../simulator/server.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 import { promptIdFor } from '../src/tasks/ids.js';
+import type { Timed } from './worker-idle.js';
 
 /** Tasks per run. */
 export const TASKS = 12;
@@ -35,14 +36,15 @@ export async function withSimulators<T>(n: number, dir: string, fn: (sims: Simul
   }
 }
 
-/** The ideal: all `TASKS x IMAGES` prompts submitted to the simulators at once, round robin; ms until the last result. */
-export async function allQueuedAtOnce(sims: Simulator[], reference: Buffer): Promise<number> {
+/** The ideal: all `TASKS x IMAGES` prompts submitted to the simulators at once, round robin, until the last result. */
+export async function allQueuedAtOnce(sims: Simulator[], reference: Buffer): Promise<Timed> {
   const workflow = await loadWorkflow();
   const workers = sims.map((s) => new ComfyWorker(s.url));
   await Promise.all(workers.map((w) => w.start()));
   try {
     const names = await Promise.all(workers.map((w) => w.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
     const run = `bench-ideal-${sims.length}-${Date.now()}`;
+    const startedAt = Date.now();
     const start = performance.now();
     await Promise.all(
       Array.from({ length: TASKS * IMAGES }, (_, i) =>
@@ -61,7 +63,7 @@ export async function allQueuedAtOnce(sims: Simulator[], reference: Buffer): Pro
         ),
       ),
     );
-    return performance.now() - start;
+    return { ms: performance.now() - start, startedAt, endedAt: Date.now() };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
   }

@@ -44,25 +44,25 @@ export async function benchReplicaReads(): Promise<BenchRow> {
     const base: Config = { ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir, comfyuiUrls: ['http://127.0.0.1:9'] };
     // Per app, and the fewest of a few requests: a query of the other app, or of this one's engine
     // passing once after its start, is not the request's.
-    let seen: string[] | undefined;
-    const onSqlite = await startReader(base, (e) => void seen?.push(e.query.sql));
+    const seen: { sqlite?: string[]; postgres?: string[] } = {};
+    const onSqlite = await startReader(base, (e) => void seen.sqlite?.push(e.query.sql));
     apps.push(onSqlite);
-    const onPostgres = await startReader({ ...base, dataDir: join(dir, 'pg-data'), databaseUrl: urlOf(database.target) }, (e) => void seen?.push(e.query.sql));
+    const onPostgres = await startReader({ ...base, dataDir: join(dir, 'pg-data'), databaseUrl: urlOf(database.target) }, (e) => void seen.postgres?.push(e.query.sql));
     apps.push(onPostgres);
-    const queriesPerStatus = async (app: App, list: string[]): Promise<number> => {
+    const queriesPerStatus = async (app: App, which: keyof typeof seen, list: string[]): Promise<number> => {
       let fewest = Number.POSITIVE_INFINITY;
       for (const id of list.slice(0, 5)) {
-        seen = [];
+        const mine: string[] = (seen[which] = []);
         const res = await fetch(`${app.url}/api/task-status/${id}`);
         if (res.status !== 200) throw new Error(`reads: HTTP ${res.status} ${await res.text()}`);
         await res.arrayBuffer();
-        fewest = Math.min(fewest, seen.length);
+        fewest = Math.min(fewest, mine.length);
       }
-      seen = undefined;
+      delete seen[which];
       return fewest;
     };
-    const sqliteQueries = await queriesPerStatus(onSqlite, ids);
-    const pgQueries = await queriesPerStatus(onPostgres, pgIds);
+    const sqliteQueries = await queriesPerStatus(onSqlite, 'sqlite', ids);
+    const pgQueries = await queriesPerStatus(onPostgres, 'postgres', pgIds);
 
     const requestsOf = (list: string[]): autocannon.Request[] => list.map((id) => ({ method: 'GET', path: `/api/task-status/${id}` }));
     const options = { connections: CONNECTIONS, durationS: DURATION_S };

@@ -10,9 +10,25 @@ export interface WorkerTimeline {
   prompts: number;
   /** Sum of the gaps between consecutive prompts, ms. */
   idleBetweenMs: number;
+  /** When its first prompt started, epoch ms (NaN for none). */
+  firstStart: number;
+  /** When its last prompt ended, epoch ms (NaN for none). */
+  lastEnd: number;
 }
 
 type HistoryJson = Record<string, { status?: { messages?: [string, { timestamp?: number }][] } }>;
+
+/** A measured run: its length and its ends, epoch ms (comparable with the histories' timestamps). */
+export interface Timed {
+  ms: number;
+  startedAt: number;
+  endedAt: number;
+}
+
+/** Ms from the start of `run` to the first prompt starting, and from the last prompt ending to the end of `run`. */
+export function headAndTail(run: Timed, workers: readonly WorkerTimeline[]): { head: number; tail: number } {
+  return { head: Math.min(...workers.map((w) => w.firstStart)) - run.startedAt, tail: run.endedAt - Math.max(...workers.map((w) => w.lastEnd)) };
+}
 
 /** Reads `baseUrl`'s /history and sums the idle gaps between its prompts. */
 export async function workerTimeline(baseUrl: string): Promise<WorkerTimeline> {
@@ -27,5 +43,5 @@ export async function workerTimeline(baseUrl: string): Promise<WorkerTimeline> {
   spans.sort((a, b) => a[0] - b[0]);
   let idleBetweenMs = 0;
   for (let i = 1; i < spans.length; i++) idleBetweenMs += Math.max(0, spans[i]![0] - spans[i - 1]![1]);
-  return { prompts: spans.length, idleBetweenMs };
+  return { prompts: spans.length, idleBetweenMs, firstStart: spans[0]?.[0] ?? Number.NaN, lastEnd: spans.length ? Math.max(...spans.map((x) => x[1])) : Number.NaN };
 }
