@@ -13,6 +13,6 @@ export interface BenchRow {
 /** A Markdown table, as the README shows it. */
 export function formatTable(rows: BenchRow[]): string {
   const lines = ['| benchmark | figure | baseline | ratio | what limits it |', '|---|---|---|---|---|'];
-  for (const r of rows) lines.push(`| ${r.name} | ${r.figure} | ${r.baseline} | ${r.ratio.toFixed(3)} ${r.ratioLabel} | ${r.note} |`);
+  for (const r of rows) lines.push(`| ${r.name} | ${r.figure} | ${r.baseline} | ${Number.isFinite(r.ratio) ? `${r.ratio.toFixed(3)} ${r.ratioLabel}` : '-'} | ${r.note} |`);
   return lines.join('\n');
 }

@@ -42,8 +42,10 @@ export class ReferenceCache {
     if (!upload) throw new Error(`the reference image ${sha256} is no longer stored`);
     const data = await this.read(upload.file_path, upload.bytes);
     const name = upload.file_path.replace(/^.*[\\/]/, '');
-    // The name is the content hash, so overwriting can only write the same bytes (and avoids "name (1).png").
-    const stored = await server.uploadImage(data, name, { overwrite: true });
+    // Never overwrite: another replica (whose cache does not know ours) may upload the same image while
+    // a prompt is reading it, and ComfyUI rewrites a file in place. Without overwrite it compares the
+    // content of a file of that name and keeps it; the name is the content hash, so it is the same one.
+    const stored = await server.uploadImage(data, name);
     return stored.subfolder ? `${stored.subfolder}/${stored.name}` : stored.name;
   }
 

@@ -23,7 +23,7 @@ export type { DialectName };
 export const DIALECTS: readonly DialectName[] = ['sqlite', 'postgres'];
 
 /** The server that hosts the test databases, with a user filled in (pg would take $USER, unset on some machines). */
-export const ADMIN_URL = withUser(process.env.TEST_DATABASE_URL ?? 'postgres://127.0.0.1:5432/test');
+export const ADMIN_URL = withUser(process.env.TEST_DATABASE_URL || 'postgres://127.0.0.1:5432/test');
 
 function withUser(raw: string): string {
   const url = new URL(raw);
