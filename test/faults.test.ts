@@ -92,9 +92,10 @@ describe('a database that cannot be written', () => {
       execFileSync('umount', ['-l', mnt]);
       await rm(dir, { recursive: true, force: true });
     });
-    stack = await startStack({ sim: { stepMs: 30 }, config: { dataDir: join(mnt, 'data') }, app: { ...FAST, writeProbeMs: 100 } });
+    stack = await startStack({ sim: { stepMs: 100 }, config: { dataDir: join(mnt, 'data') }, app: { ...FAST, writeProbeMs: 100 } });
     const { app } = stack;
-    const res = await postGenerate(app.url, { description: 'no room', count: '2', steps: '12', size: '512x512' });
+    // Two images of 2 s each: the task is still writing frames while the disk is full.
+    const res = await postGenerate(app.url, { description: 'no room', count: '2', steps: '20', size: '512x512' });
     const id = ((await res.json()) as { task_id: string }).task_id;
     await until('the task to sample', async () => (await taskStatus(app.url, id)).progress > 0);
 
@@ -111,9 +112,14 @@ describe('a database that cannot be written', () => {
     // Small writes may still fit in a last block: take that too.
     for (let i = 0; (await statfs(mnt)).bavail > 0 && i < 1000; i++) await writeFile(join(mnt, `f${i}`), Buffer.alloc(4096)).catch(() => undefined);
 
-    await until('/ready to report the full disk', async () => (await ready(app.url)).status === 503, 30_000);
+    await until('/ready to report the full disk', async () => (await ready(app.url)).status === 503, 15_000);
     expect(((await ready(app.url)).body as { detail: string }).detail).toMatch(/full/);
     expect((await fetch(`${app.url}/health`)).status).toBeLessThan(600); // still answering
+    // A new upload has nowhere to go: a clear 503, not a 500.
+    const refused = await postGenerate(app.url, { description: 'no room either' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/cannot store data right now: .*full/);
     await rm(filler);
     for (let i = 0; i < 1000; i++) await rm(join(mnt, `f${i}`), { force: true });
 
@@ -123,7 +129,7 @@ describe('a database that cannot be written', () => {
     for (const url of done.images) expect((await fetch(url)).status).toBe(200);
     await until('/ready to recover', async () => (await ready(app.url)).status === 200);
     expect(await successes(stack.sims, [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(2);
-  });
+  }, 60_000);
 });
 
 describe('start-up', () => {
