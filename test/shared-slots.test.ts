@@ -2,10 +2,9 @@
  * Several replicas in front of one ComfyUI server share its slots: the next prompt waits in its
  * queue behind the running one, never more, whichever replica submitted them.
  */
-import { dirname } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
-import { forEachDialect } from './helpers/databases.js';
+import { forEachDialect, serviceDatabase } from './helpers/databases.js';
 import { FAST, postGenerate, startStack, waitForStatus, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
@@ -19,8 +18,7 @@ afterEach(async () => {
 
 forEachDialect('GPU slots shared by replicas', (ctx) => {
   it('two replicas never give one server more than its 2 slots of prompts, and every task completes', async () => {
-    const target = ctx.database.target;
-    const database = 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+    const database = serviceDatabase(ctx.database.target);
     // Every status broadcast says how many prompts the server holds (running + waiting).
     let most = 0;
     const onMessageSent = (text: string) => {

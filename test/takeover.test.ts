@@ -2,12 +2,11 @@
  * Two replicas on one database: when the one running a task dies, the other takes the task over
  * once its claim lapses (TASK_LEASE_S), with the same reconciliation as a restart: each prompt runs once.
  */
-import { dirname } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { findTask } from '../src/db/tasks.js';
 import { promptIdFor } from '../src/tasks/ids.js';
-import { forEachDialect } from './helpers/databases.js';
+import { forEachDialect, serviceDatabase } from './helpers/databases.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
 let stack: Stack | undefined;
@@ -21,8 +20,7 @@ afterEach(async () => {
 
 forEachDialect('take-over between replicas', (ctx) => {
   it('a replica that dies mid-task: another adopts the task when its lease lapses and finishes it, each prompt once', async () => {
-    const target = ctx.database.target;
-    const database = 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+    const database = serviceDatabase(ctx.database.target);
     stack = await startStack({ sim: { stepMs: 40 }, config: { taskLeaseS: 5, ...database }, app: { ...FAST, instance: 'replica-a' } });
     const a = stack.app;
     const res = await postGenerate(a.url, { description: 'outlive me', count: '3', steps: '10', size: '256x256' });
@@ -50,8 +48,7 @@ forEachDialect('take-over between replicas', (ctx) => {
   });
 
   it('a replica that lost its claim to another (it renewed too late) lets the task go and writes nothing more for it', async () => {
-    const target = ctx.database.target;
-    const database = 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+    const database = serviceDatabase(ctx.database.target);
     stack = await startStack({ sim: { stepMs: 60 }, config: { taskLeaseS: 5, ...database }, app: { ...FAST, instance: 'replica-a' } });
     const a = stack.app;
     const res = await postGenerate(a.url, { description: 'stolen', count: '2', steps: '30', size: '256x256' });

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, it } from 'vitest';
 import { openDatabase, type Db, type OpenDatabaseOptions } from '../../src/db/database.js';
@@ -73,36 +73,8 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** Creates an empty database on `dialect` (nothing opened yet). */
-export async function createTestDatabase(dialect: DialectName): Promise<TestDatabase> {
-  const handles: Db[] = [];
-  const closeHandles = async (): Promise<void> => {
-    await Promise.all(handles.splice(0).map((h) => h.destroy().catch(() => undefined)));
-  };
-  if (dialect === 'sqlite') {
-    const dir = await mkdtemp(join(tmpdir(), 'kontext-db-'));
-    const target = { file: join(dir, 'kontext.db') };
-    return {
-      dialect,
-      target,
-      open: async (extra = {}) => {
-        const db = await openDatabase({ ...target, ...extra });
-        handles.push(db);
-        return db;
-      },
-      drop: async () => {
-        await closeHandles();
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
-  }
-  const name = `kontext_test_${randomBytes(6).toString('hex')}`;
-  // A linguistic collation (ICU en-US), as many servers have, not the bytewise one of the CI database:
-  // text must still sort as on SQLite (the migrations ask for `collate "C"`).
-  await adminPool().query(`create database ${name} template template0 locale_provider icu icu_locale 'en-US' locale 'C.UTF-8'`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const target = { url: url.toString() };
+/** A test database's handles and clean-up, whatever its dialect. */
+function handle(dialect: DialectName, target: TestDatabase['target'], handles: Db[], remove: () => Promise<void>): TestDatabase {
   return {
     dialect,
     target,
@@ -112,10 +84,35 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
       return db;
     },
     drop: async () => {
-      await closeHandles();
-      await adminPool().query(`drop database if exists ${name} with (force)`);
+      await Promise.all(handles.splice(0).map((h) => h.destroy().catch(() => undefined)));
+      await remove();
     },
   };
+}
+
+/** The service's settings for a test database: DATABASE_URL for PostgreSQL, DATA_DIR for SQLite. */
+export function serviceDatabase(target: TestDatabase['target']): { databaseUrl: string } | { dataDir: string } {
+  return 'url' in target ? { databaseUrl: target.url } : { dataDir: dirname(target.file) };
+}
+
+/** Creates an empty database on `dialect` (nothing opened yet). */
+export async function createTestDatabase(dialect: DialectName): Promise<TestDatabase> {
+  const handles: Db[] = [];
+  if (dialect === 'sqlite') {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-db-'));
+    const target = { file: join(dir, 'kontext.db') };
+    return handle(dialect, target, handles, () => rm(dir, { recursive: true, force: true }));
+  }
+  const name = `kontext_test_${randomBytes(6).toString('hex')}`;
+  // A linguistic collation (ICU en-US), as many servers have, not the bytewise one of the CI database:
+  // text must still sort as on SQLite (the migrations ask for `collate "C"`).
+  await adminPool().query(`create database ${name} template template0 locale_provider icu icu_locale 'en-US' locale 'C.UTF-8'`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  const target = { url: url.toString() };
+  return handle(dialect, target, handles, async () => {
+    await adminPool().query(`drop database if exists ${name} with (force)`);
+  });
 }
 
 /** What a block of tests gets: the dialect, and per test a fresh database with one open handle. */
