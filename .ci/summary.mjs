@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 
 let passed = 0;
 let failed = 0;
+/** What failed, listed again just above the closing lines: CI keeps only the tail of the output. */
+const failures = [];
 for (const arg of process.argv.slice(2)) {
   const at = arg.indexOf('=');
   const label = arg.slice(0, at);
@@ -23,9 +25,24 @@ for (const arg of process.argv.slice(2)) {
     (file) => file.status === 'failed' && !file.assertionResults.some((test) => test.status === 'failed'),
   ).length;
   const runFailed = report.numFailedTests + brokenFiles;
+  for (const file of report.testResults) {
+    const name = file.name.slice(file.name.lastIndexOf('/test/') + 1);
+    if (file.status === 'failed' && !file.assertionResults.some((test) => test.status === 'failed')) {
+      failures.push(`${label} ${name}: ${firstLine(file.message)}`);
+    }
+    for (const test of file.assertionResults.filter((t) => t.status === 'failed')) {
+      failures.push(`${label} ${name} > ${test.fullName}: ${firstLine(test.failureMessages?.[0])}`);
+    }
+  }
   console.log(`${label}: ${report.numPassedTests} passed, ${runFailed} failed`);
   passed += report.numPassedTests;
   failed += runFailed;
 }
+for (const line of failures) console.log(`FAILED ${line}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exitCode = failed > 0 ? 1 : 0;
+
+/** The first line of a failure message, at most 300 characters. */
+function firstLine(message) {
+  return String(message ?? 'no message').split('\n', 1)[0].slice(0, 300);
+}
