@@ -4,6 +4,7 @@
  * straight into the simulators' queues at once (the GPU never idles: the limit), and a second
  * baseline is the old service's strategy (submit one image, wait for it, submit the next).
  */
+import { OPEN_CALLER } from '../src/auth/caller.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,7 +85,7 @@ async function throughService(sims: Simulator[], reference: Buffer, dir: string)
       }),
     );
     for (const id of ids) {
-      const frames = await app.service.watch(id);
+      const frames = await app.service.watch(id, OPEN_CALLER);
       for await (const f of frames!) if (f.status === 'failed') throw new Error(`task failed: ${f.error}`);
     }
     return performance.now() - start;

@@ -4,6 +4,7 @@
  * watched on the replica that received it, until the last one completes. The baseline is the same
  * prompts queued on the 2 simulators at once (the GPU never idles), measured in the same run.
  */
+import { OPEN_CALLER } from '../src/auth/caller.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string
     );
     await Promise.all(
       posted.map(async ({ app, id }) => {
-        const frames = await app.service.watch(id);
+        const frames = await app.service.watch(id, OPEN_CALLER);
         if (!frames) throw new Error(`task ${id} not found on ${app.url}`);
         for await (const f of frames) if (f.status === 'failed' || f.status === 'cancelled') throw new Error(`task ${f.status}: ${f.error}`);
       }),

@@ -1,3 +1,4 @@
+import { OPEN_CALLER } from '../src/auth/caller.js';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -30,7 +31,7 @@ describe('the task engine', () => {
     expect(res.status).toBe(200);
     const created = (await res.json()) as { task_id: string; status: string };
     expect(created.status).toBe('pending');
-    const watching = collect(await stack.app.service.watch(created.task_id));
+    const watching = collect(await stack.app.service.watch(created.task_id, OPEN_CALLER));
     const done = await waitForStatus(stack.app.url, created.task_id, ['completed', 'failed']);
     expect(done).toMatchObject({ status: 'completed', progress: 100, error_message: null });
     expect(done.images).toHaveLength(2);
@@ -245,7 +246,7 @@ describe('the task engine', () => {
   it('publishes sampler previews as data URLs, a few per second at most, and never stores them', async () => {
     stack = await startStack({ sim: { stepMs: 25, previewMethod: 'auto' }, app: { ...FAST, engine: { ...FAST.engine, previewIntervalMs: 200 } } });
     const id = ((await (await postGenerate(stack.app.url, { description: 'preview', steps: '24', size: '256x256' })).json()) as { task_id: string }).task_id;
-    const frames = await collect(await stack.app.service.watch(id));
+    const frames = await collect(await stack.app.service.watch(id, OPEN_CALLER));
     const withPreview = frames.filter((f) => f.preview);
     expect(withPreview.length).toBeGreaterThanOrEqual(2);
     expect(withPreview.length).toBeLessThan(24);

@@ -3,6 +3,7 @@
  * cross between them in order, subscriptions are released in Redis, a dropped connection ends in
  * a re-sync notice and frames flow again.
  */
+import { OPEN_CALLER } from '../src/auth/caller.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { Redis } from 'ioredis';
@@ -249,7 +250,7 @@ describe.runIf(available)('Redis progress bus', () => {
       const res = await postGenerate(stack.app.url, { description: 'a lighthouse', count: '1' });
       expect(res.status).toBe(200);
       const taskId = ((await res.json()) as { task_id: string }).task_id;
-      const frames = await service.watch(taskId);
+      const frames = await service.watch(taskId, OPEN_CALLER);
       if (!frames) throw new Error('unknown task');
       const first = await frames.next();
       expect(first.done).toBe(false);
@@ -264,7 +265,7 @@ describe.runIf(available)('Redis progress bus', () => {
       await killClient(admin, `${ids.name}-0:sub`);
       const seen = await rest;
       expect(seen).toHaveLength(1);
-      expect(seen[0]).toEqual(await service.snapshot(taskId));
+      expect(seen[0]).toEqual(await service.snapshot(taskId, OPEN_CALLER));
       expect(seen[0]).toMatchObject({ status: 'completed', progress: 100 });
       expect(bus.subscriberCount()).toBe(0);
     } finally {

@@ -9,6 +9,7 @@ import * as m0002 from './migrations/0002-engine.js';
 import * as m0003 from './migrations/0003-task-list-index.js';
 import * as m0004 from './migrations/0004-heartbeats.js';
 import * as m0005 from './migrations/0005-replicas.js';
+import * as m0006 from './migrations/0006-api-keys.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-legacy-tasks': m0001,
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003-task-list-index': m0003,
   '0004-heartbeats': m0004,
   '0005-replicas': m0005,
+  '0006-api-keys': m0006,
 };
 
 /** Brings the database to the latest schema; throws naming the migration that failed. */

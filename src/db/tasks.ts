@@ -16,16 +16,26 @@ export async function findTask(db: Db, id: string): Promise<TaskRow | undefined>
   return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function findTaskByIdempotencyKey(db: Db, key: string): Promise<TaskRow | undefined> {
-  return db.selectFrom('tasks').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+/** The task `owner` made with idempotency key `key` (owner null: the open service's tasks). */
+export async function findTaskByIdempotencyKey(db: Db, key: string, owner: string | null): Promise<TaskRow | undefined> {
+  return db
+    .selectFrom('tasks')
+    .selectAll()
+    .where('idempotency_key', '=', key)
+    .where('owner_key_id', owner === null ? 'is' : '=', owner)
+    .executeTakeFirst();
 }
 
-/** A page of tasks, newest first, after the `(created_at, id)` of the cursor's task. */
+/**
+ * A page of tasks, newest first, after the `(created_at, id)` of the cursor's task; with `owner`,
+ * only the tasks of that API key.
+ */
 export async function listTasks(
   db: Db,
-  options: { limit: number; after?: { createdAt: string; id: string }; status?: TaskStatus },
+  options: { limit: number; after?: { createdAt: string; id: string }; status?: TaskStatus; owner?: string },
 ): Promise<TaskRow[]> {
   let q = db.selectFrom('tasks').selectAll();
+  if (options.owner !== undefined) q = q.where('owner_key_id', '=', options.owner);
   if (options.status) q = q.where('status', '=', options.status);
   const after = options.after;
   if (after) {

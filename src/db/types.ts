@@ -49,6 +49,8 @@ export interface TasksTable {
   lease_expires_at: string | null;
   /** Set by a replica that was asked to cancel a task another replica runs; that one ends it. */
   cancel_requested_at: string | null;
+  /** The API key that created it; null for tasks made while the service was open (no key existed). */
+  owner_key_id: string | null;
 }
 
 export interface ImagesTable {
@@ -82,6 +84,43 @@ export interface UploadsTable {
   created_at: ColumnType<string, string, never>;
 }
 
+/** Scopes an API key may hold; `admin` implies the others and sees every task. */
+export type KeyScope = 'generate' | 'read' | 'admin';
+export const KEY_SCOPES: readonly KeyScope[] = ['generate', 'read', 'admin'];
+
+/** Fair-queue priority of a key's tasks: a higher class is served first, round-robin within one. */
+export type KeyPriority = 'low' | 'normal' | 'high';
+export const KEY_PRIORITIES: readonly KeyPriority[] = ['low', 'normal', 'high'];
+
+export interface ApiKeysTable {
+  /** Public id (`key_...`), shown in lists and recorded as a task's owner. */
+  id: string;
+  name: string;
+  /** The key's first characters, to recognise it in a list (never enough to use it). */
+  prefix: string;
+  /** SHA-256 of the whole key, hex: the key itself is never stored. */
+  hash: string;
+  /** Comma-separated KeyScope values. */
+  scopes: string;
+  /** Pending plus processing tasks at once; null: no limit. */
+  max_concurrent: number | null;
+  /** Images in any rolling 24 hours; null: no limit. */
+  images_per_day: number | null;
+  /** Generate requests per minute; null: no limit. */
+  rate_per_minute: number | null;
+  priority: ColumnType<KeyPriority, KeyPriority | undefined, KeyPriority>;
+  created_at: string;
+  /** Updated coarsely (about once a minute per key and replica). */
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+/** Values every replica shares (the image-URL signing secret). */
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
 /** One row per service instance: the last time it could write (the write probe). */
 export interface HeartbeatsTable {
   instance: string;
@@ -93,6 +132,8 @@ export interface Database {
   images: ImagesTable;
   uploads: UploadsTable;
   heartbeats: HeartbeatsTable;
+  api_keys: ApiKeysTable;
+  settings: SettingsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
@@ -103,3 +144,5 @@ export type NewImage = Insertable<ImagesTable>;
 export type ImageUpdate = Updateable<ImagesTable>;
 export type UploadRow = Selectable<UploadsTable>;
 export type NewUpload = Insertable<UploadsTable>;
+export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type NewApiKey = Insertable<ApiKeysTable>;

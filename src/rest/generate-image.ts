@@ -3,6 +3,7 @@
  * through the same upload sink as GraphQL; fields are checked by the same rules. Errors keep
  * FastAPI's shapes: 422 with a `detail` list, 413 and 415 with a readable `detail`.
  */
+import type { Caller } from '../auth/caller.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import busboy from 'busboy';
@@ -23,6 +24,8 @@ export interface GenerateImageOptions {
   service: TaskService;
   maxFileSize: number;
   publicUrl: string | undefined;
+  /** Who is asking: owner of the task and whose limits apply. */
+  caller: Caller;
 }
 
 export async function handleGenerateImage(req: IncomingMessage, res: ServerResponse, options: GenerateImageOptions): Promise<void> {
@@ -78,7 +81,7 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
     return sendFieldErrors(res, errors);
   }
   try {
-    const view = await options.service.createTask(checked.params, stored);
+    const view = await options.service.createTask(checked.params, stored, options.caller);
     sendJson(res, 200, taskStatusBody(view, baseUrlOf(req, options.publicUrl)));
   } catch (err) {
     await options.service.discardUpload(stored);

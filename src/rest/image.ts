@@ -6,19 +6,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Caller } from '../auth/caller.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { sendDetail, sendFieldErrors } from './respond.js';
 
-export async function handleImage(req: IncomingMessage, res: ServerResponse, taskId: string, query: URLSearchParams, service: TaskService): Promise<void> {
+export async function handleImage(req: IncomingMessage, res: ServerResponse, taskId: string, query: URLSearchParams, service: TaskService, caller: Caller): Promise<void> {
   const raw = query.get('index') ?? '0';
   if (!/^\d{1,3}$/.test(raw)) {
     return sendFieldErrors(res, [{ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' }]);
   }
   const index = Number(raw);
-  const found = await service.imageFile(taskId, index);
+  const found = await service.imageFile(taskId, index, caller);
   if (!found) {
     // Only a miss pays for telling a missing task from a missing image.
-    if (!(await service.getTask(taskId))) return sendDetail(res, 404, 'Task not found');
+    if (!(await service.getTask(taskId, caller))) return sendDetail(res, 404, 'Task not found');
     return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
   }
   const missing = () => sendDetail(res, 404, `Image ${index} of this task is missing from storage`);

@@ -3,6 +3,7 @@
  * the task service; unknown paths get FastAPI's 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { OPEN_CALLER } from '../auth/caller.js';
 import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
@@ -59,16 +60,16 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
       handleReady(res, options.pool, options.writeHealth);
       break;
     case 'generate':
-      await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl });
+      await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl, caller: OPEN_CALLER });
       break;
     case 'status':
-      await handleTaskStatus(req, res, route.id!, service, publicUrl, false);
+      await handleTaskStatus(req, res, route.id!, service, publicUrl, false, OPEN_CALLER);
       break;
     case 'cancel':
-      await handleTaskStatus(req, res, route.id!, service, publicUrl, true);
+      await handleTaskStatus(req, res, route.id!, service, publicUrl, true, OPEN_CALLER);
       break;
     case 'image':
-      await handleImage(req, res, route.id!, url.searchParams, service);
+      await handleImage(req, res, route.id!, url.searchParams, service, OPEN_CALLER);
       break;
     case 'openapi':
       sendJson(res, 200, openApiDocument(options.version));

@@ -3,6 +3,7 @@
  * service's shape, extended with what the engine adds.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Caller } from '../auth/caller.js';
 import { imageUrl } from '../tasks/image-url.js';
 import type { TaskService, TaskView } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
@@ -45,8 +46,9 @@ export async function handleTaskStatus(
   service: TaskService,
   publicUrl: string | undefined,
   cancel: boolean,
+  caller: Caller,
 ): Promise<void> {
-  const view = cancel ? await service.cancelTask(taskId) : await service.getTask(taskId);
+  const view = cancel ? await service.cancelTask(taskId, caller) : await service.getTask(taskId, caller);
   if (!view) return sendDetail(res, 404, 'Task not found');
   sendJson(res, 200, taskStatusBody(view, baseUrlOf(req, publicUrl)));
 }

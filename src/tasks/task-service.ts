@@ -6,6 +6,7 @@ import { randomInt } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { canSee, type Caller } from '../auth/caller.js';
 import type { Db } from '../db/database.js';
 import { findImage, imagesOfTask, imagesOfTasks } from '../db/images.js';
 import { countByStatus, findTask, findTaskByIdempotencyKey, listTasks, pendingTaskIds, queuePosition } from '../db/tasks.js';
@@ -101,14 +102,15 @@ export class TaskService {
   }
 
   /**
-   * Creates a task for validated parameters and a stored reference, and queues it. With an
-   * idempotency key already used for the same parameters, returns that task instead.
+   * Creates a task of `caller` for validated parameters and a stored reference, and queues it, within
+   * the caller's limits (QuotaExceededError otherwise, nothing stored). With an idempotency key the
+   * caller already used for the same parameters, returns that task instead.
    */
-  async createTask(params: GenerateParams, upload: StoredUpload): Promise<TaskView> {
+  async createTask(params: GenerateParams, upload: StoredUpload, caller: Caller): Promise<TaskView> {
     const { engine, workflowName } = this.options;
     const hash = paramsHash(params, upload.sha256);
     if (params.idempotencyKey) {
-      const existing = await this.replay(params.idempotencyKey, hash);
+      const existing = await this.replay(params.idempotencyKey, hash, caller);
       if (existing) return existing;
     }
     const id = newTaskId();
@@ -135,6 +137,7 @@ export class TaskService {
           upload_sha256: upload.sha256,
           idempotency_key: params.idempotencyKey ?? null,
           params_hash: hash,
+          owner_key_id: caller.keyId,
         },
         Array.from({ length: params.count }, (_, idx) => ({
           task_id: id,
@@ -147,13 +150,13 @@ export class TaskService {
     } catch (err) {
       // Two requests with one key raced: the unique index let one in; answer like a replay.
       if (params.idempotencyKey && /UNIQUE/i.test(String(err))) {
-        const existing = await this.replay(params.idempotencyKey, hash);
+        const existing = await this.replay(params.idempotencyKey, hash, caller);
         if (existing) return existing;
       }
       throw err;
     }
     // Read before waking the engine: a new task is answered as `pending`, as the old service did.
-    const view = (await this.getTask(id))!;
+    const view = (await this.getTask(id, caller))!;
     engine.wakeAll();
     return view;
   }
@@ -166,10 +169,11 @@ export class TaskService {
     for (const row of deleted) await this.store.delete(row.file_path);
   }
 
-  async getTask(id: string): Promise<TaskView | undefined> {
+  /** A task and its images; undefined when there is none or `caller` may not see it (never tell which). */
+  async getTask(id: string, caller: Caller): Promise<TaskView | undefined> {
     const { db } = this.options;
     const task = await findTask(db, id);
-    if (!task) return undefined;
+    if (!task || !canSee(caller, task.owner_key_id)) return undefined;
     return {
       task,
       images: await imagesOfTask(db, id),
@@ -181,19 +185,22 @@ export class TaskService {
   /**
    * Tasks newest first; `after` is the id of the last task of the previous page. A cursor whose task
    * is gone (deleted by cleanup) is an error: starting over from the newest would make a pager loop.
+   * A caller that does not see every task lists its own only.
    */
-  async listTasks(options: { first: number; after?: string; status?: TaskStatus }): Promise<{ tasks: TaskRow[]; hasNextPage: boolean }> {
+  async listTasks(options: { first: number; after?: string; status?: TaskStatus; caller: Caller }): Promise<{ tasks: TaskRow[]; hasNextPage: boolean }> {
     const { db } = this.options;
     // Refused before the lookup, and never echoed whole: the message quotes what it was given.
     if (options.after && options.after.length > MAX_CURSOR_LENGTH) {
       throw new ValidationError('after', `after must be a task id of at most ${MAX_CURSOR_LENGTH} characters (got ${options.after.length})`);
     }
-    const cursor = options.after ? await findTask(db, options.after) : undefined;
+    const found = options.after ? await findTask(db, options.after) : undefined;
+    const cursor = found && canSee(options.caller, found.owner_key_id) ? found : undefined;
     if (options.after && !cursor) throw new ValidationError('after', `after: no task ${options.after} (it may have been deleted); start again without a cursor`);
     const rows = await listTasks(db, {
       limit: options.first + 1,
       ...(cursor ? { after: { createdAt: cursor.created_at, id: cursor.id } } : {}),
       ...(options.status ? { status: options.status } : {}),
+      ...(options.caller.seesAll ? {} : { owner: options.caller.keyId ?? '' }),
     });
     return { tasks: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
   }
@@ -213,16 +220,23 @@ export class TaskService {
     return positions;
   }
 
-  /** Cancels a task; undefined when there is no such task. A finished task is returned unchanged. */
-  async cancelTask(id: string): Promise<TaskView | undefined> {
+  /** Cancels a task; undefined when there is no such task `caller` sees. A finished task is returned unchanged. */
+  async cancelTask(id: string, caller: Caller): Promise<TaskView | undefined> {
     const row = await findTask(this.options.db, id);
-    if (!row) return undefined;
+    if (!row || !canSee(caller, row.owner_key_id)) return undefined;
     if (!isFinal(row.status)) await this.options.engine.cancel(id);
-    return this.getTask(id);
+    return this.getTask(id, caller);
   }
 
-  /** A finished image of a task with its key in `store`; undefined when there is none (yet). */
-  async imageFile(taskId: string, index: number): Promise<{ key: string; image: ImageRow } | undefined> {
+  /**
+   * A finished image of a task with its key in `store`; undefined when there is none (yet) or `caller`
+   * may not see the task. (A request with a valid signed URL may see that one image: pass OPEN_CALLER.)
+   */
+  async imageFile(taskId: string, index: number, caller: Caller): Promise<{ key: string; image: ImageRow } | undefined> {
+    if (!caller.seesAll) {
+      const task = await findTask(this.options.db, taskId);
+      if (!task || !canSee(caller, task.owner_key_id)) return undefined;
+    }
     const image = await findImage(this.options.db, taskId, index);
     if (!image || image.status !== 'completed' || !image.file_path) return undefined;
     return { key: image.file_path, image };
@@ -233,10 +247,10 @@ export class TaskService {
     return countByStatus(this.options.db);
   }
 
-  /** The current state of a task as a frame: what a new subscriber is sent first. */
-  async snapshot(id: string): Promise<ProgressFrame | undefined> {
+  /** The current state of a task as a frame: what a new subscriber is sent first. Undefined: none `caller` sees. */
+  async snapshot(id: string, caller: Caller): Promise<ProgressFrame | undefined> {
     const task = await findTask(this.options.db, id);
-    if (!task) return undefined;
+    if (!task || !canSee(caller, task.owner_key_id)) return undefined;
     const stored = task.last_frame ? (JSON.parse(task.last_frame) as Omit<ProgressFrame, 'seq'>) : emptyFrame(id, task.status, task.progress);
     // The queue moves without this task's frames changing: compute its position now.
     const queuePosition = await this.position(task);
@@ -245,15 +259,15 @@ export class TaskService {
 
   /**
    * The task's progress: first its current state, then every later frame in `seq` order, ending
-   * after the final one. Undefined for an unknown task. Listens before reading the snapshot, so no
-   * frame published in between is lost.
+   * after the final one. Undefined for an unknown task or one `caller` may not see. Listens before
+   * reading the snapshot, so no frame published in between is lost.
    */
-  async watch(id: string): Promise<AsyncGenerator<ProgressFrame> | undefined> {
+  async watch(id: string, caller: Caller): Promise<AsyncGenerator<ProgressFrame> | undefined> {
     const live = this.options.bus.subscribe(id);
     let first: ProgressFrame | undefined;
     try {
       await live.ready; // a broker-backed bus listens only after a round trip
-      first = await this.snapshot(id);
+      first = await this.snapshot(id, caller);
     } catch (err) {
       live.close();
       throw err;
@@ -263,7 +277,7 @@ export class TaskService {
       return undefined;
     }
     const snapshot = first;
-    const reread = () => this.snapshot(id);
+    const reread = () => this.snapshot(id, caller);
     const frames = (async function* stream() {
       try {
         let last = snapshot.seq;
@@ -297,10 +311,10 @@ export class TaskService {
     return ahead === undefined ? null : ahead + 1;
   }
 
-  private async replay(key: string, hash: string): Promise<TaskView | undefined> {
-    const existing = await findTaskByIdempotencyKey(this.options.db, key);
+  private async replay(key: string, hash: string, caller: Caller): Promise<TaskView | undefined> {
+    const existing = await findTaskByIdempotencyKey(this.options.db, key, caller.keyId);
     if (!existing) return undefined;
     if (existing.params_hash !== hash) throw new IdempotencyConflictError(key);
-    return this.getTask(existing.id);
+    return this.getTask(existing.id, caller);
   }
 }

@@ -52,7 +52,7 @@ builder.mutationFields((t) => ({
       }
       const stored = await storeReference(ctx.service, input.referenceImage);
       try {
-        return taskFromView(await ctx.service.createTask(params, stored));
+        return taskFromView(await ctx.service.createTask(params, stored, ctx.caller));
       } catch (err) {
         await ctx.service.discardUpload(stored).catch(() => undefined);
         if (err instanceof IdempotencyConflictError) throw new ValidationError('idempotencyKey', err.message);
@@ -66,7 +66,7 @@ builder.mutationFields((t) => ({
     description: 'Cancels a task (finished images are kept); a finished task is returned unchanged, an unknown id gives null.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      const view = await ctx.service.cancelTask(id);
+      const view = await ctx.service.cancelTask(id, ctx.caller);
       return view ? taskFromView(view) : null;
     },
   }),

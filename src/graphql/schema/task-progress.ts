@@ -40,7 +40,7 @@ builder.subscriptionFields((t) => ({
     args: { taskId: t.arg.id({ required: true }) },
     // subscribe before resolve, so Pothos infers the frame type.
     subscribe: async (_root, { taskId }, ctx) => {
-      const frames = await ctx.service.watch(taskId);
+      const frames = await ctx.service.watch(taskId, ctx.caller);
       if (!frames) throw new GraphQLError(`Task ${taskId} not found`, { extensions: { code: 'NOT_FOUND' } });
       return frames;
     },

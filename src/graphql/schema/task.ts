@@ -89,7 +89,7 @@ builder.queryFields((t) => ({
     description: 'A task by id; null when there is none.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      const view = await ctx.service.getTask(id);
+      const view = await ctx.service.getTask(id, ctx.caller);
       return view ? taskFromView(view) : null;
     },
   }),
@@ -109,6 +109,7 @@ builder.queryFields((t) => ({
       let page;
       try {
         page = await ctx.service.listTasks({
+          caller: ctx.caller,
           first,
           ...(args.after ? { after: args.after } : {}),
           ...(args.status ? { status: args.status } : {}),
