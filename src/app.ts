@@ -10,6 +10,8 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { loadWorkflow, type Workflow } from './comfyui/workflow.js';
+import { Authenticator } from './auth/authenticator.js';
+import { loadSigningSecret, UrlSigner } from './auth/url-signer.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
 import { beat } from './db/heartbeats.js';
@@ -45,6 +47,10 @@ export interface App {
   store: BlobStore;
   /** Whether the database takes writes now (/ready). */
   writeHealth: WriteHealth;
+  /** Who a request is, from its API key. */
+  auth: Authenticator;
+  /** Signs image URLs. */
+  signer: UrlSigner;
   /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
   close(): Promise<void>;
 }
@@ -121,10 +127,25 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   }
   const { pool, bus, engine } = stack;
   const service = new TaskService({ db, engine, bus, dataDir, store, tmpDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
+  // Keys are checked against the database (cached briefly); the signing secret is shared through it too.
+  const auth = new Authenticator({ db, onTouchError: (err) => log.warn('could not record the last use of an API key', { error: String(err) }) });
+  let signer: UrlSigner;
+  try {
+    signer = new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS);
+  } catch (err) {
+    await stack.close();
+    await db.destroy();
+    store.close();
+    throw err;
+  }
   const startedAt = Date.now();
-  const rest = { service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
+  const rest = {
+    auth,
+    signer, service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
   const yoga = createGraphQLServer({
     service,
+    auth,
+    signer,
     maxFileSize: config.maxFileSize,
     publicUrl: config.publicUrl,
     corsOrigins: config.corsOrigins,
@@ -191,10 +212,15 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     store.close();
     throw err;
   }
-  const graphqlWs = attachGraphQLWs(server, { yoga, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
+  const graphqlWs = attachGraphQLWs(server, { yoga, auth, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
   await pool.start();
   await engine.start();
   accepting = true;
+  if ((await auth.mode()) === 'open' && !isLoopback(config.host)) {
+    log.warn(
+      `no API key exists: anyone who reaches ${config.host}:${(server.address() as AddressInfo).port} can start work on the GPUs and see every task; create a key with "kontext keys create --name NAME" to require keys`,
+    );
+  }
 
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -211,6 +237,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     service,
     store,
     writeHealth,
+    auth,
+    signer,
     close: () =>
       (closing ??= (async () => {
         // Subscriptions end with a proper close frame, before the HTTP server drops every socket.
@@ -228,6 +256,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         store.close();
       })()),
   };
+}
+
+/** Whether `host` is only reachable from this machine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 /** The path of a request URL, without its query. */

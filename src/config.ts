@@ -61,6 +61,14 @@ export interface Config {
   instanceId: string | undefined;
   /** Seconds a claim holds without renewal before another replica takes the task over. @default 30 */
   taskLeaseS: number;
+  /** Secret for signed image URLs (32 characters or more), the same on every replica. @default undefined (one made at random and kept in the database) */
+  urlSigningSecret: string | undefined;
+  /** Seconds a signed image URL works after it was handed out (rounded up to 5 minutes, so URLs stay cacheable). @default 3600 */
+  imageUrlTtlS: number;
+  /** Pending tasks of all keys together beyond which every generate request gets 429. @default 1000 */
+  maxQueuedTasks: number;
+  /** `fair`: round-robin across API keys, higher priority first; `fifo`: oldest task first, as before keys existed. @default 'fair' */
+  queuePolicy: 'fair' | 'fifo';
 }
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
@@ -108,6 +116,10 @@ const EnvSchema = z.object({
     .optional(),
   INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:/-]{1,128}$/, 'must be 1-128 letters, digits or . _ : / -').optional(),
   TASK_LEASE_S: int(5, 3600).default(30),
+  URL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').max(1024, 'must be at most 1024 characters').optional(),
+  IMAGE_URL_TTL_S: int(60, 31_536_000).default(3600),
+  MAX_QUEUED_TASKS: int(1, 10_000_000).default(1000),
+  QUEUE_POLICY: z.enum(['fair', 'fifo'], { error: 'must be fair or fifo' }).default('fair'),
 });
 
 /** The names of every environment variable the service reads. */
@@ -161,6 +173,10 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     storageUrl: e.STORAGE_URL,
     instanceId: e.INSTANCE_ID,
     taskLeaseS: e.TASK_LEASE_S,
+    urlSigningSecret: e.URL_SIGNING_SECRET,
+    imageUrlTtlS: e.IMAGE_URL_TTL_S,
+    maxQueuedTasks: e.MAX_QUEUED_TASKS,
+    queuePolicy: e.QUEUE_POLICY,
   };
 }
 

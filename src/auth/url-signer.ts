@@ -23,9 +23,14 @@ export class UrlSigner {
     if (secret.length < 32) throw new Error('the URL signing secret must be at least 32 bytes');
   }
 
-  /** The query (`exp=...&sig=...`) that makes the URL of image `index` of `taskId` work until now + ttl. */
+  /**
+   * The query (`exp=...&sig=...`) that makes the URL of image `index` of `taskId` work for at least
+   * the ttl. The expiry is rounded up to a step of 5 minutes (less for a shorter ttl), so the URL of
+   * one image stays the same for that long and browsers can cache it.
+   */
   sign(taskId: string, index: number, nowMs = Date.now()): string {
-    const exp = Math.floor(nowMs / 1000) + this.ttlS;
+    const step = Math.min(300, this.ttlS);
+    const exp = Math.ceil((Math.floor(nowMs / 1000) + this.ttlS) / step) * step;
     return `exp=${exp}&sig=${this.mac(taskId, index, exp)}`;
   }
 

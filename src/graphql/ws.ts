@@ -11,6 +11,7 @@
  * the whole socket (4500), which would end every other subscription on it. A bad document, a
  * rejected limit or one subscription too many fails only its own operation.
  */
+import type { Authenticator } from '../auth/authenticator.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type execute, type subscribe } from 'graphql';
@@ -25,6 +26,8 @@ import type { GraphQLServer } from './yoga.js';
 export interface GraphQLWsOptions {
   /** The Yoga instance whose schema, context and plugins every operation uses. */
   yoga: GraphQLServer;
+  /** Who a connection is, from the key in its `connection_init` payload. */
+  auth: Authenticator;
   /** Path of the upgrade requests. @default yoga.graphqlEndpoint ('/graphql') */
   path?: string;
   /** Decides on Origin and Host before the handshake; a refusal is answered with its HTTP status (403/421). @default none (all pass) */

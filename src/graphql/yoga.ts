@@ -7,6 +7,8 @@
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createYoga, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { UrlSigner } from '../auth/url-signer.js';
 import { originAllowed } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/task-service.js';
@@ -33,6 +35,10 @@ export interface GraphQLServerOptions {
   graphiql?: boolean;
   /** Where Yoga's own lines go, unexpected (masked) errors with their stack included. @default silentLogger */
   log?: Logger;
+  /** Who a request is, from its API key (everyone, while no key exists). */
+  auth: Authenticator;
+  /** Signs the image URLs handed out once keys exist. */
+  signer: UrlSigner;
 }
 
 /** The path of every GraphQL transport. */

@@ -3,7 +3,9 @@
  * the task service; unknown paths get FastAPI's 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Authenticator } from '../auth/authenticator.js';
 import { OPEN_CALLER } from '../auth/caller.js';
+import type { UrlSigner } from '../auth/url-signer.js';
 import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
@@ -29,6 +31,10 @@ export interface RestOptions {
   replica?: ReplicaInfo;
   /** Whether the database takes writes (/ready, /health). @default undefined (not reported) */
   writeHealth?: WriteHealth;
+  /** Who a request is, from its API key (everyone, while no key exists). */
+  auth: Authenticator;
+  /** Signs the image URLs handed out once keys exist, and checks them on the image route. */
+  signer: UrlSigner;
 }
 
 /** Handles a REST request; resolves false when the path is not a REST route. */

@@ -3,10 +3,14 @@
  * `images`, GraphQL in `Image.url`), so a client can fetch the bytes the same way from either.
  */
 
+import type { UrlSigner } from '../auth/url-signer.js';
+
 /**
- * `<base>/api/image/<task id>?index=<i>`. `base` is an origin (and path prefix) without a trailing
- * slash, e.g. PUBLIC_URL; the empty string gives a path relative to the serving host.
+ * `<base>/api/image/<task id>?index=<i>`, with `&exp=...&sig=...` when a signer is given (once API
+ * keys exist: an `<img>` cannot send a key). `base` is an origin (and path prefix) without a
+ * trailing slash, e.g. PUBLIC_URL; the empty string gives a path relative to the serving host.
  */
-export function imageUrl(base: string, taskId: string, index: number): string {
-  return `${base}/api/image/${encodeURIComponent(taskId)}?index=${index}`;
+export function imageUrl(base: string, taskId: string, index: number, signer?: UrlSigner): string {
+  const url = `${base}/api/image/${encodeURIComponent(taskId)}?index=${index}`;
+  return signer ? `${url}&${signer.sign(taskId, index)}` : url;
 }
