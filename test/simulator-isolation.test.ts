@@ -4,12 +4,11 @@
  * NODE_OPTIONS (test/fixtures/refuse-simulator) refuses every module under simulator/ and prints
  * which; the second test shows that the hook does catch the simulator when it is loaded.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { closedPort } from './helpers/ports.js';
-import { startServiceProcess, type Child } from './helpers/processes.js';
+import { startServiceProcess } from './helpers/processes.js';
+import { processScope } from './helpers/process-scope.js';
 import { postGenerate, waitForStatus } from './helpers/stack.js';
 
 const HOOK = new URL('./fixtures/refuse-simulator/register.mjs', import.meta.url).href;
@@ -17,25 +16,13 @@ const MARK = 'simulator module refused:';
 /** NODE_OPTIONS that keep whatever the runner set and add the refusing hook. */
 const REFUSE_SIMULATOR = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`.trim() };
 
-let dir: string;
-const children: Child[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kontext-isolation-'));
-});
-afterEach(async () => {
-  await Promise.all(children.splice(0).map((c) => c.kill('SIGKILL')));
-  await rm(dir, { recursive: true, force: true });
-});
-async function track(c: Promise<Child>): Promise<Child> {
-  const child = await c;
-  children.push(child);
-  return child;
-}
+const scope = processScope('kontext-isolation-');
+const { track } = scope;
 
 describe('the simulator stays out of the production entry', () => {
   it('npm start serves and shuts down without resolving any module under simulator/', async () => {
     const comfyUrl = `http://127.0.0.1:${await closedPort()}`;
-    const service = await track(startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: comfyUrl, ...REFUSE_SIMULATOR }));
+    const service = await track(startServiceProcess({ DATA_DIR: join(scope.dir, 'data'), COMFYUI_URL: comfyUrl, ...REFUSE_SIMULATOR }));
     const health = (await (await fetch(`${service.url}/health`)).json()) as { status: string };
     expect(health.status).toBe('degraded'); // ComfyUI is down; the service runs anyway
     const exited = new Promise<number | null>((r) => service.process.once('exit', (code) => r(code)));
@@ -46,12 +33,12 @@ describe('the simulator stays out of the production entry', () => {
   });
 
   it('the hook catches the simulator: with it, --demo fails naming simulator/server.ts', async () => {
-    const start = startServiceProcess({ DATA_DIR: join(dir, 'data'), ...REFUSE_SIMULATOR }, ['--demo']);
+    const start = startServiceProcess({ DATA_DIR: join(scope.dir, 'data'), ...REFUSE_SIMULATOR }, ['--demo']);
     await expect(start).rejects.toThrow(/exited with 1 before it was ready[\s\S]*simulator module refused: file:\S*\/simulator\/server\.ts/);
   });
 
   it('--demo imports the simulator on demand and completes a task on it', async () => {
-    const service = await track(startServiceProcess({ DATA_DIR: join(dir, 'data') }, ['--demo', '--demo-step-ms', '5']));
+    const service = await track(startServiceProcess({ DATA_DIR: join(scope.dir, 'data') }, ['--demo', '--demo-step-ms', '5']));
     expect(service.output()).toContain('"msg":"ComfyUI simulator started"');
     const res = await postGenerate(service.url, { description: 'demo', steps: '3', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;

@@ -1,8 +1,9 @@
 /**
- * Redis for tests: the server at REDIS_URL (default redis://127.0.0.1:6379). Tests that need it
- * call `redisAvailable()` once: in CI an unreachable Redis fails the file; elsewhere the file is
- * skipped with one console line. Pub/sub channels are global to a server, so every test uses its
- * own prefix and connection name (`isolated()`).
+ * Redis for tests and benchmarks: the server at REDIS_URL (default redis://127.0.0.1:6379). Tests
+ * that need it call `redisAvailable()` once: in CI an unreachable Redis fails the file; elsewhere
+ * the file is skipped with one console line. The benchmarks take `redisProblem()`'s reason for
+ * their skipped rows. Pub/sub channels are global to a server, so every test uses its own prefix
+ * and connection name (`isolated()`).
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -10,23 +11,29 @@ import { Redis } from 'ioredis';
 /** The Redis the tests use. @default 'redis://127.0.0.1:6379' */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** True when Redis answers PING; false (after one console line) when not; throws in CI. */
-export async function redisAvailable(suite: string): Promise<boolean> {
+/** Why Redis at REDIS_URL cannot be used (one line naming it and the cause), or undefined when it answers PING. */
+export async function redisProblem(): Promise<string | undefined> {
   const probe = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null });
   let cause: Error | undefined;
   probe.on('error', (err: Error) => (cause ??= err)); // the socket's reason beats ioredis' 'Connection is closed'
   try {
     await probe.connect();
     await probe.ping();
-    return true;
+    return undefined;
   } catch (err) {
-    const reason = `Redis at ${REDIS_URL} is not reachable (${(cause ?? (err as Error)).message})`;
-    if (process.env.CI) throw new Error(`${suite}: ${reason}; CI must run these tests against a real Redis`);
-    console.log(`SKIPPED ${suite}: ${reason}; set REDIS_URL or start Redis to run them`);
-    return false;
+    return `Redis at ${REDIS_URL} does not answer (${(cause ?? (err as Error)).message})`;
   } finally {
     probe.disconnect();
   }
+}
+
+/** True when Redis answers PING; false (after one console line) when not; throws in CI. */
+export async function redisAvailable(suite: string): Promise<boolean> {
+  const reason = await redisProblem();
+  if (reason === undefined) return true;
+  if (process.env.CI) throw new Error(`${suite}: ${reason}; CI must run these tests against a real Redis`);
+  console.log(`SKIPPED ${suite}: ${reason}; set REDIS_URL or start Redis to run them`);
+  return false;
 }
 
 /** A channel prefix and connection name no other test (or test run) uses. */
