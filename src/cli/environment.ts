@@ -26,12 +26,21 @@ export function dataDirOf(config: Config): string {
   return resolve(config.dataDir);
 }
 
+/** Options of `openDataDir`. */
+export interface OpenDataDirOptions {
+  /**
+   * Create (and migrate) the SQLite file when DATA_DIR has none, saying so on stderr: for commands
+   * that prepare a service before its first start (`keys create`). @default false
+   */
+  create?: boolean;
+}
+
 /**
  * Opens the service's database: PostgreSQL at DATABASE_URL, or SQLite in DATA_DIR. Refuses (exit 1)
  * when there is no SQLite file, rather than creating an empty one: a wrong DATA_DIR must not look
- * like "no tasks".
+ * like "no tasks" (unless `create`).
  */
-export async function openDataDir(config: Config): Promise<Db> {
+export async function openDataDir(config: Config, options: OpenDataDirOptions = {}): Promise<Db> {
   if (config.databaseUrl) {
     try {
       return await openDatabase({ url: config.databaseUrl });
@@ -41,7 +50,9 @@ export async function openDataDir(config: Config): Promise<Db> {
   }
   const file = join(dataDirOf(config), 'kontext.db');
   if (!existsSync(file)) {
-    throw new CommandError(`no database at ${file}; set DATA_DIR to the service's data folder (now ${JSON.stringify(config.dataDir)})`);
+    if (!options.create) throw new CommandError(`no database at ${file}; set DATA_DIR to the service's data folder (now ${JSON.stringify(config.dataDir)})`);
+    // Said aloud: a mistyped DATA_DIR would otherwise hold a key the service never reads.
+    console.error(`no database at ${file} yet: creating it (a service started with DATA_DIR=${JSON.stringify(config.dataDir)} will use it)`);
   }
   try {
     return await openDatabase({ file });

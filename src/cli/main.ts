@@ -21,6 +21,9 @@ const COMMANDS: Entry[] = [
   { name: 'repair', summary: "reconcile tasks a stopped service left processing with ComfyUI, now", load: async () => (await import('./repair.js')).repairCommand },
   { name: 'images check', summary: 'check that every recorded image file exists, is readable and intact', load: async () => (await import('./images-check.js')).imagesCheckCommand },
   { name: 'cleanup', summary: 'delete finished tasks older than TASK_CLEANUP_DAYS (or --days)', load: async () => (await import('./cleanup.js')).cleanupCommand },
+  { name: 'keys create', summary: 'create an API key (printed once) with its scopes and limits', load: async () => (await import('./keys.js')).keysCreateCommand },
+  { name: 'keys list', summary: 'list the API keys (never the keys themselves)', load: async () => (await import('./keys.js')).keysListCommand },
+  { name: 'keys revoke', summary: 'revoke an API key by its id', load: async () => (await import('./keys.js')).keysRevokeCommand },
   { name: 'db copy', summary: 'copy the SQLite database of DATA_DIR into an empty PostgreSQL database', load: async () => (await import('./db-copy.js')).dbCopyCommand },
 ];
 

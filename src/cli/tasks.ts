@@ -4,6 +4,8 @@
  * prompts); with the service down, a pending task is cancelled in the database instead.
  */
 import { join } from 'node:path';
+import { findApiKeys } from '../db/api-keys.js';
+import type { Db } from '../db/database.js';
 import { imagesOfTask, imagesOfTasks } from '../db/images.js';
 import { findTask, listTasks, queuePosition } from '../db/tasks.js';
 import { TASK_STATUSES, type ImageRow, type TaskRow, type TaskStatus } from '../db/types.js';
@@ -19,7 +21,8 @@ import { errorDetail, fetchService, serviceUrl, ServiceUnreachableError } from '
 
 const LIST_USAGE = `Usage: kontext tasks list [--status <status>] [--limit <n>] [--json]
 
-Lists tasks, newest first, from the database in DATA_DIR (works with the service stopped).
+Lists tasks, newest first, from the database in DATA_DIR (works with the service stopped), with
+the name of the API key that made each ('open' for tasks made while the service had no keys).
 
 Options:
       --status <status>  only tasks in this status: ${TASK_STATUSES.join(', ')}
@@ -69,9 +72,10 @@ export const tasksListCommand: Command = {
     return withDb(await openDataDir(config), async (db) => {
       const tasks = await listTasks(db, { limit, ...(status ? { status } : {}) });
       const images = groupByTask(await imagesOfTasks(db, tasks.map((t) => t.id)));
+      const owners = await ownerNames(db, tasks);
       if (values.json) {
         const locate = fileLocator(config);
-        printJson(tasks.map((t) => taskJson(t, images.get(t.id) ?? [], dataDirOf(config), locate)));
+        printJson(tasks.map((t) => taskJson(t, images.get(t.id) ?? [], dataDirOf(config), locate, owners)));
         return EXIT.OK;
       }
       if (tasks.length === 0) {
@@ -79,11 +83,11 @@ export const tasksListCommand: Command = {
         return EXIT.OK;
       }
       printTable(
-        ['ID', 'STATUS', 'PROGRESS', 'IMAGES', 'CREATED', 'DESCRIPTION'],
+        ['ID', 'STATUS', 'PROGRESS', 'IMAGES', 'CREATED', 'OWNER', 'DESCRIPTION'],
         tasks.map((t) => {
           const own = images.get(t.id) ?? [];
           const done = own.filter((i) => i.status === 'completed').length;
-          return [t.id, t.status, `${t.progress}%`, own.length ? `${done}/${t.count}` : '-', shortTime(t.created_at), clip(t.description, 60)];
+          return [t.id, t.status, `${t.progress}%`, own.length ? `${done}/${t.count}` : '-', shortTime(t.created_at), ownerCell(t, owners), clip(t.description, 60)];
         }),
       );
       return EXIT.OK;
@@ -105,7 +109,7 @@ export const tasksShowCommand: Command = {
       const images = await imagesOfTask(db, id);
       const ahead = await queuePosition(db, task);
       const locate = fileLocator(config);
-      const json = { ...taskJson(task, images, dataDirOf(config), locate), queue_position: ahead === undefined ? null : ahead + 1 };
+      const json = { ...taskJson(task, images, dataDirOf(config), locate, await ownerNames(db, [task])), queue_position: ahead === undefined ? null : ahead + 1 };
       if (values.json) printJson(json);
       else printTask(json, images, locate);
       return EXIT.OK;
@@ -174,10 +178,12 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
 }
 
 /** A task as `--json` shows it: the database's fields, result paths parsed (relative to DATA_DIR, as REST shows them), image files absolute. */
-function taskJson(task: TaskRow, images: ImageRow[], dataDir: string, locate: (key: string) => string): Record<string, unknown> {
+function taskJson(task: TaskRow, images: ImageRow[], dataDir: string, locate: (key: string) => string, owners: ReadonlyMap<string, string>): Record<string, unknown> {
   return {
     id: task.id,
     status: task.status,
+    owner: task.owner_key_id === null ? null : (owners.get(task.owner_key_id) ?? null),
+    owner_key_id: task.owner_key_id,
     progress: task.progress,
     description: task.description,
     count: task.count,
@@ -218,6 +224,7 @@ function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | n
     ['progress', `${String(t.progress)}%`],
     ['description', t.description],
     ['parameters', `count ${String(t.count)}, size ${String(t.size)}, steps ${String(t.steps)}, guidance ${String(t.guidance)}, seed ${String(t.seed)}`],
+    ['owner', t.owner_key_id === null ? 'open (made while the service had no API keys)' : `${String(t.owner ?? '?')} (${String(t.owner_key_id)})`],
     ['workflow', t.workflow],
     ['created', t.created_at],
     ['started', t.started_at],
@@ -246,6 +253,18 @@ function printTask(t: ReturnType<typeof taskJson> & { queue_position: number | n
       i.error ?? (i.file_path ? locate(i.file_path) : (i.worker ?? '')),
     ]),
   );
+}
+
+/** The names of the keys that own `tasks`, by key id. */
+async function ownerNames(db: Db, tasks: readonly TaskRow[]): Promise<Map<string, string>> {
+  const ids = [...new Set(tasks.map((t) => t.owner_key_id).filter((id): id is string => id !== null))];
+  return new Map((await findApiKeys(db, ids)).map((k) => [k.id, k.name]));
+}
+
+/** A task's owner in a table: its key's name, `open` for tasks made before any key existed, the id when the key is unknown. */
+function ownerCell(task: TaskRow, owners: ReadonlyMap<string, string>): string {
+  if (task.owner_key_id === null) return 'open';
+  return clip(owners.get(task.owner_key_id) ?? task.owner_key_id, 24);
 }
 
 function groupByTask(images: ImageRow[]): Map<string, ImageRow[]> {
