@@ -8,6 +8,8 @@ interface Operation {
   parameters?: { name: string; in: string; required?: boolean; description?: string; schema?: Record<string, unknown> }[];
   requestBody?: { content: Record<string, { schema?: { properties?: Record<string, Record<string, unknown>>; required?: string[] } }> };
   responses?: Record<string, { description?: string }>;
+  /** The scope a key needs once keys exist (our extension). */
+  'x-required-scope'?: string;
 }
 
 const escape = (s: unknown) =>
@@ -45,6 +47,7 @@ export function renderDocs(doc: Record<string, unknown>): string {
         .join('');
       sections.push(`<section><h2><span class="m ${escape(method)}">${escape(method.toUpperCase())}</span> <code>${escape(path)}</code></h2>
 <p>${escape(op.summary ?? '')}</p>
+${op['x-required-scope'] ? `<p>Needs an API key with the <code>${escape(op['x-required-scope'])}</code> scope (<code>Authorization: Bearer &lt;key&gt;</code> or <code>X-API-Key</code>) once keys exist.</p>` : ''}
 ${rows.length ? `<table><tr><th>name</th><th>where</th><th>type and limits</th><th>meaning</th></tr>${rows.join('')}</table>` : ''}
 <ul>${responses}</ul></section>`);
     }

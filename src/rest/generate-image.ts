@@ -3,16 +3,19 @@
  * through the same upload sink as GraphQL; fields are checked by the same rules. Errors keep
  * FastAPI's shapes: 422 with a `detail` list, 413 and 415 with a readable `detail`.
  */
-import type { Caller } from '../auth/caller.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import busboy from 'busboy';
+import type { Caller } from '../auth/caller.js';
+import type { UrlSigner } from '../auth/url-signer.js';
 import { checkGenerateParams, type RawGenerateParams } from '../tasks/generate-params.js';
+import { QuotaExceededError } from '../tasks/quota-exceeded-error.js';
 import { IdempotencyConflictError, type TaskService } from '../tasks/task-service.js';
 import { UploadRejectedError } from '../uploads/upload-rejected-error.js';
 import type { StoredUpload } from '../uploads/upload-sink.js';
+import { refuse } from './authenticate.js';
 import { sendDetail, sendFieldErrors, sendJson, type FieldError } from './respond.js';
-import { baseUrlOf, taskStatusBody } from './task-status.js';
+import { baseUrlOf, signerFor, taskStatusBody } from './task-status.js';
 
 /** The form fields, as the old service named them. */
 const FIELDS = ['description', 'count', 'size', 'steps', 'guidance', 'seed', 'idempotencyKey'] as const;
@@ -26,9 +29,24 @@ export interface GenerateImageOptions {
   publicUrl: string | undefined;
   /** Who is asking: owner of the task and whose limits apply. */
   caller: Caller;
+  /** Signs the image URLs of a caller with a key. @default undefined (unsigned) */
+  signer?: UrlSigner;
 }
 
+/** 429 with Retry-After for a request over a limit (nothing of it is stored). */
+function sendQuotaExceeded(req: IncomingMessage, res: ServerResponse, err: QuotaExceededError): void {
+  refuse(req, res, 429, err.message, { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterSeconds))) });
+}
+
+/** Handles the route for an authenticated `caller`; see the module comment. */
 export async function handleGenerateImage(req: IncomingMessage, res: ServerResponse, options: GenerateImageOptions): Promise<void> {
+  // A caller over a limit is refused before its upload is read: a refusal costs no disk.
+  try {
+    await options.service.checkLimits(options.caller);
+  } catch (err) {
+    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err);
+    throw err;
+  }
   // The whole body may be the file plus a little: refuse larger bodies before reading them.
   const maxBody = options.maxFileSize + 1024 * 1024;
   const declared = Number(req.headers['content-length'] ?? NaN);
@@ -82,10 +100,12 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
   }
   try {
     const view = await options.service.createTask(checked.params, stored, options.caller);
-    sendJson(res, 200, taskStatusBody(view, baseUrlOf(req, options.publicUrl)));
+    sendJson(res, 200, taskStatusBody(view, baseUrlOf(req, options.publicUrl), signerFor(options.caller, options.signer)));
   } catch (err) {
     await options.service.discardUpload(stored);
     if (err instanceof IdempotencyConflictError) return sendDetail(res, 409, err.message);
+    // Limits are checked again, exactly, as the task is stored: a request racing another can still be over.
+    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err);
     throw err;
   }
 }

@@ -4,6 +4,7 @@
  * internal URL and quotes no error; HEALTH_DETAILS=true adds them.
  */
 import type { ServerResponse } from 'node:http';
+import type { Authenticator } from '../auth/authenticator.js';
 import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
@@ -13,6 +14,8 @@ import { sendDetail, sendJson } from './respond.js';
 export interface HealthSources {
   pool: WorkerPool;
   service: TaskService;
+  /** Whether keys are required: shown as `auth`, `open` or `keys`. */
+  auth: Authenticator;
   version: string;
   startedAt: number;
   /** Add each worker's URL, queue, device and last error, and the database's error (HEALTH_DETAILS). @default false */
@@ -35,8 +38,8 @@ export interface ReplicaInfo {
 /**
  * Status, version, uptime, the durable queue's counts, whether the database answers, and per
  * worker its index in COMFYUI_URL, `reachable` (its last health check answered) and `ready` (it
- * gets work: reachable and able to run the workflow). `status` is `ok` only when the database and
- * every worker are both.
+ * gets work: reachable and able to run the workflow), and `auth`: `open` while no API key exists,
+ * `keys` from the first one on. `status` is `ok` only when the database and every worker are both.
  */
 export async function handleHealth(res: ServerResponse, sources: HealthSources): Promise<void> {
   const details = sources.details ?? false;
@@ -53,9 +56,12 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
     ...(details && !writable ? { error: sources.writeHealth?.error ?? 'unknown' } : {}),
   };
   let queue = { pending: 0, processing: 0 };
+  // Unknown only while the database does not answer (once keys exist, the mode is remembered).
+  let auth: 'open' | 'keys' | 'unknown' = 'unknown';
   try {
     const counts = await sources.service.counts();
     queue = { pending: counts.pending, processing: counts.processing };
+    auth = await sources.auth.mode();
   } catch (err) {
     // The message may name files and SQL: for operators only.
     database = details ? { ok: false, writable, error: (err as Error).message } : { ok: false, writable };
@@ -70,6 +76,7 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
     database: sources.replica ? { ...database, dialect: sources.replica.database } : database,
     redis,
     queue,
+    auth,
     version: sources.version,
     uptime_s: Math.round((Date.now() - sources.startedAt) / 1000),
   });

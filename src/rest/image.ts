@@ -2,20 +2,88 @@
  * `GET /api/image/{task_id}?index=0`: a finished image's bytes. Images never change once stored,
  * so they carry an ETag and long cache headers; `Range` requests are honoured. The bytes stream
  * from the BlobStore (DATA_DIR, a shared folder or S3), whichever replica stored them.
+ *
+ * Once keys exist a request needs a key that sees the task (read scope) or the `exp` and `sig` of
+ * a signed URL (what an `<img>` can send); shared caches then may not keep the image (`private`),
+ * and a signed answer is kept no longer than its URL works.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Caller } from '../auth/caller.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { OPEN_CALLER, type Caller } from '../auth/caller.js';
+import type { UrlSigner } from '../auth/url-signer.js';
 import type { TaskService } from '../tasks/task-service.js';
+import { keyOf, permitted, refuse, WWW_AUTHENTICATE } from './authenticate.js';
 import { sendDetail, sendFieldErrors } from './respond.js';
 
-export async function handleImage(req: IncomingMessage, res: ServerResponse, taskId: string, query: URLSearchParams, service: TaskService, caller: Caller): Promise<void> {
+/** What the image route needs. */
+export interface ImageRouteOptions {
+  service: TaskService;
+  auth: Authenticator;
+  /** Checks the `exp` and `sig` of signed image URLs. */
+  signer: UrlSigner;
+}
+
+/** Cache-Control of images in open mode: they never change, anyone may keep them. */
+const PUBLIC_CACHE = 'public, max-age=31536000, immutable';
+/** Cache-Control of images fetched with a key: only the caller's own cache may keep them. */
+const PRIVATE_CACHE = 'private, max-age=31536000, immutable';
+
+/** Serves image `index` of `taskId` to a caller with a key or a signed URL; see the module comment. */
+export async function handleImage(req: IncomingMessage, res: ServerResponse, taskId: string, query: URLSearchParams, options: ImageRouteOptions): Promise<void> {
   const raw = query.get('index') ?? '0';
-  if (!/^\d{1,3}$/.test(raw)) {
+  const validIndex = /^\d{1,3}$/.test(raw);
+  const access = await accessOf(req, res, taskId, validIndex ? Number(raw) : undefined, query, options);
+  if (!access) return;
+  if (!validIndex) {
     return sendFieldErrors(res, [{ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' }]);
   }
-  const index = Number(raw);
+  await serveImage(req, res, taskId, Number(raw), options.service, access);
+}
+
+/** Who may fetch the image, and how long caches may keep it. */
+interface Access {
+  caller: Caller;
+  cacheControl: string;
+}
+
+/**
+ * The access a request has; undefined once a refusal was sent. A valid signature is enough on its
+ * own; otherwise a key decides (so a key still works with an expired URL); with neither, 401.
+ */
+async function accessOf(
+  req: IncomingMessage,
+  res: ServerResponse,
+  taskId: string,
+  index: number | undefined,
+  query: URLSearchParams,
+  options: ImageRouteOptions,
+): Promise<Access | undefined> {
+  const key = keyOf(req);
+  const result = await options.auth.authenticate(key);
+  if (result.ok && result.caller.keyId === null) return { caller: result.caller, cacheControl: PUBLIC_CACHE }; // open mode
+  const signed = query.has('sig') || query.has('exp');
+  const exp = query.get('exp');
+  const check = !signed ? undefined : index === undefined ? 'invalid' : options.signer.check(taskId, index, exp, query.get('sig'));
+  if (check === 'valid') {
+    // The URL was made for this one image: it may be fetched as if by its owner, until it expires.
+    const left = Math.max(0, Number(exp) - Math.floor(Date.now() / 1000));
+    return { caller: OPEN_CALLER, cacheControl: `private, max-age=${left}` };
+  }
+  if (key !== undefined) {
+    const caller = permitted(req, res, result, 'read');
+    return caller && { caller, cacheControl: PRIVATE_CACHE };
+  }
+  if (check === 'expired') refuse(req, res, 403, `This image URL expired at ${new Date(Number(exp) * 1000).toISOString()}: read the task again for a new one`);
+  else if (check === 'invalid') refuse(req, res, 403, 'The signature of this image URL is not valid (exp and sig must be as the API returned them)');
+  else refuse(req, res, 401, 'An API key ("Authorization: Bearer <key>" or X-API-Key) or a signed image URL is required', { 'www-authenticate': WWW_AUTHENTICATE });
+  return undefined;
+}
+
+/** Streams the image (or a range of it, or a 304) with ETag and `access`'s cache headers. */
+async function serveImage(req: IncomingMessage, res: ServerResponse, taskId: string, index: number, service: TaskService, access: Access): Promise<void> {
+  const { caller } = access;
   const found = await service.imageFile(taskId, index, caller);
   if (!found) {
     // Only a miss pays for telling a missing task from a missing image.
@@ -32,7 +100,7 @@ export async function handleImage(req: IncomingMessage, res: ServerResponse, tas
   const headers: Record<string, string | number> = {
     'content-type': found.image.content_type ?? 'application/octet-stream',
     etag,
-    'cache-control': 'public, max-age=31536000, immutable',
+    'cache-control': access.cacheControl,
     'accept-ranges': 'bytes',
   };
   if (req.headers['if-none-match'] === etag) {

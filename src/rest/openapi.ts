@@ -27,6 +27,20 @@ const detailList = {
 const taskId = { name: 'task_id', in: 'path', required: true, schema: { type: 'string' }, description: 'The id returned by POST /generate-image.' } as const;
 const json = (schema: unknown, description: string) => ({ description, content: { 'application/json': { schema } } });
 
+/** Either header carries the key; neither is needed while no key exists (open mode). */
+const keySecurity = [{ bearerKey: [] }, { headerKey: [] }];
+const retryAfter = { description: 'Seconds until the request may succeed.', schema: { type: 'integer', minimum: 1 } } as const;
+const unauthorized = {
+  ...json(detailString, 'No API key, or a wrong or revoked one (once a key exists).'),
+  headers: { 'WWW-Authenticate': { description: '`Bearer realm="kontext"`.', schema: { type: 'string' } } },
+};
+const forbidden = (scope: string) => json(detailString, `The API key lacks the \`${scope}\` scope.`);
+/** Who may call an operation once keys exist: a key in either header, holding `scope`. */
+const needsKey = (scope: 'generate' | 'read') => ({
+  security: keySecurity,
+  'x-required-scope': scope,
+});
+
 /** The document; `version` is the service's. */
 export function openApiDocument(version: string): Record<string, unknown> {
   return {
@@ -36,12 +50,15 @@ export function openApiDocument(version: string): Record<string, unknown> {
       version,
       description:
         'The routes of the FastAPI service Kontext Gateway replaces, unchanged for legacy callers. ' +
-        'New clients should prefer the GraphQL API at /graphql (live progress over graphql-ws or SSE).',
+        'New clients should prefer the GraphQL API at /graphql (live progress over graphql-ws or SSE). ' +
+        'Once an API key exists (`kontext keys create`), every route except /health, /ready, /docs and /openapi.json needs one, ' +
+        'as `Authorization: Bearer <key>` or `X-API-Key: <key>`; a key sees only its own tasks.',
     },
     paths: {
       '/generate-image': {
         post: {
           summary: 'Start a generation task from a reference image and an instruction',
+          ...needsKey('generate'),
           requestBody: {
             required: true,
             content: {
@@ -77,25 +94,48 @@ export function openApiDocument(version: string): Record<string, unknown> {
             '413': json(detailString, 'The file or the body is too large.'),
             '415': json(detailString, 'The file is not a PNG, JPEG or WebP image.'),
             '422': json(detailList, 'A field is missing or outside its limits, or the image is empty, truncated or has more pixels than MAX_IMAGE_PIXELS (`loc` ["body", "referenceImage"], type `upload_too_many_pixels`).'),
+            '401': unauthorized,
+            '403': forbidden('generate'),
+            '429': {
+              ...json(detailString, "Over a limit of the key (max concurrent tasks, images per day, requests per minute) or the service's MAX_QUEUED_TASKS; nothing was stored."),
+              headers: { 'Retry-After': retryAfter },
+            },
           },
         },
       },
       '/api/task-status/{task_id}': {
         get: {
           summary: 'A task: status, progress and image URLs',
+          ...needsKey('read'),
           parameters: [taskId],
-          responses: { '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task.'), '404': json(detailString, 'Task not found.') },
+          responses: {
+            '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task.'),
+            '401': unauthorized,
+            '403': forbidden('read'),
+            '404': json(detailString, 'Task not found (also for a task of another key).'),
+          },
         },
       },
       '/api/image/{task_id}': {
         get: {
           summary: 'The bytes of one finished image (ETag, long cache headers, Range requests)',
-          parameters: [taskId, { name: 'index', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 3, default: 0 } }],
+          description:
+            'Once keys exist: an API key with the `read` scope that sees the task, or the `exp` and `sig` of the signed URL the API returned in `images` (for `<img>`, which cannot send a header). Signed answers are `Cache-Control: private` for no longer than the URL works.',
+          security: [...keySecurity, {}],
+          'x-required-scope': 'read',
+          parameters: [
+            taskId,
+            { name: 'index', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 3, default: 0 } },
+            { name: 'exp', in: 'query', schema: { type: 'integer' }, description: 'Expiry of a signed URL, Unix seconds (as returned in `images`).' },
+            { name: 'sig', in: 'query', schema: { type: 'string' }, description: 'Signature of a signed URL: HMAC over task, index and exp (as returned in `images`).' },
+          ],
           responses: {
             '200': { description: 'The image.', content: { 'image/png': {}, 'image/jpeg': {}, 'image/webp': {} } },
             '206': { description: 'A byte range of the image.' },
             '304': { description: 'Not modified (If-None-Match).' },
-            '404': json(detailString, 'No such task, or the image does not exist (yet).'),
+            '401': json(detailString, 'Neither an API key nor a signed URL, or a wrong or revoked key.'),
+            '403': json(detailString, 'The signature is not valid or expired, or the key lacks the `read` scope.'),
+            '404': json(detailString, 'No such task (or one of another key), or the image does not exist (yet).'),
             '422': json(detailList, 'The index is not a number.'),
           },
         },
@@ -103,8 +143,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/api/task/{task_id}/cancel': {
         post: {
           summary: 'Cancel a task; finished images are kept',
+          ...needsKey('generate'),
           parameters: [taskId],
-          responses: { '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task as it ends up.'), '404': json(detailString, 'Task not found.') },
+          responses: {
+            '200': json({ $ref: '#/components/schemas/TaskStatus' }, 'The task as it ends up.'),
+            '401': unauthorized,
+            '403': forbidden('generate'),
+            '404': json(detailString, 'Task not found (also for a task of another key).'),
+          },
         },
       },
       '/health': {
@@ -122,6 +168,10 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
     },
     components: {
+      securitySchemes: {
+        bearerKey: { type: 'http', scheme: 'bearer', description: 'An API key (`kx_...`, made with `kontext keys create`) as `Authorization: Bearer <key>`. Not needed while no key exists.' },
+        headerKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'The same API key in the X-API-Key header.' },
+      },
       schemas: {
         TaskStatus: {
           type: 'object',
@@ -136,7 +186,11 @@ export function openApiDocument(version: string): Record<string, unknown> {
             steps: { type: 'integer' },
             guidance: { type: 'number' },
             seed: { type: 'integer' },
-            images: { type: 'array', items: { type: 'string', format: 'uri' }, description: 'Absolute URLs of the finished images.' },
+            images: {
+              type: 'array',
+              items: { type: 'string', format: 'uri' },
+              description: `Absolute URLs of the finished images; once keys exist they are signed (\`exp\`, \`sig\`) and work without a key for IMAGE_URL_TTL_S seconds (${DEFAULT_CONFIG.imageUrlTtlS} by default) or a little more.`,
+            },
             result_path: {
               type: 'array',
               items: { type: 'string' },
@@ -173,6 +227,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
               properties: { ok: { type: 'boolean' }, error: { type: 'string', description: 'Only with HEALTH_DETAILS=true.' } },
             },
             queue: { type: 'object', properties: { pending: { type: 'integer' }, processing: { type: 'integer' } } },
+            auth: { enum: ['open', 'keys', 'unknown'], description: 'open while no API key exists (no route needs one), keys from the first key on; unknown when the database does not answer.' },
             version: { type: 'string' },
             uptime_s: { type: 'integer' },
           },

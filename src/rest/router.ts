@@ -1,14 +1,15 @@
 /**
  * The REST routes of the old FastAPI service, in front of GraphQL. Each route is a thin call into
- * the task service; unknown paths get FastAPI's 404.
+ * the task service; unknown paths get FastAPI's 404. Once an API key exists, the task routes need
+ * one (checked here, before a route reads its body); health, readiness and the docs stay public.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/authenticator.js';
-import { OPEN_CALLER } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
 import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
+import { authorize } from './authenticate.js';
 import { handleGenerateImage } from './generate-image.js';
 import { handleHealth, handleReady, type ReplicaInfo } from './health.js';
 import { handleImage } from './image.js';
@@ -49,12 +50,13 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
     req.resume();
     return true;
   }
-  const { service, publicUrl } = options;
+  const { service, publicUrl, auth, signer } = options;
   switch (route.name) {
     case 'health':
       await handleHealth(res, {
         pool: options.pool,
         service,
+        auth,
         version: options.version,
         startedAt: options.startedAt,
         details: options.healthDetails ?? false,
@@ -65,17 +67,21 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
     case 'ready':
       handleReady(res, options.pool, options.writeHealth);
       break;
-    case 'generate':
-      await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl, caller: OPEN_CALLER });
+    case 'generate': {
+      const caller = await authorize(req, res, auth, 'generate');
+      if (caller) await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl, caller, signer });
       break;
+    }
     case 'status':
-      await handleTaskStatus(req, res, route.id!, service, publicUrl, false, OPEN_CALLER);
+    case 'cancel': {
+      // Cancelling stops work on the GPUs: it needs what starting work needs.
+      const caller = await authorize(req, res, auth, route.name === 'cancel' ? 'generate' : 'read');
+      if (caller) await handleTaskStatus(req, res, route.id!, { service, publicUrl, signer, cancel: route.name === 'cancel', caller });
       break;
-    case 'cancel':
-      await handleTaskStatus(req, res, route.id!, service, publicUrl, true, OPEN_CALLER);
-      break;
+    }
     case 'image':
-      await handleImage(req, res, route.id!, url.searchParams, service, OPEN_CALLER);
+      // A key or a signed URL: decided by the route, which knows the task and index signed.
+      await handleImage(req, res, route.id!, url.searchParams, { service, auth, signer });
       break;
     case 'openapi':
       sendJson(res, 200, openApiDocument(options.version));
