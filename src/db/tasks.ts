@@ -5,7 +5,8 @@
 import { sql } from 'kysely';
 import type { Db } from './database.js';
 import { dialectOf } from './dialect.js';
-import type { NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
+import { fairOrder, type QueueOwner, type QueuePolicy } from '../tasks/fair-order.js';
+import type { KeyPriority, NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
 
 /** Inserts a new task. */
 export async function insertTask(db: Db, task: NewTask): Promise<TaskRow> {
@@ -53,16 +54,16 @@ export async function listTasks(
 const CLAIM_LOCK_KEY = 0x6b6f6e74;
 
 /**
- * Moves the oldest pending task to `processing` if fewer than `maxProcessing` are. Call it inside a
- * transaction (the claim transition does). SQLite runs the transaction alone (`begin immediate`).
- * On PostgreSQL, several replicas claim at once: an advisory lock held until the transaction ends
- * makes count-then-claim one step across replicas (otherwise two could both see one free place and
- * both claim), and `for update skip locked` passes over a pending row that another transaction is
- * changing (a cancel) instead of waiting for it.
+ * Moves the task at the head of the queue (`policy`: fair order, or the oldest) to `processing` if
+ * fewer than `maxProcessing` are. Call it inside a transaction (the claim transition does). SQLite
+ * runs the transaction alone (`begin immediate`). On PostgreSQL, several replicas claim at once: an
+ * advisory lock held until the transaction ends makes count-then-claim one step across replicas
+ * (otherwise two could both see one free place and both claim), and `for update skip locked` passes
+ * over a pending row that another transaction is changing (a cancel) instead of waiting for it.
  */
 export async function claimNextPending(
   trx: Db,
-  options: { instance: string; now: string; leaseUntil: string; maxProcessing: number },
+  options: { instance: string; now: string; leaseUntil: string; maxProcessing: number; /** @default 'fair' */ policy?: QueuePolicy },
 ): Promise<TaskRow | undefined> {
   const postgres = dialectOf(trx) === 'postgres';
   if (postgres) await sql`select pg_advisory_xact_lock(${sql.lit(CLAIM_LOCK_KEY)})`.execute(trx);
@@ -72,15 +73,7 @@ export async function claimNextPending(
     .where('status', '=', 'processing')
     .executeTakeFirstOrThrow();
   if (Number(n) >= options.maxProcessing) return undefined;
-  const next = await trx
-    .selectFrom('tasks')
-    .select('id')
-    .where('status', '=', 'pending')
-    .orderBy('created_at')
-    .orderBy('id')
-    .limit(1)
-    .$if(postgres, (q) => q.forUpdate().skipLocked())
-    .executeTakeFirst();
+  const next = (options.policy ?? 'fair') === 'fifo' ? await oldestPending(trx, postgres) : await fairHead(trx, postgres);
   if (!next) return undefined;
   return trx
     .updateTable('tasks')
@@ -91,10 +84,58 @@ export async function claimNextPending(
       claimed_by: options.instance,
       lease_expires_at: options.leaseUntil,
     })
-    .where('id', '=', next.id)
+    .where('id', '=', next)
     .where('status', '=', 'pending')
     .returningAll()
     .executeTakeFirst();
+}
+
+/** The oldest pending task's id (fifo), skipping rows another transaction holds on PostgreSQL. */
+async function oldestPending(trx: Db, postgres: boolean): Promise<string | undefined> {
+  const row = await trx
+    .selectFrom('tasks')
+    .select('id')
+    .where('status', '=', 'pending')
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1)
+    .$if(postgres, (q) => q.forUpdate().skipLocked())
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/** The first task of the fair order that is still pending; on PostgreSQL, the first whose row no one else holds. */
+async function fairHead(trx: Db, postgres: boolean): Promise<string | undefined> {
+  const order = await fairPendingIds(trx);
+  if (!postgres) return order[0];
+  for (const id of order) {
+    // Locks only the row it takes: a cancel holding the head makes the claim take the next one.
+    const row = await trx.selectFrom('tasks').select('id').where('id', '=', id).where('status', '=', 'pending').forUpdate().skipLocked().executeTakeFirst();
+    if (row) return row.id;
+  }
+  return undefined;
+}
+
+/**
+ * Pending task ids in fair order. Reads the pending tasks, then one row per owner with pending work
+ * (its priority, and its latest start: one index probe on `tasks_owner_started` each).
+ */
+async function fairPendingIds(db: Db): Promise<string[]> {
+  const tasks = await db.selectFrom('tasks').select(['id', 'created_at', 'owner_key_id']).where('status', '=', 'pending').orderBy('created_at').orderBy('id').execute();
+  if (tasks.length === 0) return [];
+  const rows = await sql<{ owner: string | null; priority: KeyPriority | null; last_served: string | null }>`
+    select o.owner_key_id as owner, k.priority as priority,
+      case when o.owner_key_id is null
+        then (select max(t.started_at) from tasks t where t.owner_key_id is null)
+        else (select max(t.started_at) from tasks t where t.owner_key_id = o.owner_key_id)
+      end as last_served
+    from (select distinct owner_key_id from tasks where status = 'pending') o
+    left join api_keys k on k.id = o.owner_key_id`.execute(db);
+  const owners = new Map<string | null, QueueOwner>(rows.rows.map((r) => [r.owner, { priority: r.priority ?? 'normal', lastServedAt: r.last_served }]));
+  return fairOrder(
+    tasks.map((t) => ({ id: t.id, createdAt: t.created_at, owner: t.owner_key_id })),
+    owners,
+  );
 }
 
 /**
@@ -204,9 +245,17 @@ export async function saveFrame(
   return row?.seq;
 }
 
-/** How many pending tasks are ahead of this one (0 = next), or undefined when it is not pending. */
-export async function queuePosition(db: Db, task: Pick<TaskRow, 'id' | 'created_at' | 'status'>): Promise<number | undefined> {
+/**
+ * How many pending tasks are ahead of this one (0 = next) in `policy`'s order (@default 'fair'), or
+ * undefined when it is not pending.
+ */
+export async function queuePosition(db: Db, task: Pick<TaskRow, 'id' | 'created_at' | 'status'>, policy: QueuePolicy = 'fair'): Promise<number | undefined> {
   if (task.status !== 'pending') return undefined;
+  if (policy === 'fair') {
+    const index = (await fairPendingIds(db)).indexOf(task.id);
+    // Claimed (or ended) since it was read: nothing is ahead of it any more.
+    return index === -1 ? 0 : index;
+  }
   const { n } = await db
     .selectFrom('tasks')
     .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -216,8 +265,9 @@ export async function queuePosition(db: Db, task: Pick<TaskRow, 'id' | 'created_
   return Number(n);
 }
 
-/** Pending tasks in queue order (to announce new queue positions). */
-export async function pendingTaskIds(db: Db): Promise<string[]> {
+/** Pending tasks in queue order, `policy`'s (@default 'fair'): to announce new queue positions. */
+export async function pendingTaskIds(db: Db, policy: QueuePolicy = 'fair'): Promise<string[]> {
+  if (policy === 'fair') return fairPendingIds(db);
   const rows = await db.selectFrom('tasks').select('id').where('status', '=', 'pending').orderBy('created_at').orderBy('id').execute();
   return rows.map((r) => r.id);
 }

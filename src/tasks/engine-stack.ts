@@ -20,7 +20,7 @@ import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
 export interface EngineStackOptions {
   db: Db;
   workflow: Workflow;
-  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS' | 'redisUrl'>;
+  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS' | 'redisUrl' | 'queuePolicy' | 'maxQueuedTasks'>;
   /** Absolute DATA_DIR. */
   dataDir: string;
   /** Where uploads and images live (STORAGE_URL); the caller opens, checks and closes it. */
@@ -82,6 +82,8 @@ export async function createEngineStack(options: EngineStackOptions): Promise<En
     cleanupDays: config.taskCleanupDays,
     keepImageMetadata: config.keepImageMetadata,
     leaseMs: config.taskLeaseS * 1000,
+    queuePolicy: config.queuePolicy,
+    maxQueuedTasks: config.maxQueuedTasks,
     instance: options.instance,
     log,
     ...options.engine,

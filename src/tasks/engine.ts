@@ -16,6 +16,7 @@
  * The database is the source of truth; memory holds only what can be rebuilt.
  */
 import { join } from 'node:path';
+import type { KeyLimits } from '../auth/caller.js';
 import type { Workflow } from '../comfyui/workflow.js';
 import type { Db } from '../db/database.js';
 import type { NewImage, NewTask, TaskRow } from '../db/types.js';
@@ -26,6 +27,7 @@ import { activeTask, type ActiveTask } from './active-task.js';
 import { deleteOldTasks } from './cleanup.js';
 import { logEngineEvents } from './event-log.js';
 import { EngineEventBus } from './events.js';
+import type { QueuePolicy } from './fair-order.js';
 import { createMemorySignals, type SignalSubscription, type Signals } from './signals.js';
 import { FramePublisher } from './frame-publisher.js';
 import { ImageRunner } from './image-run.js';
@@ -77,6 +79,10 @@ export interface EngineOptions {
   signals?: Signals;
   /** Longest wait of `cancel()` for a task another replica runs to end, in ms. @default 10_000 */
   remoteCancelWaitMs?: number;
+  /** Which pending task starts next: `fair` (round-robin across API keys, by priority) or `fifo` (QUEUE_POLICY). @default 'fair' */
+  queuePolicy?: QueuePolicy;
+  /** Pending tasks of all keys together beyond which enqueue refuses (MAX_QUEUED_TASKS). @default 1000 */
+  maxQueuedTasks?: number;
   /** The state changes (tests wrap them to inject failures). @default the transitions of transitions/ */
   transitions?: Transitions;
   log?: Logger;
@@ -88,6 +94,10 @@ const NODE_FRAME_INTERVAL_MS = 250;
 export class TaskEngine {
   /** Typed events: task.queued, task.started, image.ready, task.finished, worker.up, ... */
   readonly events = new EngineEventBus();
+  /** The order pending tasks start in (queue positions follow it too). */
+  readonly queuePolicy: QueuePolicy;
+  /** The ceiling on pending tasks that enqueue enforces. */
+  readonly maxQueuedTasks: number;
 
   private readonly db: Db;
   private readonly pool: WorkerPool;
@@ -128,6 +138,8 @@ export class TaskEngine {
     this.dataDir = options.dataDir;
     this.store = options.store ?? new FileStore(this.dataDir);
     this.tickMs = options.tickMs ?? 1000;
+    this.queuePolicy = options.queuePolicy ?? 'fair';
+    this.maxQueuedTasks = options.maxQueuedTasks ?? 1000;
     this.leaseMs = options.leaseMs ?? 60_000;
     this.cleanupDays = options.cleanupDays ?? 7;
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 3_600_000;
@@ -179,6 +191,7 @@ export class TaskEngine {
       endTask,
       leaseMs: this.leaseMs,
       maxConcurrentTasks: options.maxConcurrentTasks ?? 3,
+      queuePolicy: this.queuePolicy,
       imageTimeoutMs,
       maxAttempts,
     });
@@ -271,11 +284,13 @@ export class TaskEngine {
 
   /**
    * Queues a new task with its images (one transaction, with its first frame) and announces the
-   * queue. Throws what the database throws (a unique idempotency key already used, say). Call
-   * `wakeAll()` afterwards to schedule it.
+   * queue, within the limits of its owner (`limits`, @default none) and the ceiling on queued tasks:
+   * QuotaExceededError otherwise, with nothing stored. Throws what the database throws (a unique
+   * idempotency key already used, say). Call `wakeAll()` afterwards to schedule it.
    */
-  async enqueue(task: NewTask & { status: 'pending' }, images: NewImage[]): Promise<void> {
-    await this.publisher.run(task.id, () => this.transitions.enqueueTask(this.db, task, images));
+  async enqueue(task: NewTask & { status: 'pending' }, images: NewImage[], limits: KeyLimits = {}): Promise<void> {
+    const quota = { limits, maxQueuedTasks: this.maxQueuedTasks };
+    await this.publisher.run(task.id, () => this.transitions.enqueueTask(this.db, task, images, quota));
     this.events.emit('task.queued', { taskId: task.id, count: images.length });
     await this.scheduler.announceQueue();
   }

@@ -1,6 +1,6 @@
 /**
- * The scheduling loop: claims pending tasks (never more than `maxConcurrentTasks` processing),
- * announces queue positions, hands waiting images to free worker slots in queue order, renews this
+ * The scheduling loop: claims pending tasks in the queue policy's order (never more than
+ * `maxConcurrentTasks` processing), announces queue positions in that order, hands waiting images to free worker slots in queue order, renews this
  * instance's claims, and fails tasks that no worker could take for longer than an image may run.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import type { TaskRow } from '../db/types.js';
 import type { ActiveTask } from './active-task.js';
 import type { EndTask, ImageRunner } from './image-run.js';
 import type { EngineContext } from './engine-context.js';
+import type { QueuePolicy } from './fair-order.js';
 import { WORKER_FULL } from './transitions/submit-image.js';
 
 /** What the scheduler needs; the engine passes it in. */
@@ -22,6 +23,8 @@ export interface SchedulerDeps extends EngineContext {
   leaseMs: number;
   /** Tasks processing at once (MAX_CONCURRENT_TASKS); 0 claims none (`kontext repair`). */
   maxConcurrentTasks: number;
+  /** Which pending task is claimed next, and the order queue positions are announced in (QUEUE_POLICY). */
+  queuePolicy: QueuePolicy;
   /** Limit of an image's run, in ms: also how long tasks may wait with no worker at all. */
   imageTimeoutMs: number;
   /** Submissions of one image before its task fails. */
@@ -47,7 +50,7 @@ export class Scheduler {
     let claimed = false;
     for (;;) {
       const leaseUntil = new Date(Date.now() + this.deps.leaseMs).toISOString();
-      const result = await transitions.claimTask(db, { instance, leaseUntil, maxProcessing: this.deps.maxConcurrentTasks });
+      const result = await transitions.claimTask(db, { instance, leaseUntil, maxProcessing: this.deps.maxConcurrentTasks, policy: this.deps.queuePolicy });
       if (!result) break;
       claimed = true;
       this.announced.delete(result.row.id);
@@ -95,7 +98,7 @@ export class Scheduler {
   /** Publishes the queue positions of pending tasks that changed since last time. */
   async announceQueue(): Promise<void> {
     const { db, transitions, publisher } = this.deps;
-    const ids = await pendingTaskIds(db);
+    const ids = await pendingTaskIds(db, this.deps.queuePolicy);
     const waiting = new Set(ids);
     for (const [id] of this.announced) if (!waiting.has(id)) this.announced.delete(id);
     for (const [i, id] of ids.slice(0, ANNOUNCED_POSITIONS).entries()) {

@@ -21,6 +21,7 @@ import { newTaskId, promptIdFor } from './ids.js';
 import { isResync, type ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
 import { publicResultPaths } from './public-result-paths.js';
+import { checkQuotas } from './transitions/enqueue-task.js';
 
 /** A task with its images, as every interface shows it. */
 export interface TaskView {
@@ -146,6 +147,8 @@ export class TaskService {
           prompt_id: promptIdFor(id, idx),
           status: 'pending' as const,
         })),
+        // Checked exactly in the enqueue transaction: a refusal (QuotaExceededError) stores nothing.
+        caller.limits,
       );
     } catch (err) {
       // Two requests with one key raced: the unique index let one in; answer like a replay.
@@ -165,8 +168,10 @@ export class TaskService {
    * Refuses with QuotaExceededError when `caller` is over a limit now: called before an upload is
    * read, so a refused request costs no upload. createTask checks again, exactly, as it stores.
    */
-  async checkLimits(_caller: Caller): Promise<void> {
-    // Filled in with the limits (issue 12): until then nothing is refused.
+  async checkLimits(caller: Caller): Promise<void> {
+    const { db, engine } = this.options;
+    // The request's image count is not read yet: at least one image must still fit.
+    await checkQuotas(db, { ownerKeyId: caller.keyId, limits: caller.limits, maxQueuedTasks: engine.maxQueuedTasks, images: 1, now: new Date() });
   }
 
   /** Removes a stored upload that no task uses (a request failed after the upload was stored). */

@@ -1,7 +1,8 @@
-/** pending -> processing: this instance takes the oldest waiting task. */
+/** pending -> processing: this instance takes the task at the head of the queue (fair order, or the oldest). */
 import type { Db } from '../../db/database.js';
 import { claimNextPending, findTask } from '../../db/tasks.js';
 import type { TaskRow } from '../../db/types.js';
+import type { QueuePolicy } from '../fair-order.js';
 import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
 import { writeFrame } from './write-frame.js';
 
@@ -12,9 +13,11 @@ export interface ClaimOptions {
   leaseUntil: string;
   /** No claim while this many tasks are processing (MAX_CONCURRENT_TASKS). */
   maxProcessing: number;
+  /** Which task is the head: `fair` order across keys, or `fifo` (the oldest). @default 'fair' */
+  policy?: QueuePolicy;
 }
 
-/** Claims the oldest pending task if fewer than `maxProcessing` are processing; undefined when none may start. */
+/** Claims the head of the queue if fewer than `maxProcessing` are processing; undefined when none may start. */
 export async function claimTask(db: Db, options: ClaimOptions): Promise<{ row: TaskRow; frame: ProgressFrame } | undefined> {
   return db.transaction().execute(async (trx) => {
     const row = await claimNextPending(trx, { ...options, now: new Date().toISOString() });
