@@ -2,13 +2,19 @@
  * `kontext db copy`, run as a real process: the SQLite database a real service left in its DATA_DIR
  * (tasks in every status, one of them mid-run) is copied into a fresh PostgreSQL database, row for
  * row; then the service started on the copy answers as before, serves the old images and finishes
- * the task that was running.
+ * the task that was running. A database with API keys keeps them (hashes, owners, revocations) and
+ * its image-URL signing secret.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../src/app.js';
+import { Authenticator } from '../src/auth/authenticator.js';
+import { createApiKey } from '../src/auth/create-api-key.js';
+import { loadSigningSecret, UrlSigner } from '../src/auth/url-signer.js';
+import { revokeApiKey } from '../src/db/api-keys.js';
+import { insertTask } from '../src/db/tasks.js';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { createTestDatabase, postgresProblem, type TestDatabase } from './helpers/databases.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
@@ -35,9 +41,11 @@ async function createTask(url: string, fields: Record<string, string>): Promise<
   return ((await res.json()) as { task_id: string }).task_id;
 }
 
-/** Every row of the three copied tables, in one order on both dialects (PostgreSQL text compares bytewise here). */
+/** Every row of the copied tables, in one order on both dialects (PostgreSQL text compares bytewise here). */
 async function allRows(db: Db) {
   return {
+    api_keys: await db.selectFrom('api_keys').selectAll().orderBy('id').execute(),
+    settings: await db.selectFrom('settings').selectAll().orderBy('name').execute(),
     uploads: await db.selectFrom('uploads').selectAll().orderBy('sha256').execute(),
     tasks: await db.selectFrom('tasks').selectAll().orderBy('id').execute(),
     images: await db.selectFrom('images').selectAll().orderBy('task_id').orderBy('idx').execute(),
@@ -131,15 +139,19 @@ describe('kontext db copy --help and usage', () => {
     const source = await allRows(sourceDb).finally(() => sourceDb.destroy());
     expect(source.tasks.find((t) => t.id === ids.processing)).toMatchObject({ status: 'processing', claimed_by: expect.any(String), lease_expires_at: expect.any(String) });
     expect(source.images.length).toBeGreaterThanOrEqual(4);
+    // The service made its signing secret at start; no key: it was open.
+    expect(source.settings.map((r) => r.name)).toEqual(['url_signing_secret']);
+    expect(source.api_keys).toEqual([]);
 
     // --batch 1: every row its own INSERT, and paging through the two-column key of images.
     const copied = await kontext(['db', 'copy', '--to', url, '--force', '--batch', '1'], env);
     expect(copied.stderr).toBe('');
     expect(copied.code).toBe(0);
     expect(copied.stdout).toMatch(
-      new RegExp(`copied ${source.tasks.length} tasks, ${source.images.length} images, ${source.uploads.length} uploads in \\d+\\.\\d s`),
+      new RegExp(`copied ${source.tasks.length} tasks, ${source.images.length} images, ${source.uploads.length} uploads, 0 API keys, 1 settings in \\d+\\.\\d s`),
     );
     const copy = await allRows(targetDb);
+    expect(copy.settings).toEqual(source.settings);
     expect(copy.uploads).toEqual(source.uploads);
     expect(copy.images).toEqual(source.images);
     expect(copy.tasks).toEqual(source.tasks.map((t) => ({ ...t, claimed_by: null, lease_expires_at: null })));
@@ -167,5 +179,73 @@ describe('kontext db copy --help and usage', () => {
       expect(done.images).toHaveLength(1);
       expect((await fetch(done.images[0]!.replace(PUBLIC_URL, app))).status).toBe(200);
     }
+  }, 60_000);
+});
+
+(postgresProblem ? describe.skip : describe)('kontext db copy of a database with API keys', () => {
+  let dir: string;
+  let file: string;
+  const targets: TestDatabase[] = [];
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'kontext-db-copy-'));
+    dir = await mkdtemp(join(tmpdir(), 'kontext-db-copy-keys-'));
+    file = join(dir, 'kontext.db');
+  });
+  afterAll(async () => {
+    for (const t of targets) await t.drop();
+    await rm(dir, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  async function target(): Promise<{ url: string; db: Db }> {
+    const t = await createTestDatabase('postgres');
+    targets.push(t);
+    return { url: (t.target as { url: string }).url, db: await t.open() };
+  }
+
+  it('copies keys (hashes, limits, revocations), owners and the signing secret over the one a service on the target made; a target with keys is refused', async () => {
+    const source = await openDatabase({ file });
+    const admin = await createApiKey(source, { name: 'ops', scopes: ['admin'], maxConcurrent: 3, imagesPerDay: 50, ratePerMinute: 6, priority: 'high' });
+    const old = await createApiKey(source, { name: 'old laptop' });
+    await revokeApiKey(source, old.row.id, new Date().toISOString());
+    const secret = await loadSigningSecret(source, undefined);
+    const at = new Date().toISOString();
+    await insertTask(source, { id: 'owned-1', description: 'a red door', status: 'completed', result_path: '[]', error_message: null, created_at: at, updated_at: at, owner_key_id: admin.row.id });
+    await insertTask(source, { id: 'open-1', description: 'a blue door', status: 'completed', result_path: '[]', error_message: null, created_at: at, updated_at: at });
+    const before = await allRows(source);
+    await source.destroy();
+
+    // A service was started on the empty target once: it made a secret of its own.
+    const { url, db } = await target();
+    const theirs = await loadSigningSecret(db, undefined);
+    expect(theirs.equals(secret)).toBe(false);
+
+    const run = await kontext(['db', 'copy', '--to', url, '--from', file]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/copied 2 tasks, 0 images, 0 uploads, 2 API keys, 1 settings in/);
+    expect(await allRows(db)).toEqual(before);
+    expect((await db.selectFrom('tasks').select(['id', 'owner_key_id']).orderBy('id').execute())).toEqual([
+      { id: 'open-1', owner_key_id: null },
+      { id: 'owned-1', owner_key_id: admin.row.id },
+    ]);
+
+    // What the service on the copy will do with them: the key works, the revoked one stays revoked,
+    // and a URL signed before the move still checks.
+    const auth = new Authenticator({ db });
+    const ok = await auth.authenticate(admin.key);
+    expect(ok.ok && ok.caller.keyId).toBe(admin.row.id);
+    expect(await auth.authenticate(old.key)).toMatchObject({ ok: false, failure: 'revoked' });
+    const signed = new URLSearchParams(new UrlSigner(secret, 3600).sign('owned-1', 0));
+    const moved = new UrlSigner(await loadSigningSecret(db, undefined), 3600);
+    expect(moved.check('owned-1', 0, signed.get('exp'), signed.get('sig'))).toBe('valid');
+
+    // A target that already has a key is another service's database: refused, nothing written.
+    const other = await target();
+    await createApiKey(other.db, { name: 'theirs' });
+    const refused = await kontext(['db', 'copy', '--to', other.url, '--from', file]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/the target already holds 1 api_keys; db copy only fills an empty database/);
+    expect((await allRows(other.db)).tasks).toEqual([]);
   }, 60_000);
 });

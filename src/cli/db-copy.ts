@@ -16,15 +16,17 @@ const USAGE = `Usage: kontext db copy --to <postgres-url> [--from <sqlite file>]
 
 Copies the service's SQLite database (DATA_DIR/kontext.db, or --from) into an empty PostgreSQL
 database, to run the service or several replicas with DATABASE_URL: every upload, task and image
-row as it is (ids, timestamps, seq, last frames). Processing tasks lose their claim, so the first
+row as it is (ids, timestamps, seq, last frames, owners), the API keys (their hashes: every key
+keeps working) and the settings (the image-URL signing secret: signed URLs handed out stay valid). Processing tasks lose their claim, so the first
 service started on the new database adopts them as after a restart. Heartbeats are not copied.
 
 Stop the service first. The copy refuses while a processing task's claim is live: a running service
 renews it, a stopped one's lapses TASK_LEASE_S after the stop. Wait until then, or pass --force
 when you know the service is stopped.
 
-The target is migrated, then must hold no tasks, images or uploads: copies are never merged, so a
-second copy (or a database replicas already use) is refused. Everything is copied in one
+The target is migrated, then must hold no tasks, images, uploads or API keys: copies are never
+merged, so a second copy (or a database replicas already use) is refused. Settings a service
+started on the target made (its own signing secret) are replaced by the source's. Everything is copied in one
 transaction and counted before the commit: an interrupted copy leaves the target empty, ready for
 another try. The SQLite file is only read (after bringing its schema up to date, as a start does).
 
@@ -50,11 +52,18 @@ const DEFAULT_BATCH = 500;
 /** The most rows per INSERT: 2000 × 26 columns stays below PostgreSQL's 65535 parameters per statement. */
 const MAX_BATCH = 2000;
 
-/** Tables in copy order (images reference tasks), with the key that pages through them. */
+/**
+ * Tables in copy order (images reference tasks), with the key that pages through them. `replace`:
+ * the source's rows replace the target's of the same key instead of requiring an empty table.
+ */
 const TABLES = [
-  { name: 'uploads', key: ['sha256'] },
-  { name: 'tasks', key: ['id'] },
-  { name: 'images', key: ['task_id', 'idx'] },
+  { name: 'uploads', key: ['sha256'], replace: false },
+  { name: 'tasks', key: ['id'], replace: false },
+  { name: 'images', key: ['task_id', 'idx'], replace: false },
+  { name: 'api_keys', key: ['id'], replace: false },
+  // A service started on the empty target made its own signing secret; the source's must win, or
+  // the URLs it signed would stop working.
+  { name: 'settings', key: ['name'], replace: true },
 ] as const;
 type TableName = (typeof TABLES)[number]['name'];
 
@@ -86,13 +95,13 @@ export const dbCopyCommand: Command = {
       const counts = await source.transaction().execute(async (src) => {
         if (!values.force) await refuseLiveClaims(src);
         const counts = await countRows(src);
-        console.log(`copying ${file} to ${target}: ${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads`);
+        console.log(`copying ${file} to ${target}: ${summary(counts)}`);
         const dst = await openTarget(values.to!);
         try {
           await dst.transaction().execute(async (trx) => {
             await refuseNonEmpty(trx);
             for (const table of TABLES) await copyTable(src, trx, table, counts[table.name], batch);
-            await verifyCounts(trx, counts);
+            await verifyCounts(src, trx, counts);
           });
         } finally {
           await dst.destroy();
@@ -100,7 +109,7 @@ export const dbCopyCommand: Command = {
         return counts;
       });
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      console.log(`copied ${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads in ${seconds} s`);
+      console.log(`copied ${summary(counts)} in ${seconds} s`);
       console.log(`next: run the service with DATABASE_URL=${target} and STORAGE_URL at the files of ${dirname(file)} (see --help)`);
       return EXIT.OK;
     } finally {
@@ -172,6 +181,10 @@ async function refuseLiveClaims(src: AnyDb): Promise<void> {
   );
 }
 
+function summary(counts: Record<TableName, number>): string {
+  return `${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads, ${counts.api_keys} API keys, ${counts.settings} settings`;
+}
+
 async function countRows(db: AnyDb): Promise<Record<TableName, number>> {
   const counts = {} as Record<TableName, number>;
   for (const { name } of TABLES) {
@@ -187,9 +200,9 @@ async function countRows(db: AnyDb): Promise<Record<TableName, number>> {
  * the same time wait for this one, then find the target full; replicas may still read meanwhile.
  */
 async function refuseNonEmpty(trx: AnyDb): Promise<void> {
-  await sql`lock table uploads, tasks, images in share row exclusive mode`.execute(trx);
+  await sql`lock table uploads, tasks, images, api_keys, settings in share row exclusive mode`.execute(trx);
   const counts = await countRows(trx);
-  const held = TABLES.filter((t) => counts[t.name] > 0).map((t) => `${counts[t.name]} ${t.name}`);
+  const held = TABLES.filter((t) => !t.replace && counts[t.name] > 0).map((t) => `${counts[t.name]} ${t.name}`);
   if (held.length > 0) {
     throw new CommandError(`the target already holds ${held.join(', ')}; db copy only fills an empty database (create a new one, or drop this one's tables)`);
   }
@@ -214,7 +227,12 @@ async function copyTable(src: AnyDb, trx: AnyDb, table: (typeof TABLES)[number],
     if (rows.length === 0) break;
     const values = table.name === 'tasks' ? rows.map(withoutClaim) : rows;
     try {
-      await trx.insertInto(table.name).values(values).execute();
+      const insert = trx.insertInto(table.name).values(values);
+      const rest = columns.filter((c) => !(table.key as readonly string[]).includes(c));
+      await (table.replace
+        ? insert.onConflict((oc) => oc.columns(table.key).doUpdateSet((eb) => Object.fromEntries(rest.map((c) => [c, eb.ref(`excluded.${c}`)]))))
+        : insert
+      ).execute();
     } catch (err) {
       const first = rows[0]!;
       throw new CommandError(`copying ${table.name} from ${describeKey(table.key, first)} failed: ${(err as Error).message}`);
@@ -253,9 +271,22 @@ function describeKey(key: readonly string[], row: Row): string {
   return key.map((k) => `${k} ${JSON.stringify(row[k])}`).join(', ');
 }
 
-/** Inside the transaction, so a difference rolls the whole copy back. */
-async function verifyCounts(trx: AnyDb, expected: Record<TableName, number>): Promise<void> {
+/**
+ * Inside the transaction, so a difference rolls the whole copy back. A replaced table may also hold
+ * rows only the target had: there every source row must be there, as it is.
+ */
+async function verifyCounts(src: AnyDb, trx: AnyDb, expected: Record<TableName, number>): Promise<void> {
   const got = await countRows(trx);
+  for (const t of TABLES.filter((t) => t.replace)) got[t.name] = await sameRows(src, trx, t.name, t.key);
   const wrong = TABLES.filter((t) => got[t.name] !== expected[t.name]).map((t) => `${t.name}: ${got[t.name]} instead of ${expected[t.name]}`);
   if (wrong.length > 0) throw new CommandError(`the copy does not match the source (${wrong.join('; ')}); nothing was committed`);
+}
+
+/** How many of the source's rows of `table` the target holds unchanged (for small tables: read whole). */
+async function sameRows(src: AnyDb, trx: AnyDb, table: TableName, key: readonly string[]): Promise<number> {
+  const id = (r: Row) => JSON.stringify(key.map((k) => r[k]));
+  const whole = (r: Row) => JSON.stringify(Object.keys(r).sort().map((k) => [k, r[k]]));
+  const there = new Map(((await trx.selectFrom(table).selectAll().execute()) as Row[]).map((r) => [id(r), whole(r)]));
+  const source = (await src.selectFrom(table).selectAll().execute()) as Row[];
+  return source.filter((r) => there.get(id(r)) === whole(r)).length;
 }
