@@ -17,7 +17,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { printedSchema } from '../src/graphql/print-schema.js';
 
-/** The contract, verbatim from the issue. Fields may be added; none of these may change. */
+/** The contract, verbatim from the issues (QuotaExceededError: issue 12). Fields may be added; none of these may change. */
 const CONTRACT = /* GraphQL */ `
   scalar Upload
   scalar DateTime
@@ -44,7 +44,9 @@ const CONTRACT = /* GraphQL */ `
   type ValidationError implements Error { message: String!  field: String! }
   type UploadRejectedError implements Error { message: String!  reason: String! }
   type GenerateSuccess { task: Task! }
-  union GenerateResult = GenerateSuccess | ValidationError | UploadRejectedError
+  enum QuotaLimit { MAX_CONCURRENT IMAGES_PER_DAY RATE MAX_QUEUED_TASKS }
+  type QuotaExceededError implements Error { message: String!  limit: QuotaLimit!  retryAfterSeconds: Int! }
+  union GenerateResult = GenerateSuccess | ValidationError | UploadRejectedError | QuotaExceededError
   type PageInfo { hasNextPage: Boolean!  hasPreviousPage: Boolean!  startCursor: String  endCursor: String }
   type TaskEdge { cursor: String!  node: Task! }
   type TaskConnection { edges: [TaskEdge!]!  pageInfo: PageInfo! }

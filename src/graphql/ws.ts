@@ -7,16 +7,22 @@
  * holds a socket. The glue between ws and graphql-ws's `makeServer` is ours too (it replaces
  * `graphql-ws/use/ws`), so a socket error is one warn line in our log, not a stack on the console.
  *
+ * The API key comes in the `connection_init` payload (a browser's WebSocket cannot send headers):
+ * once keys exist, a missing, wrong or revoked one closes the socket with 4401 right there. The caller
+ * is fixed for the connection; a key revoked later ends with the connection.
+ *
  * Unlike the recipe in Yoga's docs, `onSubscribe` never throws: graphql-ws answers a throw by closing
  * the whole socket (4500), which would end every other subscription on it. A bad document, a
  * rejected limit or one subscription too many fails only its own operation.
  */
-import type { Authenticator } from '../auth/authenticator.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type execute, type subscribe } from 'graphql';
 import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { presentedKey } from '../auth/api-key.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Caller } from '../auth/caller.js';
 import { graphqlRefusalBody, type RequestGuard } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import { LiveConnections } from './live-connections.js';
@@ -62,7 +68,12 @@ export interface GraphQLWsServer {
 interface Extra {
   socket: WebSocket;
   request: IncomingMessage;
+  /** Who the connection is: set once at `connection_init`, used by every operation on it. */
+  caller?: Caller;
 }
+
+/** Close code for a missing, wrong or revoked key at `connection_init` (graphql-ws' Unauthorized). */
+export const UNAUTHORIZED_CLOSE = 4401;
 
 /** What `onSubscribe` puts in `rootValue`: Yoga's enveloped execute and subscribe for that operation. */
 interface EnvelopedRoot {
@@ -81,6 +92,16 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 64 * 1024, handleProtocols: (protocols) => handleProtocols(protocols) });
   const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
     connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+    onConnect: async (ctx) => {
+      const result = await options.auth.authenticate(keyOfConnection(ctx.connectionParams));
+      if (!result.ok) {
+        // graphql-ws would close with 4403 on `false`; this close comes first, so the client sees 4401.
+        ctx.extra.socket.close(UNAUTHORIZED_CLOSE, result.message);
+        return false;
+      }
+      ctx.extra.caller = result.caller;
+      return true;
+    },
     execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
     subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
     onSubscribe: async (ctx, _id, payload) => {
@@ -94,6 +115,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       }
       const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
         ...ctx,
+        caller: ctx.extra.caller,
         req: ctx.extra.request,
         socket: ctx.extra.socket,
         params: payload,
@@ -202,6 +224,17 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       }
     },
   };
+}
+
+/**
+ * The key of a `connection_init` payload: `{"authorization": "Bearer <key>"}` (or `{"apiKey": "<key>"}`);
+ * see presentedKey. A value that is not a string counts as an unusable key.
+ */
+function keyOfConnection(params: Readonly<Record<string, unknown>> | undefined): string | undefined {
+  const authorization = params?.['authorization'];
+  const apiKey = params?.['apiKey'];
+  if ((authorization !== undefined && typeof authorization !== 'string') || (apiKey !== undefined && typeof apiKey !== 'string')) return '';
+  return presentedKey(authorization, apiKey);
 }
 
 /** Answers an upgrade request with a plain HTTP status and a JSON body, and closes the connection. */

@@ -1,8 +1,8 @@
 /**
  * The Yoga server for `/graphql`: HTTP POST/GET, GraphQL multipart uploads (streamed), SSE for
  * subscriptions (`Accept: text/event-stream`), GraphiQL in a browser, and the security defaults
- * Yoga does not have on its own (CSRF prevention, strict CORS, query limits). graphql-ws on the same
- * path is in `ws.ts`.
+ * Yoga does not have on its own (CSRF prevention, strict CORS, query limits), and API keys
+ * (use-api-keys.ts; the GraphiQL page stays public). graphql-ws on the same path is in `ws.ts`.
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
@@ -15,6 +15,7 @@ import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
 import { createGraphiQL } from './graphiql.js';
 import { schema } from './schema/index.js';
+import { useApiKeys } from './use-api-keys.js';
 import { useBoundedErrorMessages } from './use-bounded-error-messages.js';
 import { useBodyLimits } from './use-body-limits.js';
 import { useStreamingUploads } from './use-streaming-uploads.js';
@@ -66,7 +67,7 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
-    context: createContextFactory({ service: options.service, publicUrl: options.publicUrl }),
+    context: createContextFactory({ service: options.service, publicUrl: options.publicUrl, signer: options.signer }),
     // useBodyLimits (in plugins) has a limit per kind of body instead of one sized for images.
     maxRequestBodySize: false,
     // Yoga's default reflects any origin *with* credentials; its origin list echoes any origin when empty
@@ -87,6 +88,8 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     plugins: [
       // First: its static files need none of the request parsing below.
       ...(graphiql ? [graphiql.plugin] : []),
+      // Before anything reads the body: a request without a valid key gets 401 unread.
+      useApiKeys({ auth: options.auth, endpoint: GRAPHQL_PATH }),
       // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),

@@ -3,9 +3,14 @@
  * reference image (a GraphQL multipart request), `task`, `tasks`, `cancel`, and `watch`, an async
  * iterator of a task's progress over graphql-ws.
  *
+ * Once the service has API keys, pass one as `apiKey`: it is sent as `Authorization: Bearer <key>`
+ * on every HTTP request and in the graphql-ws `connection_init` payload (a refused key makes
+ * `watch` throw a KontextError for close code 4401, the other calls one with status 401). The
+ * image URLs the service then returns are signed and work without the key until they expire.
+ *
  * ```ts
  * import WebSocket from 'ws'; // Node 20 has no global WebSocket; browsers and Node 22+ do
- * const kontext = createKontextClient({ url: 'http://127.0.0.1:9000/graphql', webSocketImpl: WebSocket });
+ * const kontext = createKontextClient({ url: 'http://127.0.0.1:9000/graphql', apiKey: process.env.KONTEXT_API_KEY, webSocketImpl: WebSocket });
  * const result = await kontext.generate({ referenceImage: await readFile('car.png'), description: 'make it night' });
  * if (result.__typename !== 'GenerateSuccess') throw new Error(result.message);
  * for await (const frame of kontext.watch(result.task.id)) console.log(frame.status, frame.progress);
@@ -17,6 +22,7 @@ import { createClient, type Client } from 'graphql-ws';
 import type {
   GenerateMutation,
   ImageFieldsFragment,
+  QuotaLimit,
   TaskFieldsFragment,
   TaskProgressSubscription,
   TasksQuery,
@@ -27,13 +33,15 @@ import { CancelTaskDocument, GenerateDocument, TaskDocument, TaskProgressDocumen
 
 /** PENDING, PROCESSING, COMPLETED, FAILED or CANCELLED. */
 export type { TaskStatus };
+/** The limit in a QuotaExceededError: MAX_CONCURRENT, IMAGES_PER_DAY, RATE or MAX_QUEUED_TASKS. */
+export type { QuotaLimit };
 /** A task, with its finished images. */
 export type Task = TaskFieldsFragment;
 /** A finished image; its bytes are at `url` (relative to the server unless it set PUBLIC_URL). */
 export type Image = ImageFieldsFragment;
 /** One frame of a task's progress. */
 export type TaskProgress = TaskProgressSubscription['taskProgress'];
-/** `GenerateSuccess` with the task, or the `ValidationError` / `UploadRejectedError` that refused it. */
+/** `GenerateSuccess` with the task, or the `ValidationError` / `UploadRejectedError` / `QuotaExceededError` that refused it. */
 export type GenerateResult = GenerateMutation['generate'];
 /** A page of tasks, newest first. */
 export type TaskPage = TasksQuery['tasks'];
@@ -48,8 +56,13 @@ export interface KontextClientOptions {
   fetch?: typeof fetch;
   /** A WebSocket constructor for `watch`; on Node 20 pass `WebSocket` from the `ws` package. @default globalThis.WebSocket */
   webSocketImpl?: unknown;
-  /** Extra headers on every HTTP request (e.g. authorization at a proxy). @default {} */
+  /** Extra headers on every HTTP request (e.g. for a proxy). @default {} */
   headers?: Record<string, string>;
+  /**
+   * The API key (`kx_...`), sent as `Authorization: Bearer <key>` over HTTP and as
+   * `{"authorization": "Bearer <key>"}` in graphql-ws' `connection_init`. @default undefined (none: a service without keys)
+   */
+  apiKey?: string;
 }
 
 /** What `generate` takes; the rest of the parameters default on the server. */
@@ -110,7 +123,8 @@ export interface KontextClient {
 /** Creates a client; nothing connects until the first call (the WebSocket only for `watch`). */
 export function createKontextClient(options: KontextClientOptions): KontextClient {
   const fetchImpl = options.fetch ?? globalThis.fetch;
-  const headers = options.headers ?? {};
+  const authorization = options.apiKey !== undefined ? `Bearer ${options.apiKey}` : undefined;
+  const headers = { ...options.headers, ...(authorization ? { authorization } : {}) };
   let ws: Client | undefined;
 
   // One socket for every watch, opened on the first and closed 5 s after the last ends (graphql-ws'
@@ -121,6 +135,7 @@ export function createKontextClient(options: KontextClientOptions): KontextClien
       ...(options.webSocketImpl ? { webSocketImpl: options.webSocketImpl } : {}),
       lazy: true,
       lazyCloseTimeout: 5_000,
+      ...(authorization ? { connectionParams: { authorization } } : {}),
     }));
 
   async function post<R>(body: BodyInit, extraHeaders: Record<string, string>): Promise<R> {

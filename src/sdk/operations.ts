@@ -56,6 +56,11 @@ export const GenerateDocument = graphql(`
         message
         reason
       }
+      ... on QuotaExceededError {
+        message
+        limit
+        retryAfterSeconds
+      }
     }
   }
 `);

@@ -2,10 +2,12 @@
 import type { Readable } from 'node:stream';
 import type { FileUpload } from 'graphql-upload-minimal';
 import { DEFAULTS, LIMITS, parseGenerateParams, ValidationError } from '../../tasks/generate-params.js';
+import { QuotaExceededError } from '../../tasks/quota-exceeded-error.js';
 import { IdempotencyConflictError, type TaskService } from '../../tasks/task-service.js';
 import type { StoredUpload } from '../../uploads/upload-sink.js';
 import { UploadRejectedError } from '../../uploads/upload-rejected-error.js';
 import { builder } from '../builder.js';
+import { requireScope, withScope } from '../scopes.js';
 // The error types the union lists are registered there.
 import './errors.js';
 import { Task, taskFromView } from './task.js';
@@ -32,10 +34,11 @@ export const GenerateInput = builder.inputType('GenerateInput', {
 builder.mutationFields((t) => ({
   generate: t.field({
     type: Task,
-    description: 'Uploads a reference image and queues a task. Limits and upload problems come back as errors in the union.',
+    description:
+      'Uploads a reference image and queues a task. Limits, quotas and upload problems come back as errors in the union. Needs the `generate` scope.',
     args: { input: t.arg({ type: GenerateInput, required: true }) },
     errors: {
-      types: [ValidationError, UploadRejectedError],
+      types: [ValidationError, UploadRejectedError, QuotaExceededError],
       union: { name: 'GenerateResult' },
       result: { name: 'GenerateSuccess' },
       dataField: { name: 'task' },
@@ -43,8 +46,11 @@ builder.mutationFields((t) => ({
     resolve: async (_root, { input }, ctx) => {
       let params;
       try {
+        requireScope(ctx, 'generate');
         const { referenceImage: _file, ...fields } = input;
         params = parseGenerateParams(fields);
+        // Before the upload is read: a request over a limit costs no upload (createTask checks again).
+        await ctx.service.checkLimits(ctx.caller);
       } catch (err) {
         // Unread, the file would stall the multipart parser and with it the request.
         void drainUpload(input.referenceImage);
@@ -63,12 +69,13 @@ builder.mutationFields((t) => ({
   cancelTask: t.field({
     type: Task,
     nullable: true,
-    description: 'Cancels a task (finished images are kept); a finished task is returned unchanged, an unknown id gives null.',
+    description:
+      "Cancels a task (finished images are kept); a finished task is returned unchanged, an unknown id (or another key's task) gives null. Needs the `generate` scope.",
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
+    resolve: withScope('generate', async (_root, { id }, ctx) => {
       const view = await ctx.service.cancelTask(id, ctx.caller);
       return view ? taskFromView(view) : null;
-    },
+    }),
   }),
 }));
 

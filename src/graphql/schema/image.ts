@@ -15,8 +15,10 @@ export const Image = builder.objectRef<ImageShape>('Image').implement({
   fields: (t) => ({
     index: t.exposeInt('index', { description: 'Position in the task, from 0.' }),
     url: t.string({
-      description: 'The REST image route: absolute when PUBLIC_URL is set, else relative to this server.',
-      resolve: (image, _args, ctx) => imageUrl(ctx.publicUrl ?? '', image.taskId, image.index),
+      description:
+        'The REST image route: absolute when PUBLIC_URL is set, else relative to this server. Once API keys exist it is signed (`exp` and `sig`) and works without a key until it expires, e.g. in `<img>`.',
+      // Open mode keeps the old unsigned URLs; a key's caller gets URLs an `<img>` can fetch.
+      resolve: (image, _args, ctx) => imageUrl(ctx.publicUrl ?? '', image.taskId, image.index, ctx.caller.keyId !== null ? ctx.signer : undefined),
     }),
     width: t.exposeInt('width'),
     height: t.exposeInt('height'),

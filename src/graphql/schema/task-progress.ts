@@ -2,6 +2,7 @@
 import { GraphQLError } from 'graphql';
 import type { ProgressFrame } from '../../tasks/progress-frame.js';
 import { builder } from '../builder.js';
+import { requireScope } from '../scopes.js';
 import { Image } from './image.js';
 import { TaskStatus } from './task.js';
 
@@ -36,10 +37,11 @@ builder.subscriptionFields((t) => ({
   taskProgress: t.field({
     type: TaskProgress,
     description:
-      'First the current state, then every later frame in `seq` order; completes after the final frame (COMPLETED, FAILED or CANCELLED). An unknown task id is an error.',
+      "First the current state, then every later frame in `seq` order; completes after the final frame (COMPLETED, FAILED or CANCELLED). An unknown task id (or another key's task) is an error, NOT_FOUND. Needs the `read` scope.",
     args: { taskId: t.arg.id({ required: true }) },
     // subscribe before resolve, so Pothos infers the frame type.
     subscribe: async (_root, { taskId }, ctx) => {
+      requireScope(ctx, 'read');
       const frames = await ctx.service.watch(taskId, ctx.caller);
       if (!frames) throw new GraphQLError(`Task ${taskId} not found`, { extensions: { code: 'NOT_FOUND' } });
       return frames;

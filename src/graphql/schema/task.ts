@@ -7,6 +7,7 @@ import type { TaskRow } from '../../db/types.js';
 import type { TaskView } from '../../tasks/task-service.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { withScope } from '../scopes.js';
 import { Image, imageFromRow, type ImageShape } from './image.js';
 
 /** A task row; `queuePosition` is set when it was read together with the row (a `TaskView`). */
@@ -86,22 +87,22 @@ builder.queryFields((t) => ({
   task: t.field({
     type: Task,
     nullable: true,
-    description: 'A task by id; null when there is none.',
+    description: "A task by id; null when there is none (or it is another key's). Needs the `read` scope.",
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => {
+    resolve: withScope('read', async (_root, { id }, ctx) => {
       const view = await ctx.service.getTask(id, ctx.caller);
       return view ? taskFromView(view) : null;
-    },
+    }),
   }),
   tasks: t.field({
     type: TaskConnection,
-    description: `Tasks, newest first. The cursor is the task id.`,
+    description: "Tasks, newest first: the key's own (every task for an admin key). The cursor is the task id. Needs the `read` scope.",
     args: {
       first: t.arg.int({ description: `Page size, ${TASKS_PAGE.default} by default, at most ${TASKS_PAGE.max}.` }),
       after: t.arg.string({ description: 'The `endCursor` of the previous page.' }),
       status: t.arg({ type: TaskStatus, description: 'Only tasks in this status.' }),
     },
-    resolve: async (_root, args, ctx) => {
+    resolve: withScope('read', async (_root, args, ctx) => {
       const first = args.first ?? TASKS_PAGE.default;
       if (!Number.isInteger(first) || first < 0 || first > TASKS_PAGE.max) {
         throw new GraphQLError(`first must be a whole number from 0 to ${TASKS_PAGE.max}`, { extensions: { code: 'BAD_USER_INPUT' } });
@@ -130,6 +131,6 @@ builder.queryFields((t) => ({
           endCursor: edges.at(-1)?.cursor ?? null,
         },
       };
-    },
+    }),
   }),
 }));

@@ -17,7 +17,7 @@ import * as types from './graphql.js';
 type Documents = {
     "\n  fragment ImageFields on Image {\n    index\n    url\n    width\n    height\n    seed\n    contentType\n    bytes\n  }\n": typeof types.ImageFieldsFragmentDoc,
     "\n  fragment TaskFields on Task {\n    id\n    description\n    status\n    progress\n    count\n    size\n    steps\n    guidance\n    seed\n    error\n    queuePosition\n    createdAt\n    updatedAt\n    startedAt\n    finishedAt\n    images {\n      ...ImageFields\n    }\n  }\n": typeof types.TaskFieldsFragmentDoc,
-    "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n    }\n  }\n": typeof types.GenerateDocument,
+    "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n      ... on QuotaExceededError {\n        message\n        limit\n        retryAfterSeconds\n      }\n    }\n  }\n": typeof types.GenerateDocument,
     "\n  query Task($id: ID!) {\n    task(id: $id) {\n      ...TaskFields\n    }\n  }\n": typeof types.TaskDocument,
     "\n  query Tasks($first: Int, $after: String, $status: TaskStatus) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges {\n        cursor\n        node {\n          ...TaskFields\n        }\n      }\n      pageInfo {\n        hasNextPage\n        endCursor\n      }\n    }\n  }\n": typeof types.TasksDocument,
     "\n  mutation CancelTask($id: ID!) {\n    cancelTask(id: $id) {\n      ...TaskFields\n    }\n  }\n": typeof types.CancelTaskDocument,
@@ -26,7 +26,7 @@ type Documents = {
 const documents: Documents = {
     "\n  fragment ImageFields on Image {\n    index\n    url\n    width\n    height\n    seed\n    contentType\n    bytes\n  }\n": types.ImageFieldsFragmentDoc,
     "\n  fragment TaskFields on Task {\n    id\n    description\n    status\n    progress\n    count\n    size\n    steps\n    guidance\n    seed\n    error\n    queuePosition\n    createdAt\n    updatedAt\n    startedAt\n    finishedAt\n    images {\n      ...ImageFields\n    }\n  }\n": types.TaskFieldsFragmentDoc,
-    "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n    }\n  }\n": types.GenerateDocument,
+    "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n      ... on QuotaExceededError {\n        message\n        limit\n        retryAfterSeconds\n      }\n    }\n  }\n": types.GenerateDocument,
     "\n  query Task($id: ID!) {\n    task(id: $id) {\n      ...TaskFields\n    }\n  }\n": types.TaskDocument,
     "\n  query Tasks($first: Int, $after: String, $status: TaskStatus) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges {\n        cursor\n        node {\n          ...TaskFields\n        }\n      }\n      pageInfo {\n        hasNextPage\n        endCursor\n      }\n    }\n  }\n": types.TasksDocument,
     "\n  mutation CancelTask($id: ID!) {\n    cancelTask(id: $id) {\n      ...TaskFields\n    }\n  }\n": types.CancelTaskDocument,
@@ -44,7 +44,7 @@ export function graphql(source: "\n  fragment TaskFields on Task {\n    id\n    
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n    }\n  }\n"): typeof import('./graphql.js').GenerateDocument;
+export function graphql(source: "\n  mutation Generate($input: GenerateInput!) {\n    generate(input: $input) {\n      __typename\n      ... on GenerateSuccess {\n        task {\n          ...TaskFields\n        }\n      }\n      ... on ValidationError {\n        message\n        field\n      }\n      ... on UploadRejectedError {\n        message\n        reason\n      }\n      ... on QuotaExceededError {\n        message\n        limit\n        retryAfterSeconds\n      }\n    }\n  }\n"): typeof import('./graphql.js').GenerateDocument;
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

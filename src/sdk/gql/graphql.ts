@@ -23,6 +23,17 @@ export type GenerateInput = {
   steps?: number | null | undefined;
 };
 
+/** The limit that refused a request. */
+export type QuotaLimit =
+  /** The key's images in the last 24 hours. */
+  | 'IMAGES_PER_DAY'
+  /** The key's pending plus processing tasks. */
+  | 'MAX_CONCURRENT'
+  /** The service's ceiling on queued tasks (MAX_QUEUED_TASKS), for every key. */
+  | 'MAX_QUEUED_TASKS'
+  /** The key's generate requests per minute. */
+  | 'RATE';
+
 export type TaskStatus =
   /** Cancelled by a client; finished images are kept. */
   | 'CANCELLED'
@@ -46,6 +57,7 @@ export type GenerateMutationVariables = Exact<{
 
 export type GenerateMutation = { generate:
     | { __typename: 'GenerateSuccess', task: { id: string, description: string, status: TaskStatus, progress: number, count: number, size: string, steps: number, guidance: number, seed: number, error: string | null, queuePosition: number | null, createdAt: string, updatedAt: string, startedAt: string | null, finishedAt: string | null, images: Array<{ index: number, url: string, width: number, height: number, seed: number, contentType: string, bytes: number }> } }
+    | { __typename: 'QuotaExceededError', message: string, limit: QuotaLimit, retryAfterSeconds: number }
     | { __typename: 'UploadRejectedError', message: string, reason: string }
     | { __typename: 'ValidationError', message: string, field: string }
    };
@@ -156,6 +168,11 @@ export const GenerateDocument = new TypedDocumentString(`
       message
       reason
     }
+    ... on QuotaExceededError {
+      message
+      limit
+      retryAfterSeconds
+    }
   }
 }
     fragment ImageFields on Image {
@@ -186,7 +203,7 @@ fragment TaskFields on Task {
   images {
     ...ImageFields
   }
-}`, {"hash":"sha256:570d3d5d38bb795659f823304c46079802c725c7c4a609f0768f870550230c7f"}) as unknown as TypedDocumentString<GenerateMutation, GenerateMutationVariables>;
+}`, {"hash":"sha256:87ce52e9bf1e924b3caaad6b83d0e5f6c6a12f274813baa678f150df060cf816"}) as unknown as TypedDocumentString<GenerateMutation, GenerateMutationVariables>;
 export const TaskDocument = new TypedDocumentString(`
     query Task($id: ID!) {
   task(id: $id) {

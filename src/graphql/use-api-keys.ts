@@ -1,0 +1,52 @@
+/**
+ * API keys on GraphQL over HTTP (POST and GET, SSE included): the key a request presents
+ * (`Authorization: Bearer <key>` or `X-API-Key`) is checked once, before the body is parsed. A
+ * missing, wrong or revoked key (once any key exists) gets HTTP 401 with a GraphQL error whose
+ * `extensions.code` is UNAUTHENTICATED and `WWW-Authenticate: Bearer`. The caller goes into the
+ * server context, which is Yoga's initial context, so the context factory hands it to resolvers.
+ *
+ * The GraphiQL page, its assets, Yoga's health check and CORS preflights are answered by plugins
+ * before this one and stay public. Scopes are checked per field (scopes.ts), not here.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Plugin } from 'graphql-yoga';
+import { presentedKey } from '../auth/api-key.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { AuthenticatedContext } from './context.js';
+
+/** The challenge of a 401: RFC 6750's scheme, with the realm REST uses. */
+export const WWW_AUTHENTICATE = 'Bearer realm="kontext"';
+
+/** Options of {@link useApiKeys}. */
+export interface ApiKeysOptions {
+  /** Decides who a request is (everyone, while no key exists). */
+  auth: Authenticator;
+  /** The GraphQL endpoint; other paths are left to Yoga (404). */
+  endpoint: string;
+}
+
+/** The plugin; put it after the GraphiQL assets plugin and before any plugin that reads the body. */
+export function useApiKeys(options: ApiKeysOptions): Plugin {
+  return {
+    async onRequest({ request, url, serverContext, endResponse, fetchAPI }) {
+      if (url.pathname !== options.endpoint) return;
+      const headers = request.headers;
+      const result = await options.auth.authenticate(presentedKey(headers.get('authorization'), headers.get('x-api-key')));
+      if (result.ok) {
+        // Per request: the Node adapter makes a fresh server context for each one.
+        (serverContext as AuthenticatedContext).caller = result.caller;
+        return;
+      }
+      // A refused upload is not worth reading: the connection closes after the answer.
+      const res = (serverContext as { res?: ServerResponse }).res;
+      if (res && request.body && !res.headersSent) res.shouldKeepAlive = false;
+      const body = { errors: [{ message: result.message, extensions: { code: 'UNAUTHENTICATED' } }] };
+      endResponse(
+        new fetchAPI.Response(JSON.stringify(body), {
+          status: 401,
+          headers: { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': WWW_AUTHENTICATE },
+        }),
+      );
+    },
+  };
+}
