@@ -17,6 +17,11 @@ import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.j
 import { beat } from './db/heartbeats.js';
 import { describeWriteError, isStorageUnavailable, WriteHealth } from './db/write-health.js';
 import { LiveConnections, wantsEventStream } from './graphql/live-connections.js';
+import { BusyTracker } from './metrics/busy-tracker.js';
+import { observeEngine } from './metrics/engine-metrics.js';
+import { routeLabel } from './metrics/http-route.js';
+import { Metrics } from './metrics/metrics.js';
+import { handleMetrics } from './rest/metrics.js';
 import { attachGraphQLWs } from './graphql/ws.js';
 import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
 import { createRequestGuard, sendRefusal } from './http/request-guard.js';
@@ -51,6 +56,8 @@ export interface App {
   auth: Authenticator;
   /** Signs image URLs. */
   signer: UrlSigner;
+  /** The Prometheus metrics GET /metrics serves. */
+  metrics: Metrics;
   /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
   close(): Promise<void>;
 }
@@ -155,12 +162,27 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // Origin and Host, decided once for every route and the WebSocket upgrade.
   const guard = createRequestGuard(config);
   const live = new LiveConnections(config.maxLiveConnections);
+  let sseOpen = 0;
+  const busy = new BusyTracker(pool);
+  const metrics = new Metrics({
+    taskCounts: async () => {
+      const counts = await service.counts();
+      return { pending: counts.pending, processing: counts.processing };
+    },
+    workers: () => pool.members.map((m) => ({ url: m.url, up: m.healthy, busyRatio: busy.ratio(m.url) })),
+    subscribers: () => ({ ws: live.open - sseOpen, sse: sseOpen }),
+  });
+  const stopObserving = observeEngine(engine.events, metrics, db, (err) => log.warn('a metric could not be read', { error: String(err) }));
 
   // Until recovery has run, requests are refused: a task taken now would be mistaken for one a previous run left.
   let accepting = false;
   const server = createServer((req, res) => {
     const started = Date.now();
-    res.on('finish', () => log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }));
+    res.on('finish', () => {
+      const ms = Date.now() - started;
+      log.info('request', { method: req.method, path: req.url, status: res.statusCode, ms });
+      metrics.httpDuration.observe({ route: routeLabel(req.url), method: methodLabel(req.method), status: String(res.statusCode) }, ms / 1000);
+    });
     const refusal = guard(req);
     if (refusal) {
       req.resume();
@@ -173,14 +195,25 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       req.resume();
       return;
     }
-    // REST first: Yoga's own health check would answer any path ending in /health.
-    handleRest(req, res, rest)
+    // /metrics has its own token (METRICS_TOKEN), not API keys: a Prometheus server is not a user.
+    const handling =
+      pathOf(req.url) === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')
+        ? handleMetrics(req, res, metrics, config.metricsToken).then(() => true)
+        : // REST first: Yoga's own health check would answer any path ending in /health.
+          handleRest(req, res, rest);
+    handling
       .then(async (handled) => {
         if (handled) return;
         if (!isGraphQLPath(req.url)) sendDetail(res, 404, 'Not Found');
         // SSE streams count against MAX_LIVE_CONNECTIONS with the WebSockets, until the response closes.
         else if (wantsEventStream(req) && !live.tryHold(res)) sendJson(res, 503, { errors: [{ message: live.refusal, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
-        else await yoga(req, res);
+        else {
+          if (wantsEventStream(req)) {
+            sseOpen++;
+            res.once('close', () => sseOpen--);
+          }
+          await yoga(req, res);
+        }
       })
       .catch((err: unknown) => {
         if (isStorageUnavailable(err)) {
@@ -215,6 +248,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   const graphqlWs = attachGraphQLWs(server, { yoga, auth, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
   await pool.start();
   await engine.start();
+  busy.start();
   accepting = true;
   if ((await auth.mode()) === 'open' && !isLoopback(config.host)) {
     log.warn(
@@ -239,10 +273,13 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     writeHealth,
     auth,
     signer,
+    metrics,
     close: () =>
       (closing ??= (async () => {
         // Subscriptions end with a proper close frame, before the HTTP server drops every socket.
         await graphqlWs.dispose();
+        busy.stop();
+        stopObserving();
         const closed = new Promise<void>((done) => server.close(() => done()));
         server.closeIdleConnections();
         await engine.stop();
@@ -256,6 +293,11 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         store.close();
       })()),
   };
+}
+
+/** An HTTP method as a metric label: the standard ones, `other` for anything a client made up. */
+function methodLabel(method: string | undefined): string {
+  return method && ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'].includes(method) ? method : 'other';
 }
 
 /** Whether `host` is only reachable from this machine. */

@@ -69,6 +69,8 @@ export interface Config {
   maxQueuedTasks: number;
   /** `fair`: round-robin across API keys, higher priority first; `fifo`: oldest task first, as before keys existed. @default 'fair' */
   queuePolicy: 'fair' | 'fifo';
+  /** Bearer token GET /metrics requires. @default undefined (the metrics are public) */
+  metricsToken: string | undefined;
 }
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
@@ -119,6 +121,7 @@ const EnvSchema = z.object({
   URL_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters').max(1024, 'must be at most 1024 characters').optional(),
   IMAGE_URL_TTL_S: int(60, 31_536_000).default(3600),
   MAX_QUEUED_TASKS: int(1, 10_000_000).default(1000),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').max(1024, 'must be at most 1024 characters').optional(),
   QUEUE_POLICY: z.enum(['fair', 'fifo'], { error: 'must be fair or fifo' }).default('fair'),
 });
 
@@ -177,6 +180,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     imageUrlTtlS: e.IMAGE_URL_TTL_S,
     maxQueuedTasks: e.MAX_QUEUED_TASKS,
     queuePolicy: e.QUEUE_POLICY,
+    metricsToken: e.METRICS_TOKEN,
   };
 }
 
