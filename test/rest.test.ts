@@ -86,6 +86,29 @@ describe('docs and conventions', () => {
     expect(html).toContain('1–4, default 1'); // count's limits, from the same constants the route enforces
   });
 
+  it('the OpenAPI document names the key schemes, the scope and the refusals of each protected route', async () => {
+    type Op = { security?: Record<string, string[]>[]; 'x-required-scope'?: string; responses: Record<string, { headers?: Record<string, unknown> }> };
+    const doc = (await (await fetch(`${stack.app.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, Op>>;
+      components: { securitySchemes: Record<string, Record<string, string>> };
+    };
+    expect(doc.components.securitySchemes).toMatchObject({ bearerKey: { type: 'http', scheme: 'bearer' }, headerKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' } });
+    const protectedOps: [Op, string][] = [
+      [doc.paths['/generate-image']!.post!, 'generate'],
+      [doc.paths['/api/task-status/{task_id}']!.get!, 'read'],
+      [doc.paths['/api/image/{task_id}']!.get!, 'read'],
+      [doc.paths['/api/task/{task_id}/cancel']!.post!, 'generate'],
+    ];
+    for (const [op, scope] of protectedOps) {
+      expect(op.security).toEqual(expect.arrayContaining([{ bearerKey: [] }, { headerKey: [] }]));
+      expect(op['x-required-scope']).toBe(scope);
+      expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['401', '403']));
+    }
+    expect(doc.paths['/generate-image']!.post!.responses['429']!.headers).toHaveProperty('Retry-After');
+    expect(doc.paths['/health']!.get!.security).toBeUndefined();
+    expect(await (await fetch(`${stack.app.url}/docs`)).text()).toContain('Needs an API key with the <code>read</code> scope');
+  });
+
   it('unknown paths get 404 and known paths with the wrong method 405, both in FastAPI shape', async () => {
     const notFound = await fetch(`${stack.app.url}/api/nothing-here`);
     expect(notFound.status).toBe(404);
@@ -111,6 +134,7 @@ describe('docs and conventions', () => {
       comfyui: [{ index: 0, reachable: true, ready: true }],
       database: { ok: true },
       queue: { pending: 0, processing: 0 },
+      auth: 'open',
       version: '0.1.0',
     });
     expect(typeof health.uptime_s).toBe('number');
