@@ -178,6 +178,12 @@ describe('once a key exists', () => {
     expect((await generate({}, QUICK, colour)).status).toBe(401);
     expect((await generate(bearer('kx_wrong'), QUICK, colour)).status).toBe(401);
     expect((await generate(bearer(keys.reader), QUICK, colour)).status).toBe(403);
+    // A large body is answered without being read (and the connection closed after the answer).
+    const large = new FormData();
+    large.set('description', 'large');
+    large.set('referenceImage', new Blob([new Uint8Array(8 * 1024 * 1024).fill(1)], { type: 'image/png' }), 'big.png');
+    const refused = await fetch(`${stack.app.url}/generate-image`, { method: 'POST', body: large });
+    expect(refused.status).toBe(401);
     expect(await storedUploads()).toEqual(before);
     // The same request with a key that may generate does store it: the check above can fail.
     await created(await generate(bearer(keys.generator), QUICK, colour));
