@@ -9,7 +9,7 @@ import { openDatabase, type Db } from '../db/database.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openStore } from '../storage/open-store.js';
 import { StorageError } from '../storage/storage-error.js';
-import { CommandError, EXIT } from './output.js';
+import { CommandError, EXIT, UsageError } from './output.js';
 
 /** The service's configuration; invalid variables end the command with their one-line-per-problem message (exit 2). */
 export function cliConfig(): Config {
@@ -91,4 +91,27 @@ export async function withDb<T>(db: Db, fn: (db: Db) => Promise<T>): Promise<T> 
   } finally {
     await db.destroy();
   }
+}
+
+/** The variable `generate` and `tasks cancel` read the API key from when `--api-key` is not given. */
+export const API_KEY_VARIABLE = 'KONTEXT_API_KEY';
+
+/**
+ * The API key to present to the service: `--api-key`, else $KONTEXT_API_KEY; undefined for none
+ * (an open service needs none). A key is a single word: anything else is a usage error, named
+ * without echoing it.
+ */
+export function apiKeyOf(flag: string | undefined): string | undefined {
+  const raw = flag ?? process.env[API_KEY_VARIABLE];
+  const source = flag !== undefined ? '--api-key' : API_KEY_VARIABLE;
+  if (raw === undefined || (flag === undefined && raw.trim() === '')) return undefined;
+  const key = raw.trim();
+  if (key === '') throw new UsageError(`${source} is empty; give the API key (kx_...)`);
+  if (/[\s\u0000-\u001f\u007f]/.test(key)) throw new UsageError(`${source} must be one API key (kx_...), without spaces or control characters`);
+  return key;
+}
+
+/** The header that presents `apiKey`; none without a key. */
+export function authorizationHeader(apiKey: string | undefined): Record<string, string> {
+  return apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` };
 }

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import type { TaskStatus } from '../db/types.js';
 import type { GenerateParams } from '../tasks/generate-params.js';
 import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../sdk/client.js';
+import { authorizationHeader } from './environment.js';
 import { CommandError } from './output.js';
 import { ServiceUnreachableError, unreachable } from './service.js';
 
@@ -64,6 +65,8 @@ export interface TransportOptions {
   url: string;
   /** Longest wait for an HTTP answer, in ms (the upload included). @default 120_000 */
   timeoutMs?: number;
+  /** The API key, sent as `Authorization: Bearer` on every request. @default none (an open service) */
+  apiKey?: string;
 }
 
 /** The transport `generate` uses. */
@@ -84,6 +87,7 @@ class SdkTransport implements GenerateTransport {
       url: new URL('graphql', `${options.url}/`).href,
       // Node 20 has no global WebSocket.
       webSocketImpl: WebSocket,
+      headers: authorizationHeader(options.apiKey),
       // Network failures become "not reachable" (exit 3), like every other call to the service.
       fetch: async (input, init) => {
         try {
@@ -122,6 +126,9 @@ class SdkTransport implements GenerateTransport {
       // A GraphQL error (unknown task) is the service's answer; anything else means the socket gave up.
       if (err instanceof KontextError && err.errors.length > 0) throw new CommandError(`following task ${taskId} failed: ${err.message}`);
       if (err instanceof CommandError) throw err;
+      // 4401/4403: the service answered, refusing the key (graphql-ws has no HTTP status to carry it).
+      const refused = err instanceof KontextError && /^WebSocket closed: 440[13]\b/.test(err.message);
+      if (refused) throw new CommandError(`following task ${taskId} was refused by the service at ${this.url}: ${err.message} (pass --api-key or set KONTEXT_API_KEY)`);
       throw new ServiceUnreachableError(this.url, `progress stream: ${(err as Error).message}`, false);
     }
   }
@@ -145,6 +152,10 @@ class SdkTransport implements GenerateTransport {
     try {
       return await fn();
     } catch (err) {
+      if (err instanceof KontextError && (err.status === 401 || err.status === 403)) {
+        const hint = err.status === 401 ? 'pass --api-key or set KONTEXT_API_KEY' : "create a key with the scope it names: 'kontext keys create --scopes ...'";
+        throw new CommandError(`the service at ${this.url} refused the request (${err.status}): ${err.message} (${hint})`);
+      }
       if (err instanceof KontextError) throw new CommandError(`the service at ${this.url} answered with an error: ${err.message}`);
       throw err;
     }

@@ -5,7 +5,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { checkGenerateParams, DEFAULTS, LIMITS } from '../tasks/generate-params.js';
-import { cliConfig } from './environment.js';
+import { apiKeyOf, authorizationHeader, cliConfig } from './environment.js';
 import { parseCommandLine, type Command } from './command.js';
 import { createProgressDisplay } from './generate-progress.js';
 import { createTransport, type FinishedTask, type GenerateTransport } from './generate-transport.js';
@@ -29,6 +29,7 @@ Options:
       --guidance <x>     guidance, ${LIMITS.guidance.min}-${LIMITS.guidance.max}                               (default ${DEFAULTS.guidance})
       --seed <n>         base seed; image i uses seed+i                      (default random)
       --url <url>        the service                           (default http://127.0.0.1:$PORT)
+      --api-key <key>    the API key, once the service has keys              (default $KONTEXT_API_KEY)
   -h, --help             show this help
 
 Exit codes: 0 all images saved, 1 the task failed or was cancelled (finished images are still
@@ -53,8 +54,10 @@ async function run(argv: string[]): Promise<number> {
       guidance: { type: 'string' },
       seed: { type: 'string' },
       url: { type: 'string' },
+      'api-key': { type: 'string' },
     },
   });
+  const apiKey = apiKeyOf(values['api-key']);
   for (const name of ['image', 'prompt', 'out'] as const) if (values[name] === undefined) throw new UsageError(`--${name} is required`);
   // The service's own rules, checked here first: a typo costs no upload.
   const checked = checkGenerateParams({
@@ -82,7 +85,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const url = serviceUrl(values.url, cliConfig);
 
-  const transport = createTransport({ url });
+  const transport = createTransport({ url, ...(apiKey === undefined ? {} : { apiKey }) });
   try {
     const taskId = await transport.submit({
       referenceImage,
@@ -96,7 +99,7 @@ async function run(argv: string[]): Promise<number> {
     });
     console.log(`task ${taskId} submitted to ${url} (${params.count} image${params.count === 1 ? '' : 's'}, ${params.size}, ${params.steps} steps)`);
     const finished = await follow(transport, taskId, params.count);
-    const saved = await saveImages(url, finished, taskId, out);
+    const saved = await saveImages(url, finished, taskId, out, apiKey);
     for (const file of saved) console.log(`saved ${file}`);
     if (finished.status === 'completed') {
       console.log(`task ${taskId} completed: ${saved.length} image${saved.length === 1 ? '' : 's'} in ${out}`);
@@ -133,10 +136,12 @@ async function follow(transport: GenerateTransport, taskId: string, count: numbe
 }
 
 /** Downloads the finished images (URLs may be relative to the service) into `out`. */
-async function saveImages(url: string, finished: FinishedTask, taskId: string, out: string): Promise<string[]> {
+async function saveImages(url: string, finished: FinishedTask, taskId: string, out: string, apiKey: string | undefined): Promise<string[]> {
   const saved: string[] = [];
   for (const image of [...finished.images].sort((a, b) => a.index - b.index)) {
-    const res = await fetchService(url, image.url, { timeoutMs: 120_000 });
+    // The URLs are signed; the key goes along only to the service itself (a PUBLIC_URL elsewhere gets none).
+    const sameOrigin = new URL(image.url, `${url}/`).origin === new URL(url).origin;
+    const res = await fetchService(url, image.url, { timeoutMs: 120_000, headers: sameOrigin ? authorizationHeader(apiKey) : {} });
     if (res.status !== 200) throw new CommandError(`downloading image ${image.index} of task ${taskId} failed (${res.status}): ${await errorDetail(res)}`);
     const data = Buffer.from(await res.arrayBuffer());
     const file = join(out, `${taskId}_${image.index}${extensionOf(res.headers.get('content-type'), image.url)}`);

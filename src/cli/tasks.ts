@@ -15,7 +15,7 @@ import { cancelPendingTask } from '../tasks/transitions/cancel-pending-task.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import type { Config } from '../config.js';
 import { openStore } from '../storage/open-store.js';
-import { cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
+import { apiKeyOf, authorizationHeader, cliConfig, dataDirOf, openDataDir, withDb } from './environment.js';
 import { clip, CommandError, escapeControl, EXIT, printJson, printTable, UsageError } from './output.js';
 import { errorDetail, fetchService, serviceUrl, ServiceUnreachableError } from './service.js';
 
@@ -43,7 +43,7 @@ Options:
 
 Exit codes: 0 shown, 1 no such task (or no database in DATA_DIR), 2 usage error.`;
 
-const CANCEL_USAGE = `Usage: kontext tasks cancel <task_id> [--url <url>]
+const CANCEL_USAGE = `Usage: kontext tasks cancel <task_id> [--url <url>] [--api-key <key>]
 
 Cancels a task through the running service, which also stops its prompts on ComfyUI (finished
 images are kept). When the service is not running, a pending task is cancelled in the database
@@ -51,8 +51,10 @@ in DATA_DIR; a processing task is left alone (its prompts may still be running o
 start the service and cancel again, or run 'kontext repair'.
 
 Options:
-      --url <url>  the service (default http://127.0.0.1:$PORT)
-  -h, --help       show this help
+      --url <url>        the service (default http://127.0.0.1:$PORT)
+      --api-key <key>    the API key, once the service has keys: the task's own key (generate
+                         scope) or an admin key (default $KONTEXT_API_KEY)
+  -h, --help             show this help
 
 Exit codes: 0 cancelled (or already finished: nothing to cancel), 1 no such task or the cancel
 failed, 2 usage error, 3 the service is not reachable and the task is processing.`;
@@ -122,18 +124,24 @@ export const tasksCancelCommand: Command = {
   name: 'tasks cancel',
   usage: CANCEL_USAGE,
   async run(argv) {
-    const { values, positionals } = parseCommandLine(argv, { options: { url: { type: 'string' } }, allowPositionals: true });
+    const { values, positionals } = parseCommandLine(argv, { options: { url: { type: 'string' }, 'api-key': { type: 'string' } }, allowPositionals: true });
     const id = onePositional(positionals);
+    const apiKey = apiKeyOf(values['api-key']);
     const url = serviceUrl(values.url, cliConfig);
     let res: Response;
     try {
-      res = await fetchService(url, `api/task/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+      res = await fetchService(url, `api/task/${encodeURIComponent(id)}/cancel`, { method: 'POST', headers: authorizationHeader(apiKey) });
     } catch (err) {
       // Only "nothing listens there" proves the service is down; a timeout may be a busy service.
       if (err instanceof ServiceUnreachableError && err.noConnection) return cancelOffline(id, err);
       throw err;
     }
-    if (res.status === 404) throw new CommandError(`task ${id} not found (asked the service at ${url})`);
+    // Another key's task is a 404 too: the service does not say it exists.
+    if (res.status === 404) throw new CommandError(`task ${id} not found (asked the service at ${url}${apiKey === undefined ? '' : ' with the key given'})`);
+    if (res.status === 401 || res.status === 403) {
+      const hint = res.status === 401 ? 'pass --api-key or set KONTEXT_API_KEY' : 'use a key with the generate scope';
+      throw new CommandError(`the service at ${url} refused the cancel (${res.status}): ${escapeControl(await errorDetail(res))} (${hint})`);
+    }
     if (res.status !== 200) throw new CommandError(`cancelling task ${id} failed (${res.status}): ${escapeControl(await errorDetail(res))}`);
     const body = (await res.json()) as { status: TaskStatus; images?: string[] };
     if (body.status === 'cancelled') {
