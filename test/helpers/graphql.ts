@@ -21,23 +21,38 @@ export interface GraphQLBody<T> {
   errors?: GraphQLErrorBody[];
 }
 
-/** A JSON POST to /graphql. */
-export async function gql<T>(baseUrl: string, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GraphQLBody<T>> {
+/** A JSON POST to /graphql, whatever its status. */
+export async function gqlResponse<T>(
+  baseUrl: string,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: GraphQLBody<T> }> {
   const res = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ query, variables }),
   });
-  const body = (await res.json()) as GraphQLBody<T>;
-  if (res.status !== 200) throw new Error(`POST /graphql: ${res.status} ${JSON.stringify(body)}`);
+  return { status: res.status, headers: res.headers, body: (await res.json()) as GraphQLBody<T> };
+}
+
+/** A JSON POST to /graphql that must answer 200. */
+export async function gql<T>(baseUrl: string, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GraphQLBody<T>> {
+  const { status, body } = await gqlResponse<T>(baseUrl, query, variables, headers);
+  if (status !== 200) throw new Error(`POST /graphql: ${status} ${JSON.stringify(body)}`);
   return body;
 }
 
 /** `gql` that fails the test on errors and returns `data`. */
-export async function gqlData<T>(baseUrl: string, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const body = await gql<T>(baseUrl, query, variables);
+export async function gqlData<T>(baseUrl: string, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<T> {
+  const body = await gql<T>(baseUrl, query, variables, headers);
   expect(body.errors).toBeUndefined();
   return body.data!;
+}
+
+/** The `Authorization` header of an API key. */
+export function bearer(key: string): Record<string, string> {
+  return { authorization: `Bearer ${key}` };
 }
 
 export const GENERATE = /* GraphQL */ `
@@ -47,6 +62,7 @@ export const GENERATE = /* GraphQL */ `
       ... on GenerateSuccess { task { id status progress count size steps guidance seed queuePosition createdAt images { index url } } }
       ... on ValidationError { field message }
       ... on UploadRejectedError { reason message }
+      ... on QuotaExceededError { limit retryAfterSeconds message }
     }
   }
 `;
@@ -54,7 +70,8 @@ export const GENERATE = /* GraphQL */ `
 export type GenerateResult =
   | { __typename: 'GenerateSuccess'; task: { id: string; status: string; progress: number; count: number; size: string; steps: number; guidance: number; seed: number; queuePosition: number | null; createdAt: string; images: { index: number; url: string }[] } }
   | { __typename: 'ValidationError'; field: string; message: string }
-  | { __typename: 'UploadRejectedError'; reason: string; message: string };
+  | { __typename: 'UploadRejectedError'; reason: string; message: string }
+  | { __typename: 'QuotaExceededError'; limit: string; retryAfterSeconds: number; message: string };
 
 /** A GraphQL multipart request body (operations, map, then the file as part "0"). */
 export function multipart(query: string, input: Record<string, unknown>, file: Buffer | null, fileName = 'ref.png'): FormData {
@@ -71,9 +88,9 @@ export async function postGenerate(baseUrl: string, input: Record<string, unknow
   return fetch(`${baseUrl}/graphql`, { method: 'POST', body: multipart(GENERATE, input, file), headers });
 }
 
-/** `generate` that must reach the resolver; returns its union member. */
-export async function generate(baseUrl: string, input: Record<string, unknown>, file: Buffer | null): Promise<GenerateResult> {
-  const res = await postGenerate(baseUrl, input, file);
+/** `generate` that must reach the resolver; returns its union member. `headers` are sent besides the CSRF header. */
+export async function generate(baseUrl: string, input: Record<string, unknown>, file: Buffer | null, headers: Record<string, string> = {}): Promise<GenerateResult> {
+  const res = await postGenerate(baseUrl, input, file, { ...CSRF, ...headers });
   const body = (await res.json()) as GraphQLBody<{ generate: GenerateResult }>;
   expect(res.status, JSON.stringify(body)).toBe(200);
   expect(body.errors).toBeUndefined();
@@ -81,8 +98,8 @@ export async function generate(baseUrl: string, input: Record<string, unknown>, 
 }
 
 /** `generate` that must succeed; returns the task id. */
-export async function generateTask(baseUrl: string, input: Record<string, unknown>, file: Buffer): Promise<string> {
-  const result = await generate(baseUrl, input, file);
+export async function generateTask(baseUrl: string, input: Record<string, unknown>, file: Buffer, headers: Record<string, string> = {}): Promise<string> {
+  const result = await generate(baseUrl, input, file, headers);
   if (result.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(result)}`);
   return result.task.id;
 }
@@ -110,8 +127,14 @@ export const WATCH = /* GraphQL */ `
   }
 `;
 
-/** A graphql-ws client that never reconnects (a closed socket is a test failure, not something to hide). */
-export function wsClient(baseUrl: string, options: { headers?: Record<string, string>; lazy?: boolean } = {}): Client {
+/**
+ * A graphql-ws client that never reconnects (a closed socket is a test failure, not something to
+ * hide). `connectionParams` is the `connection_init` payload (where the API key goes).
+ */
+export function wsClient(
+  baseUrl: string,
+  options: { headers?: Record<string, string>; lazy?: boolean; connectionParams?: Record<string, unknown>; onClosed?: (event: unknown) => void } = {},
+): Client {
   const url = `${baseUrl.replace(/^http/, 'ws')}/graphql`;
   // ws lets a client set headers (Origin), which a browser's WebSocket cannot.
   const Impl = options.headers
@@ -121,7 +144,14 @@ export function wsClient(baseUrl: string, options: { headers?: Record<string, st
         }
       }
     : WebSocket;
-  return createClient({ url, webSocketImpl: Impl, retryAttempts: 0, lazy: options.lazy ?? true });
+  return createClient({
+    url,
+    webSocketImpl: Impl,
+    retryAttempts: 0,
+    lazy: options.lazy ?? true,
+    ...(options.connectionParams ? { connectionParams: options.connectionParams } : {}),
+    ...(options.onClosed ? { on: { closed: options.onClosed } } : {}),
+  });
 }
 
 /** Every result of one operation, until it completes. */
@@ -139,10 +169,10 @@ export async function watchWs(client: Client, taskId: string): Promise<Frame[]> 
 }
 
 /** Every result of a subscription over SSE (POST with `Accept: text/event-stream`), until it completes. */
-export async function sse<T>(baseUrl: string, query: string, variables: Record<string, unknown>): Promise<GraphQLBody<T>[]> {
+export async function sse<T>(baseUrl: string, query: string, variables: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GraphQLBody<T>[]> {
   const res = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
     body: JSON.stringify({ query, variables }),
   });
   expect(res.status).toBe(200);
