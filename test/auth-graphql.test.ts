@@ -333,3 +333,62 @@ describe('keys mode', () => {
     expect((await fetch(`${base}/api/image/${aliceTask}?index=0`)).status).toBe(401);
   });
 });
+
+describe('quotas', () => {
+  let stack: Stack;
+  let base: string;
+  // Slow steps: a task of 20 steps stays in the queue or running for seconds.
+  beforeAll(async () => {
+    stack = await startStack({ sim: { stepMs: 200 } });
+    base = stack.app.url;
+  });
+  afterAll(async () => stack?.close());
+
+  /** Rows of `uploads` and `tasks` now. */
+  async function stored(): Promise<{ uploads: number; tasks: number }> {
+    const count = async (table: 'uploads' | 'tasks') =>
+      Number((await stack.app.db.selectFrom(table).select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+    return { uploads: await count('uploads'), tasks: await count('tasks') };
+  }
+
+  it('generate over a limit returns QuotaExceededError with its limit and retryAfterSeconds, and stores nothing', async () => {
+    const limited = (await createApiKey(stack.app.db, { name: 'one at a time', maxConcurrent: 1 })).key;
+    const rated = (await createApiKey(stack.app.db, { name: 'one a minute', ratePerMinute: 1 })).key;
+    const daily = (await createApiKey(stack.app.db, { name: 'one image a day', imagesPerDay: 1 })).key;
+    const other = (await createApiKey(stack.app.db, { name: 'unlimited' })).key;
+    await until('the service requires keys', async () => (await gqlResponse(base, TASKS)).status === 401);
+
+    const first = await generateTask(base, { ...SMALL, steps: 20 }, await makeImage('png', 320, 240), bearer(limited));
+    const before = await stored();
+    // A new image each time: a refused request must not leave its upload behind.
+    const overConcurrent = await generate(base, SMALL, await makeImage('png', 352, 240), bearer(limited));
+    expect(overConcurrent).toMatchObject({ __typename: 'QuotaExceededError', limit: 'MAX_CONCURRENT' });
+    if (overConcurrent.__typename !== 'QuotaExceededError') throw new Error('unreachable');
+    expect(overConcurrent.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(overConcurrent.message).toMatch(/concurrent/i);
+    expect(await stored()).toEqual(before);
+
+    // Another key is not held back by this one's limit.
+    const others = await generateTask(base, SMALL, await makeImage('png', 320, 240), bearer(other));
+
+    expect((await generate(base, SMALL, await makeImage('png', 320, 240), bearer(rated))).__typename).toBe('GenerateSuccess');
+    const afterRate = await stored();
+    const overRate = await generate(base, SMALL, await makeImage('png', 368, 240), bearer(rated));
+    expect(overRate).toMatchObject({ __typename: 'QuotaExceededError', limit: 'RATE' });
+    expect(await stored()).toEqual(afterRate);
+
+    // Two images for a key with one a day: the pre-check lets it through (one would fit), the
+    // exact check as the task is stored refuses it, and the upload already stored is removed.
+    const afterDaily = await stored();
+    const overDaily = await generate(base, { ...SMALL, count: 2 }, await makeImage('png', 384, 240), bearer(daily));
+    expect(overDaily).toMatchObject({ __typename: 'QuotaExceededError', limit: 'IMAGES_PER_DAY' });
+    expect(await stored()).toEqual(afterDaily);
+
+    // Once the first task ends, the key may generate again.
+    await gqlData(base, CANCEL, { id: first }, bearer(limited));
+    await gqlData(base, CANCEL, { id: others }, bearer(other));
+    await waitForTask(base, limited, first, ['CANCELLED', 'COMPLETED']);
+    const again = await generate(base, SMALL, await makeImage('png', 352, 240), bearer(limited));
+    expect(again.__typename).toBe('GenerateSuccess');
+  });
+});

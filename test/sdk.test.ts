@@ -2,8 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../src/sdk/client.js';
+import { createApiKey } from '../src/auth/create-api-key.js';
 import { makeImage } from './helpers/images.js';
-import { startStack, type Stack } from './helpers/stack.js';
+import { startStack, until, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
 let kontext: KontextClient;
@@ -72,5 +73,64 @@ describe('the SDK', () => {
     await expect(kontext.tasks({ first: 1000 })).rejects.toBeInstanceOf(KontextError);
     const watching = kontext.watch('no-such-task');
     await expect(watching.next()).rejects.toThrow('Task no-such-task not found');
+  });
+});
+
+describe('the SDK with an API key', () => {
+  let keyed: Stack;
+  let url: string;
+  const clients: KontextClient[] = [];
+  const client = (apiKey?: string) => {
+    const c = createKontextClient({ url, webSocketImpl: WebSocket, ...(apiKey !== undefined ? { apiKey } : {}) });
+    clients.push(c);
+    return c;
+  };
+  beforeAll(async () => {
+    keyed = await startStack();
+    url = `${keyed.app.url}/graphql`;
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.close();
+    await keyed?.close();
+  });
+
+  it('sends the key on HTTP and in connection_init: generates, watches over graphql-ws, reads, lists; image URLs work without it', async () => {
+    const { key } = await createApiKey(keyed.app.db, { name: 'sdk' });
+    const anonymous = client();
+    await until('the service requires keys', async () => {
+      try {
+        await anonymous.tasks();
+        return false;
+      } catch (err) {
+        return err instanceof KontextError && err.status === 401;
+      }
+    });
+    await expect(anonymous.tasks()).rejects.toMatchObject({ status: 401, errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
+
+    const kontext = client(key);
+    const result = await kontext.generate({ referenceImage: ref, description: 'make it night', size: '256x256', steps: 2 });
+    if (result.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(result)}`);
+    const frames: TaskProgress[] = [];
+    for await (const frame of kontext.watch(result.task.id)) frames.push(frame);
+    expect(frames.at(-1)).toMatchObject({ status: 'COMPLETED', progress: 100 });
+    const task = await kontext.task(result.task.id);
+    expect(task!.images[0]!.url).toMatch(/&sig=/);
+    expect((await fetch(`${keyed.app.url}${task!.images[0]!.url}`)).status).toBe(200);
+    expect((await kontext.tasks()).edges.map((e) => e.node.id)).toEqual([result.task.id]);
+
+    // A wrong key: 401 over HTTP, and the socket closed with 4401 for watch.
+    const wrong = client('kx_wrong');
+    await expect(wrong.task(result.task.id)).rejects.toMatchObject({ status: 401 });
+    await expect(wrong.watch(result.task.id).next()).rejects.toThrow(/4401/);
+  });
+
+  it('returns QuotaExceededError as a typed result', async () => {
+    const { key } = await createApiKey(keyed.app.db, { name: 'one a minute', ratePerMinute: 1 });
+    const kontext = client(key);
+    expect((await kontext.generate({ referenceImage: ref, description: 'first', size: '256x256', steps: 1 })).__typename).toBe('GenerateSuccess');
+    const refused = await kontext.generate({ referenceImage: ref, description: 'second', size: '256x256', steps: 1 });
+    if (refused.__typename !== 'QuotaExceededError') throw new Error(`generate: ${JSON.stringify(refused)}`);
+    expect(refused.limit).toBe('RATE');
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(1);
   });
 });
