@@ -89,9 +89,18 @@ forEachDialect('Authenticator', (ctx) => {
     expect(await auth.mode()).toBe('keys');
   });
 
+  it('takes a key made a moment ago at once, while the cached "open" has not expired yet', async () => {
+    const auth = new Authenticator({ db: ctx.db, cacheMs: 3_600_000 });
+    expect(await auth.mode()).toBe('open');
+    const { key, row } = await createApiKey(ctx.db, { name: 'new' });
+    expect(await auth.authenticate(key)).toMatchObject({ ok: true, caller: { keyId: row.id } });
+    expect(await auth.mode()).toBe('keys');
+    expect(await auth.authenticate(undefined)).toMatchObject({ ok: false, failure: 'missing' });
+  });
+
   it('sees a revoked key once its cache entry expires, and reads the database once per key per cacheMs', async () => {
     let queries = 0;
-    const db = await ctx.database.open({ onQuery: (q) => void (/api_keys/.test(q.sql) && queries++) });
+    const db = await ctx.database.open({ onQuery: (q) => void (/api_keys/.test(q.query.sql) && queries++) });
     const auth = new Authenticator({ db, cacheMs: 300, touchEveryMs: 3_600_000 });
     const { key, row } = await createApiKey(db, { name: 'k' });
     await auth.mode();

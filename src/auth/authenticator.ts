@@ -67,10 +67,14 @@ export class Authenticator {
    * is open everyone is {@link OPEN_CALLER}, whatever they send.
    */
   async authenticate(key: string | undefined): Promise<AuthResult> {
-    if ((await this.mode()) === 'open') return { ok: true, caller: OPEN_CALLER };
-    if (key === undefined) return refuse('missing');
-    if (key === '') return refuse('invalid');
-    const hash = hashApiKey(key);
+    const hash = key ? hashApiKey(key) : undefined;
+    if ((await this.mode()) === 'open') {
+      // A key made a moment ago (the cached "open" not yet expired) must not make an ownerless task:
+      // a presented key that exists ends open mode at once.
+      if (!hash || !(await this.lookup(hash))) return { ok: true, caller: OPEN_CALLER };
+      this.modeCache = { mode: 'keys', until: Infinity };
+    }
+    if (key === undefined || !hash) return refuse(key === undefined ? 'missing' : 'invalid');
     const row = await this.lookup(hash);
     if (!row || !sameHash(row.hash, hash)) return refuse('invalid');
     if (row.revoked_at) return refuse('revoked');
