@@ -3,7 +3,8 @@
  * simulators of test/helpers/stack.ts, a service process killed with SIGKILL, and their DATA_DIR.
  */
 import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -57,7 +58,7 @@ async function createTask(url: string, fields: Record<string, string>): Promise<
 
 describe('help and usage', () => {
   it('every command has --help (exit 0); unknown commands, bad flags and bad config exit 2 with one line', async () => {
-    const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup', 'db copy'];
+    const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup', 'keys create', 'keys list', 'keys revoke', 'db copy'];
     const [top, ...helps] = await Promise.all([kontext(['--help']), ...commands.map((c) => kontext([...c.split(' '), '--help']))]);
     expect(top!.code).toBe(0);
     for (const c of commands) expect(top!.stdout).toContain(c);
@@ -129,13 +130,14 @@ describe('generate, tasks list/show, images check and cleanup on a running stack
     ]);
     expect(table.code).toBe(0);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+STATUS\s+PROGRESS\s+IMAGES\s+CREATED\s+DESCRIPTION$/);
-    expect(lines[1]).toMatch(new RegExp(`^${secondId}\\s+completed\\s+100%\\s+1/1 .* no luck$`));
-    expect(lines[2]).toMatch(new RegExp(`^${id}\\s+completed\\s+100%\\s+2/2 .* make it night$`));
-    const all = JSON.parse(json.stdout) as { id: string; status: string; images: unknown[] }[];
-    expect(all.map((t) => [t.id, t.status, t.images.length])).toEqual([
-      [secondId, 'completed', 1],
-      [id, 'completed', 2],
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+PROGRESS\s+IMAGES\s+CREATED\s+OWNER\s+DESCRIPTION$/);
+    // No key exists: the tasks were made by the open service.
+    expect(lines[1]).toMatch(new RegExp(`^${secondId}\\s+completed\\s+100%\\s+1/1 .* open\\s+no luck$`));
+    expect(lines[2]).toMatch(new RegExp(`^${id}\\s+completed\\s+100%\\s+2/2 .* open\\s+make it night$`));
+    const all = JSON.parse(json.stdout) as { id: string; status: string; owner: string | null; images: unknown[] }[];
+    expect(all.map((t) => [t.id, t.status, t.owner, t.images.length])).toEqual([
+      [secondId, 'completed', null, 1],
+      [id, 'completed', null, 2],
     ]);
     expect((JSON.parse(limited.stdout) as { id: string }[]).map((t) => t.id)).toEqual([secondId]);
     expect(JSON.parse(failed.stdout)).toEqual([]);
@@ -208,6 +210,66 @@ describe('generate, tasks list/show, images check and cleanup on a running stack
     const run = await kontext(['generate', '--image', join(scratch, 'ref.png'), '--prompt', 'x', '--out', join(scratch, 'none'), '--url', url]);
     expect(run.code).toBe(3);
     expect(run.stderr).toBe(`kontext generate: the service at ${url} is not reachable (ECONNREFUSED); is it running? Set --url or PORT\n`);
+  });
+});
+
+describe('generate and tasks cancel present the API key', () => {
+  // A stand-in service that refuses every request as a service with keys refuses a wrong one, and
+  // records the Authorization header each request carried.
+  const seen: { path: string; authorization: string | undefined }[] = [];
+  let server: Server;
+  let url: string;
+  let ref: string;
+  beforeAll(async () => {
+    ref = join(scratch, 'key-ref.png');
+    await writeFile(ref, await makeImage('png', 64, 64));
+    server = createHttpServer((req, res) => {
+      seen.push({ path: req.url ?? '', authorization: req.headers.authorization });
+      req.resume();
+      req.on('end', () => {
+        const graphql = req.url?.startsWith('/graphql');
+        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
+        res.end(JSON.stringify(graphql ? { errors: [{ message: 'The API key is not valid', extensions: { code: 'UNAUTHENTICATED' } }] } : { detail: 'The API key is not valid' }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+  });
+
+  const generate = (extra: string[], env: Record<string, string>) =>
+    kontext(['generate', '--image', ref, '--prompt', 'x', '--out', join(scratch, 'none'), '--url', url, ...extra], env);
+
+  it('sends --api-key, else KONTEXT_API_KEY, as Authorization: Bearer; a refusal names both', async () => {
+    const flag = await generate(['--api-key', 'kx_from_flag'], { KONTEXT_API_KEY: 'kx_from_env' });
+    const variable = await generate([], { KONTEXT_API_KEY: 'kx_from_env' });
+    const none = await generate([], { KONTEXT_API_KEY: '' });
+    const cancel = await kontext(['tasks', 'cancel', 'some-task', '--url', url], { KONTEXT_API_KEY: 'kx_cancel' });
+    expect(seen.map((s) => [s.path, s.authorization])).toEqual([
+      ['/graphql', 'Bearer kx_from_flag'],
+      ['/graphql', 'Bearer kx_from_env'],
+      ['/graphql', undefined],
+      ['/api/task/some-task/cancel', 'Bearer kx_cancel'],
+    ]);
+    for (const run of [flag, variable, none]) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(`kontext generate: the service at ${url} refused the request (401): The API key is not valid (pass --api-key or set KONTEXT_API_KEY)\n`);
+    }
+    expect(cancel.code).toBe(1);
+    expect(cancel.stderr).toBe(`kontext tasks cancel: the service at ${url} refused the cancel (401): The API key is not valid (pass --api-key or set KONTEXT_API_KEY)\n`);
+  });
+
+  it('an empty or spaced key is a usage error that does not echo it, and nothing is sent', async () => {
+    const before = seen.length;
+    const [empty, spaced] = await Promise.all([generate(['--api-key', ''], {}), generate([], { KONTEXT_API_KEY: 'kx_secret part' })]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/^kontext generate: --api-key is empty/);
+    expect(spaced.code).toBe(2);
+    expect(spaced.stderr).toMatch(/^kontext generate: KONTEXT_API_KEY must be one API key \(kx_\.\.\.\), without spaces/);
+    expect(spaced.stderr).not.toContain('kx_secret');
+    expect(seen.length).toBe(before);
   });
 });
 
