@@ -8,12 +8,14 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { callerOfKey, type Caller } from '../src/auth/caller.js';
 import { createApiKey } from '../src/auth/create-api-key.js';
-import { findTask } from '../src/db/tasks.js';
+import type { Db } from '../src/db/database.js';
+import { claimNextPending, findTask, insertTask, pendingTaskIds, queuePosition } from '../src/db/tasks.js';
 import type { KeyPriority } from '../src/db/types.js';
 import { fairOrder, type QueuedTask, type QueueOwner } from '../src/tasks/fair-order.js';
 import type { GenerateParams } from '../src/tasks/generate-params.js';
 import type { ProgressFrame } from '../src/tasks/progress-frame.js';
 import type { StoredUpload } from '../src/uploads/upload-sink.js';
+import { forEachDialect } from './helpers/databases.js';
 import { makeImage } from './helpers/images.js';
 import { startStack, until, type Stack } from './helpers/stack.js';
 
@@ -52,6 +54,43 @@ describe('fairOrder', () => {
       ['H', { priority: 'high', lastServedAt: '2026-01-01T11:00:00.000Z' }],
     ]);
     expect(fairOrder(tasks, priorities)).toEqual(['h1', 'h2', 'o1', 'u1', 'n1', 'l1', 'l2']);
+  });
+});
+
+forEachDialect('the fair queue in SQL', (ctx) => {
+  const at = (second: number) => `2026-01-01T10:00:${String(second).padStart(2, '0')}.000Z`;
+  /** Inserts a task of `owner` (a key id, or null) created at second `second`. */
+  const task = (db: Db, id: string, owner: string | null, second: number, started?: number) =>
+    insertTask(db, { id, description: id, status: started === undefined ? 'pending' : 'completed', created_at: at(second), updated_at: at(second), owner_key_id: owner, started_at: started === undefined ? null : at(started) });
+  /** Claims one task at second `second` (each claim later than the last). */
+  const claim = (db: Db, second: number, policy: 'fair' | 'fifo') =>
+    db.transaction().execute(async (trx) => (await claimNextPending(trx, { instance: 'i', now: at(second), leaseUntil: at(59), maxProcessing: 100, policy }))?.id);
+
+  it('claims and positions follow the fair order; fifo claims the oldest', async () => {
+    const { db } = ctx;
+    const key = async (name: string, priority: KeyPriority) => (await createApiKey(db, { name, priority })).row.id;
+    const [a, b, h] = [await key('A', 'normal'), await key('B', 'normal'), await key('H', 'high')];
+    await task(db, 'b0', b, 0, 1); // B was served before; A and the open owner never
+    await task(db, 'o1', null, 2);
+    await task(db, 'a1', a, 3);
+    await task(db, 'a2', a, 4);
+    await task(db, 'a3', a, 5);
+    await task(db, 'b1', b, 6);
+    await task(db, 'h1', h, 7);
+    const fair = ['h1', 'o1', 'a1', 'b1', 'a2', 'a3'];
+    expect(await pendingTaskIds(db)).toEqual(fair);
+    expect(await pendingTaskIds(db, 'fifo')).toEqual(['o1', 'a1', 'a2', 'a3', 'b1', 'h1']);
+    expect(await queuePosition(db, (await findTask(db, 'b1'))!)).toBe(3);
+    expect(await queuePosition(db, (await findTask(db, 'b1'))!, 'fifo')).toBe(4);
+    // Each claim makes its owner the most recently served: the claims take the order computed up front.
+    const claimed: (string | undefined)[] = [];
+    for (let i = 0; i < 3; i++) claimed.push(await claim(db, 10 + i, 'fair'));
+    expect(claimed).toEqual(fair.slice(0, 3));
+    expect(await pendingTaskIds(db)).toEqual(fair.slice(3));
+    expect(await claim(db, 20, 'fifo')).toBe('a2');
+    expect(await claim(db, 21, 'fair')).toBe('b1');
+    expect(await claim(db, 22, 'fair')).toBe('a3');
+    expect(await claim(db, 23, 'fair')).toBeUndefined();
   });
 });
 
