@@ -86,6 +86,8 @@ describe('open mode (no key exists)', () => {
     const streamed = await sse<{ taskProgress: Frame }>(base, WATCH, { taskId: id });
     expect(streamed.at(-1)!.data!.taskProgress.status).toBe('COMPLETED');
     expect(await connectionInit(base)).toBe('ack');
+    const page = await (await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } })).text();
+    expect(page).toMatch(/"subscriptionsProtocol":"WS"/);
   });
 });
 
@@ -157,6 +159,9 @@ describe('keys mode', () => {
       const page = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
       expect(page.status).toBe(200);
       const html = await page.text();
+      // Subscriptions over SSE, which sends the Headers tab's key (GraphiQL's WS client does not); that tab says what to fill in.
+      expect(html).toMatch(/"subscriptionsProtocol":"SSE"/);
+      expect(html).toMatch(/"headers":"\{.*Authorization.*your API key/);
       const asset = /\/graphql\/graphiql\/[\w.-]+\.js/.exec(html)?.[0];
       expect(asset, 'the page links its script').toBeDefined();
       expect((await fetch(`${base}${asset!}`)).status).toBe(200);

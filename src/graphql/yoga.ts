@@ -6,8 +6,8 @@
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { createYoga, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
-import type { Authenticator } from '../auth/authenticator.js';
+import { createYoga, type GraphiQLOptions, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import type { Authenticator, AuthMode } from '../auth/authenticator.js';
 import type { UrlSigner } from '../auth/url-signer.js';
 import { originAllowed } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -84,7 +84,7 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     landingPage: false,
     // GraphiQL's scripts and styles served from the installed package, not a CDN: it works on an offline GPU box.
     ...(graphiql && { renderGraphiQL: graphiql.render }),
-    graphiql: graphiql ? { title: 'Kontext Gateway', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_EXAMPLE } : false,
+    graphiql: graphiql ? async () => graphiqlOptions(await options.auth.mode()) : false,
     plugins: [
       // First: its static files need none of the request parsing below.
       ...(graphiql ? [graphiql.plugin] : []),
@@ -102,6 +102,17 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
   });
 }
 
+/**
+ * GraphiQL's options: subscriptions over WS while the service is open. Once keys exist, over SSE:
+ * GraphiQL's WS client puts nothing of the Headers tab in `connection_init`, while SSE sends its
+ * headers like any query; the Headers tab starts with the one to fill in.
+ */
+function graphiqlOptions(mode: AuthMode): GraphiQLOptions {
+  const common = { title: 'Kontext Gateway', defaultQuery: GRAPHIQL_EXAMPLE };
+  if (mode === 'open') return { ...common, subscriptionsProtocol: 'WS' };
+  return { ...common, subscriptionsProtocol: 'SSE', headers: JSON.stringify({ Authorization: 'Bearer <your API key>' }, null, 2) };
+}
+
 /** Yoga's logger interface over ours; its error lines are the masked errors. */
 function yogaLogger(log: Logger): YogaLogger {
   const text = (args: unknown[]) =>
@@ -115,6 +126,9 @@ function yogaLogger(log: Logger): YogaLogger {
 }
 
 const GRAPHIQL_EXAMPLE = `# Kontext Gateway: FLUX.1 Kontext on ComfyUI.
+#
+# Once the service has API keys, put yours in the Headers tab below:
+#   {"Authorization": "Bearer kx_..."}
 #
 # 1. Run "RecentTasks" to list tasks (start one with the \`generate\` mutation: it needs a file,
 #    so use curl or the SDK; see the README).
