@@ -4,7 +4,6 @@
  * watched on the replica that received it, until the last one completes. The baseline is the same
  * prompts queued on the 2 simulators at once (the GPU never idles), measured in the same run.
  */
-import { OPEN_CALLER } from '../src/auth/caller.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import type { Simulator } from '../simulator/server.js';
 import { startApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { makeImage } from '../test/helpers/images.js';
-import { allQueuedAtOnce, postWorkloadTask, TASKS, withSimulators, workloadLabel } from './feed-workload.js';
+import { allQueuedAtOnce, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
 import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
 import type { BenchRow } from './table.js';
 import { headAndTail, workerTimeline, type Timed, type WorkerTimeline } from './worker-idle.js';
@@ -37,11 +36,7 @@ async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string
       }),
     );
     await Promise.all(
-      posted.map(async ({ app, id }) => {
-        const frames = await app.service.watch(id, OPEN_CALLER);
-        if (!frames) throw new Error(`task ${id} not found on ${app.url}`);
-        for await (const f of frames) if (f.status === 'failed' || f.status === 'cancelled') throw new Error(`task ${f.status}: ${f.error}`);
-      }),
+      posted.map(({ app, id }) => untilCompleted(app, id)),
     );
     const ms = performance.now() - start;
     return { ms, startedAt, endedAt: Date.now(), workers: await Promise.all(sims.map((s) => workerTimeline(s.url))) };
