@@ -1,7 +1,8 @@
 /**
- * Reads over 1000 stored tasks (1-4 finished images each): `GET /api/task-status/{id}` (cycling
- * through every id) and `tasks(first: 50) { ... images { url } }`, in requests per second with
- * autocannon, and the SQL queries one request costs (counted with the app's `onQuery` hook).
+ * Reads over 1000 stored tasks (bench/stored-tasks.ts: 1-4 finished images each):
+ * `GET /api/task-status/{id}` (cycling through every id) and `tasks(first: 50) { ... images { url } }`,
+ * in requests per second with autocannon (bench/request-rate.ts), and the SQL queries one request
+ * costs (counted with the app's `onQuery` hook).
  *
  * The baseline is a bare `node:http` server reading the same rows with better-sqlite3 prepared
  * statements from the same database file and replying with JSON of the same shape. Both servers
@@ -13,16 +14,12 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
+import type autocannon from 'autocannon';
 import BetterSqlite3 from 'better-sqlite3';
-import { startApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/db/database.js';
-import { insertImages } from '../src/db/images.js';
-import { insertTask } from '../src/db/tasks.js';
-import type { Db } from '../src/db/database.js';
-import type { ImageRow, NewImage, TaskRow } from '../src/db/types.js';
-import { newTaskId, promptIdFor } from '../src/tasks/ids.js';
+import type { ImageRow, TaskRow } from '../src/db/types.js';
+import { requestRate } from './request-rate.js';
+import { seedStoredTasks, startReader } from './stored-tasks.js';
 import type { BenchRow } from './table.js';
 
 const TASKS = 1000;
@@ -32,53 +29,6 @@ const WARMUP_S = 1;
 const PAGE = 50;
 
 const listQuery = (first: number) => `{ tasks(first: ${first}) { edges { node { id status progress description createdAt images { url } } } pageInfo { hasNextPage endCursor } } }`;
-
-/** 1000 completed tasks, one second apart, with 1-4 finished images each; returns their ids. */
-async function seed(db: Db): Promise<string[]> {
-  const start = Date.now() - TASKS * 1000;
-  const ids: string[] = [];
-  await db.transaction().execute(async (trx) => {
-    for (let i = 0; i < TASKS; i++) {
-      const at = new Date(start + i * 1000).toISOString();
-      const id = newTaskId(start + i * 1000);
-      const count = 1 + (i % 4);
-      await insertTask(trx, {
-        id,
-        description: `stored task ${i}: make it night, keep the car`,
-        status: 'completed',
-        progress: 100,
-        result_path: JSON.stringify(Array.from({ length: count }, (_, k) => `images/${id}_${k}.png`)),
-        error_message: null,
-        created_at: at,
-        updated_at: at,
-        count,
-        size: '1024x1024',
-        steps: 20,
-        started_at: at,
-        finished_at: at,
-      });
-      const images: NewImage[] = Array.from({ length: count }, (_, k) => ({
-        task_id: id,
-        idx: k,
-        seed: 1000 + i * 4 + k,
-        prompt_id: promptIdFor(id, k),
-        worker: 'http://127.0.0.1:8188',
-        status: 'completed',
-        file_path: `images/${id}_${k}.png`,
-        width: 1024,
-        height: 1024,
-        bytes: 1_400_000,
-        content_type: 'image/png',
-        error: null,
-        submitted_at: at,
-        finished_at: at,
-      }));
-      await insertImages(trx, images);
-      ids.push(id);
-    }
-  });
-  return ids;
-}
 
 /** The baseline: the same reads with prepared statements, the same JSON shapes, nothing else. */
 async function startBareServer(file: string): Promise<{ url: string; close(): Promise<void> }> {
@@ -165,35 +115,18 @@ async function startBareServer(file: string): Promise<{ url: string; close(): Pr
   };
 }
 
-/** Requests per second: a short warm-up, then the measured run. autocannon runs in a worker thread. */
-async function load(url: string, requests: autocannon.Request[]): Promise<number> {
-  const run = async (duration: number) => {
-    const result = await autocannon({ url, connections: CONNECTIONS, duration, workers: 1, requests });
-    if (result.errors || result.non2xx || result.timeouts) {
-      throw new Error(`autocannon ${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
-    }
-    return result.requests.total / duration;
-  };
-  await run(WARMUP_S);
-  return run(DURATION_S);
-}
-
+/** The read rows: task status and a tasks page, requests per second against the bare server. */
 export async function benchReads(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-reads-'));
   const dataDir = join(dir, 'data');
   const file = join(dataDir, 'kontext.db');
   try {
     const seeding = await openDatabase({ file });
-    const ids = await seed(seeding);
+    const ids = await seedStoredTasks(seeding, TASKS);
     await seeding.destroy();
 
     let queries = 0;
-    // No ComfyUI (the stored tasks are all finished), and an engine that does not tick: the only
-    // queries are the requests' own.
-    const app = await startApp(
-      { ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir, comfyuiUrls: ['http://127.0.0.1:9'] },
-      { engine: { tickMs: 3_600_000, cleanupIntervalMs: 3_600_000 }, onQuery: () => void queries++ },
-    );
+    const app = await startReader({ dataDir }, () => void queries++);
     const bare = await startBareServer(file);
     try {
       const queriesOf = async (send: () => Promise<Response>): Promise<number> => {
@@ -213,10 +146,11 @@ export async function benchReads(): Promise<BenchRow[]> {
       const listRequests: autocannon.Request[] = [
         { method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: listQuery(PAGE) }) },
       ];
-      const statusService = await load(app.url, statusRequests);
-      const statusBare = await load(bare.url, statusRequests);
-      const listService = await load(app.url, listRequests);
-      const listBare = await load(bare.url, listRequests);
+      const rate = { connections: CONNECTIONS, durationS: DURATION_S, warmupS: WARMUP_S };
+      const statusService = await requestRate(app.url, statusRequests, rate);
+      const statusBare = await requestRate(bare.url, statusRequests, rate);
+      const listService = await requestRate(app.url, listRequests, rate);
+      const listBare = await requestRate(bare.url, listRequests, rate);
 
       const rps = (x: number) => `${x.toFixed(0)} req/s`;
       const setup = `${TASKS} stored tasks, autocannon ${CONNECTIONS} connections x ${DURATION_S} s`;

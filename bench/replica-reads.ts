@@ -8,23 +8,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type autocannon from 'autocannon';
-import { startApp, type App, type AppOptions } from '../src/app.js';
-import { loadConfig, type Config } from '../src/config.js';
+import type { App } from '../src/app.js';
 import { openDatabase } from '../src/db/database.js';
 import { createTestDatabase, urlOf } from './replica-servers.js';
 import { requestRate } from './request-rate.js';
-import { seedStoredTasks } from './stored-tasks.js';
+import { seedStoredTasks, startReader } from './stored-tasks.js';
 import type { BenchRow } from './table.js';
 
 const TASKS = 1000;
 const CONNECTIONS = 10;
 const DURATION_S = 5;
 const ROUNDS = 2;
-
-/** The service on `database`, with no ComfyUI (the stored tasks are finished) and an engine that does not tick: the only queries are the requests' own. */
-async function startReader(config: Config, onQuery: NonNullable<AppOptions['onQuery']>): Promise<App> {
-  return startApp(config, { engine: { tickMs: 3_600_000, cleanupIntervalMs: 3_600_000 }, onQuery, instance: 'bench-reads' });
-}
 
 /** The reads row: task-status requests per second on PostgreSQL, SQLite as the baseline. */
 export async function benchReplicaReads(): Promise<BenchRow> {
@@ -41,13 +35,12 @@ export async function benchReplicaReads(): Promise<BenchRow> {
     const pgIds = await seedStoredTasks(postgres, TASKS);
     await postgres.destroy();
 
-    const base: Config = { ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir, comfyuiUrls: ['http://127.0.0.1:9'] };
     // Per app, and the fewest of a few requests: a query of the other app, or of this one's engine
     // passing once after its start, is not the request's.
     const seen: { sqlite?: string[]; postgres?: string[] } = {};
-    const onSqlite = await startReader(base, (e) => void seen.sqlite?.push(e.query.sql));
+    const onSqlite = await startReader({ dataDir }, (e) => void seen.sqlite?.push(e.query.sql));
     apps.push(onSqlite);
-    const onPostgres = await startReader({ ...base, dataDir: join(dir, 'pg-data'), databaseUrl: urlOf(database.target) }, (e) => void seen.postgres?.push(e.query.sql));
+    const onPostgres = await startReader({ dataDir: join(dir, 'pg-data'), databaseUrl: urlOf(database.target) }, (e) => void seen.postgres?.push(e.query.sql));
     apps.push(onPostgres);
     const queriesPerStatus = async (app: App, which: keyof typeof seen, list: string[]): Promise<number> => {
       let fewest = Number.POSITIVE_INFINITY;

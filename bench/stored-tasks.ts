@@ -1,4 +1,9 @@
-/** Stored tasks for the read benchmarks: finished tasks with finished images, as a busy service accumulates them. */
+/**
+ * Stored tasks for the read benchmarks: finished tasks with finished images, as a busy service
+ * accumulates them, and the service that only reads them.
+ */
+import { startApp, type App, type AppOptions } from '../src/app.js';
+import { loadConfig, type Config } from '../src/config.js';
 import type { Db } from '../src/db/database.js';
 import { insertImages } from '../src/db/images.js';
 import { insertTask } from '../src/db/tasks.js';
@@ -50,4 +55,16 @@ export async function seedStoredTasks(db: Db, count: number): Promise<string[]> 
     }
   });
   return ids;
+}
+
+/**
+ * The service over stored tasks, on 127.0.0.1 at a free port: no ComfyUI (the tasks are finished)
+ * and an engine that does not tick, so the only queries are the requests' own. `config` overrides
+ * the defaults (give at least `dataDir`); `onQuery` sees every query.
+ */
+export function startReader(config: Partial<Config> & Pick<Config, 'dataDir'>, onQuery: NonNullable<AppOptions['onQuery']>): Promise<App> {
+  return startApp(
+    { ...loadConfig({}), host: '127.0.0.1', port: 0, comfyuiUrls: ['http://127.0.0.1:9'], ...config },
+    { engine: { tickMs: 3_600_000, cleanupIntervalMs: 3_600_000 }, onQuery, instance: 'bench-reads' },
+  );
 }
