@@ -4,28 +4,27 @@
  * processes on one PostgreSQL database and Redis (each has its own event loop, as in production);
  * frames reach every replica over Redis, including the one that publishes them. The delay of a
  * frame is from the simulator sending a step's `progress` to a subscriber receiving that step's
- * frame (bench/ws-frame-delays.ts, as bench/fanout.ts measures it). Both placements run on the
- * same three replicas in the same run, alternating, each on tasks of the same shape.
+ * frame (bench/ws-frame-delays.ts and bench/progress-stamps.ts, as bench/fanout.ts measures it;
+ * each task waits behind bench/blocker-prompt.ts while the subscribers connect). Both placements
+ * run on the same three replicas in the same run, alternating, each on tasks of the same shape.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance as eventLoop } from 'node:perf_hooks';
 import WebSocket from 'ws';
-import { startSimulator } from '../simulator/server.js';
-import { ComfyWorker } from '../src/comfyui/worker.js';
-import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 import type { Db } from '../src/db/database.js';
 import { findTask } from '../src/db/tasks.js';
 import { createKontextClient, type KontextClient } from '../src/sdk/client.js';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { makeImage } from '../test/helpers/images.js';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { startBlocker, type Blocker } from './blocker-prompt.js';
+import { generateTask } from './generate-task.js';
+import { startStampingSimulator } from './progress-stamps.js';
 import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
 import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
-import { delays, openAll, wallNow, wsSubscriber, type Subscriber } from './ws-frame-delays.js';
+import { delays, openAll, releaseAndWait, wsSubscriber, type Subscriber } from './ws-frame-delays.js';
 
 const REPLICAS = 3;
 const SUBSCRIBERS = 1500;
@@ -63,22 +62,10 @@ async function poll<T>(what: string, check: () => Promise<T | undefined>, timeou
 
 /** The fan-out rows' measurements, both placements in one run. */
 async function measure(dir: string): Promise<{ one: Measured; spread: Measured }> {
-  let measuredPrompt = '';
-  let sentAt = new Map<number, number>();
-  const sim = await startSimulator({
-    port: 0,
-    stepMs: STEP_MS,
-    baseDir: join(dir, 'comfyui'),
-    onMessageSent: (text) => {
-      if (!text.startsWith('{"type": "progress"')) return;
-      const at = wallNow();
-      const { data } = JSON.parse(text) as { data: { value: number; prompt_id: string } };
-      if (data.prompt_id === measuredPrompt && !sentAt.has(data.value)) sentAt.set(data.value, at);
-    },
-  });
+  const { sim, measure: measurePrompt } = await startStampingSimulator(dir, STEP_MS);
   const database = await createTestDatabase('postgres');
-  const blocker = new ComfyWorker(sim.url);
   const replicas: Child[] = [];
+  let blocker: Blocker | undefined;
   let client: KontextClient | undefined;
   let db: Db | undefined;
   let subs: Subscriber[] = [];
@@ -93,50 +80,26 @@ async function measure(dir: string): Promise<{ one: Measured; spread: Measured }
     client = createKontextClient({ url: `${replicas[0]!.url}/graphql`, webSocketImpl: WebSocket });
     const kontext = client;
     const reference = await makeImage('png', 320, 240);
-    const generate = async (steps: number, seed: number): Promise<string> => {
-      const r = await kontext.generate({ referenceImage: reference, fileName: 'ref.png', description: 'replica fan-out', size: '256x256', steps, seed });
-      if (r.__typename !== 'GenerateSuccess') throw new Error(`generate: ${r.message}`);
-      return r.task.id;
-    };
     // A warm-up task watched on every replica: their subscription paths are loaded and compiled before measuring.
-    const warm = await generate(2, 1);
+    const warm = await generateTask(kontext, reference, 'replica fan-out', 2, 1);
     const watchers = await Promise.all(wsUrls.map((url) => wsSubscriber(url, warm)));
     await Promise.all(watchers.map((w) => w.done));
     for (const w of watchers) w.close();
 
-    const workflow = await loadWorkflow();
-    await blocker.start();
-    const uploaded = await blocker.uploadImage(reference, 'bench-blocker.png', { overwrite: true });
+    blocker = await startBlocker(sim, reference);
+    const holder = blocker;
 
     /** One measured task; `placeOn(i, runner)` is the replica of the i-th subscriber. */
     const run = async (seed: number, placeOn: (i: number, runner: number) => number): Promise<Measured> => {
-      // A long prompt put straight into the simulator holds it while the subscribers connect; the
-      // measured task waits behind it in ComfyUI's queue.
-      const blockerPrompt = randomUUID();
-      let blockerStarted!: () => void;
-      const started = new Promise<void>((resolve) => (blockerStarted = resolve));
-      const blocked = blocker.run(
-        blockerPrompt,
-        bindWorkflow(workflow, { description: 'blocker', seed, steps: 10_000, guidance: 2.5, size: { width: 256, height: 256 }, referenceImage: uploaded.name, filenamePrefix: 'bench/blocker' }),
-        { outputNode: workflow.binding.outputNode, onEvent: (e) => e.type === 'progress' && blockerStarted() },
-      );
-      await Promise.race([started, blocked]); // a rejected blocker ends the wait with its error
-      sentAt = new Map();
-      const measured = await generate(STEPS, seed);
-      measuredPrompt = promptIdFor(measured, 0);
+      const release = await holder.hold(seed);
+      const measured = await generateTask(kontext, reference, 'replica fan-out', STEPS, seed);
+      const sentAt = measurePrompt(promptIdFor(measured, 0));
       const claimedBy = await poll('the measured task to be claimed', async () => (await findTask(db!, measured))?.claimed_by ?? undefined);
       const runner = instances.indexOf(claimedBy);
       if (runner < 0) throw new Error(`replica fan-out: the task was claimed by ${claimedBy}, not a bench replica`);
       subs = await openAll(SUBSCRIBERS, (i) => wsSubscriber(wsUrls[placeOn(i, runner)]!, measured));
 
-      const busyFrom = eventLoop.eventLoopUtilization();
-      await blocker.cancel(blockerPrompt);
-      await blocked.catch(() => undefined); // ComfyInterruptedError
-      const timeout = new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error('replica fan-out: subscribers did not all see the final frame')), STEPS * STEP_MS + 30_000).unref(),
-      );
-      await Promise.race([Promise.all(subs.map((s) => s.done)), timeout]);
-      const clientBusy = eventLoop.eventLoopUtilization(busyFrom).utilization;
+      const clientBusy = await releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'replica fan-out');
       if (sentAt.size !== STEPS) throw new Error(`replica fan-out: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
       const result = { ...delays(subs, sentAt), clientBusy };
       for (const s of subs) s.close();
@@ -158,7 +121,7 @@ async function measure(dir: string): Promise<{ one: Measured; spread: Measured }
   } finally {
     for (const s of subs) s.close();
     await client?.close();
-    await blocker.stop();
+    await blocker?.stop();
     for (const r of replicas) await r.kill('SIGKILL');
     await sim.close();
     await database.drop();

@@ -6,21 +6,15 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { processMemory } from './process-memory.js';
 import type { BenchRow } from './table.js';
 
 const UPLOADS = 20;
-
-/** Resident and peak memory of a process, in bytes (Linux). */
-async function memory(pid: number): Promise<{ rss: number; peak: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
 
 /** A PNG of random pixels just under 10 MiB: incompressible, so the file really is that big. */
 async function bigPng(): Promise<Buffer> {
@@ -65,21 +59,22 @@ async function startPlainServer(dir: string): Promise<Child> {
   return { url, process: child, output: () => '', kill: async () => void (child.kill('SIGKILL'), await exited) };
 }
 
+/** The upload rows: the service's peak RSS growth and throughput against a plain server piping to disk. */
 export async function benchUploads(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-up-'));
   const png = await bigPng();
   try {
     // No ComfyUI: the tasks only queue, so the measurement is the upload path alone.
     const service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: 'http://127.0.0.1:9' });
-    const before = await memory(service.process.pid!);
+    const before = await processMemory(service.process.pid!);
     const serviceMs = await uploadAll(`${service.url}/generate-image`, png);
-    const after = await memory(service.process.pid!);
+    const after = await processMemory(service.process.pid!);
     await service.kill('SIGKILL');
 
     const plain = await startPlainServer(dir);
-    const plainBefore = await memory(plain.process.pid!);
+    const plainBefore = await processMemory(plain.process.pid!);
     const plainMs = await uploadAll(plain.url, png);
-    const plainAfter = await memory(plain.process.pid!);
+    const plainAfter = await processMemory(plain.process.pid!);
     await plain.kill();
 
     const mb = (UPLOADS * png.length) / 1e6;

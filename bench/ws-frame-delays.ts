@@ -1,9 +1,11 @@
 /**
- * Frame delays as bench/fanout.ts measures them: graphql-ws subscribers (the graphql-ws client,
- * one socket each) record the step and receive time of every frame; a frame's delay is from the
- * simulator sending that step's `progress` to a subscriber receiving its frame. Times are
- * `performance.timeOrigin + performance.now()`, wall-clock based, so comparable across processes.
+ * Frame delays, as bench/fanout.ts and bench/replica-fanout.ts measure them: subscribers (here the
+ * graphql-ws client, one socket each; SSE in bench/sse-subscriber.ts) record the step and receive
+ * time of every frame; a frame's delay is from the simulator sending that step's `progress` to a
+ * subscriber receiving its frame. Times are `performance.timeOrigin + performance.now()`,
+ * wall-clock based, so comparable across processes.
  */
+import { performance as eventLoop } from 'node:perf_hooks';
 import { createClient, type Client as GraphQLWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -15,7 +17,8 @@ export const SUBSCRIPTION = /* GraphQL */ `subscription Watch($taskId: ID!) {
 /** Connections opened at once while subscribing. */
 const CONNECT_BATCH = 100;
 
-interface FrameData {
+/** The fields of a `taskProgress` frame the delays need. */
+export interface FrameData {
   status: string;
   step: number | null;
 }
@@ -32,14 +35,34 @@ export interface Subscriber {
   close(): void;
 }
 
-/** A graphql-ws subscriber on `wsUrl` (its own socket); resolves once the first frame (the snapshot) arrived. */
-export async function wsSubscriber(wsUrl: string, taskId: string): Promise<Subscriber> {
+/** Records a subscriber's frames (whatever its transport); `done` resolves at the final one. */
+export function frameRecorder(): { frames: [number, number][]; onFrame: (f: FrameData, at: number) => void; done: Promise<void> } {
   const frames: [number, number][] = [];
   let finish!: () => void;
   const done = new Promise<void>((resolve) => (finish = resolve));
+  return {
+    frames,
+    done,
+    onFrame(f, at) {
+      if (f.status === 'PROCESSING' && f.step !== null) frames.push([f.step, at]);
+      if (f.status !== 'PENDING' && f.status !== 'PROCESSING') {
+        frames.push([Number.POSITIVE_INFINITY, at]);
+        finish();
+      }
+    },
+  };
+}
+
+/**
+ * A graphql-ws subscriber on `wsUrl` (its own socket); resolves once the first frame (the
+ * snapshot) arrived, which `onFirst` receives (default: ignored).
+ */
+export async function wsSubscriber(wsUrl: string, taskId: string, onFirst: (data: unknown) => void = () => undefined): Promise<Subscriber> {
+  const rec = frameRecorder();
   let client: GraphQLWsClient | undefined;
   await new Promise<void>((resolve, reject) => {
     client = createClient({ url: wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, onNonLazyError: reject });
+    let got = false;
     client.subscribe<{ taskProgress: FrameData }>(
       { query: SUBSCRIPTION, variables: { taskId } },
       {
@@ -47,19 +70,19 @@ export async function wsSubscriber(wsUrl: string, taskId: string): Promise<Subsc
           const at = wallNow();
           const f = result.data?.taskProgress;
           if (!f) return reject(new Error(`subscription error: ${JSON.stringify(result.errors)}`));
-          resolve();
-          if (f.status === 'PROCESSING' && f.step !== null) frames.push([f.step, at]);
-          if (f.status !== 'PENDING' && f.status !== 'PROCESSING') {
-            frames.push([Number.POSITIVE_INFINITY, at]);
-            finish();
+          if (!got) {
+            got = true;
+            onFirst(result.data);
+            resolve();
           }
+          rec.onFrame(f, at);
         },
         error: reject,
         complete: () => undefined,
       },
     );
   });
-  return { frames, done, close: () => void client?.dispose() };
+  return { frames: rec.frames, done: rec.done, close: () => void client?.dispose() };
 }
 
 /** Opens `n` subscribers, `CONNECT_BATCH` at a time; `open(i)` opens the i-th. */
@@ -90,4 +113,17 @@ export function delays(subs: Subscriber[], sentAt: Map<number, number>): { value
     }
   }
   return { values, folded };
+}
+
+/**
+ * Runs `release` (which lets the measured task go), then waits for every subscriber's final frame,
+ * failing after `timeoutMs` with `what` in the message; returns the share of that window the bench
+ * process's own event loop was busy (0-1).
+ */
+export async function releaseAndWait(subs: Subscriber[], release: () => Promise<void>, timeoutMs: number, what: string): Promise<number> {
+  const busyFrom = eventLoop.eventLoopUtilization();
+  await release();
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: subscribers did not all see the final frame`)), timeoutMs).unref());
+  await Promise.race([Promise.all(subs.map((s) => s.done)), timeout]);
+  return eventLoop.eventLoopUtilization(busyFrom).utilization;
 }
