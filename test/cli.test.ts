@@ -273,6 +273,45 @@ describe('generate and tasks cancel present the API key', () => {
   });
 });
 
+describe('generate on a service with keys, with a key kontext keys made', () => {
+  let stack: Stack;
+  let env: Record<string, string>;
+  let ref: string;
+  beforeAll(async () => {
+    stack = await startStack();
+    env = { DATA_DIR: stack.config.dataDir, KONTEXT_API_KEY: '' };
+    ref = join(scratch, 'keys-ref.png');
+    await writeFile(ref, await makeImage('png', 64, 64));
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  const generate = (extra: string[], runEnv: Record<string, string>) =>
+    kontext(['generate', '--image', ref, '--prompt', 'make it night', '--size', '256x256', '--steps', '2', '--out', join(scratch, 'keyed'), '--url', stack.app.url, ...extra], runEnv);
+
+  it('makes and saves the images with the key (upload, progress over graphql-ws, downloads), the task owned by it; without a key, or over its quota, it is refused', async () => {
+    const made = await kontext(['keys', 'create', '--name', 'cli user', '--images-per-day', '2', '--json'], env);
+    expect(made.code).toBe(0);
+    const { key } = JSON.parse(made.stdout) as { key: string };
+
+    const run = await generate(['--count', '2'], { ...env, KONTEXT_API_KEY: key });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const id = taskIdOf(run);
+    expect((await readdir(join(scratch, 'keyed'))).sort()).toEqual([`${id}_0.png`, `${id}_1.png`]);
+    const listed = JSON.parse((await kontext(['tasks', 'list', '--json'], env)).stdout) as { id: string; owner: string | null }[];
+    expect(listed.find((t) => t.id === id)?.owner).toBe('cli user');
+
+    const [anonymous, overQuota] = await Promise.all([generate([], env), generate(['--api-key', key], env)]);
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toMatch(/refused the request \(401\): .*\(pass --api-key or set KONTEXT_API_KEY\)/);
+    // Two images in the last 24 hours already: the third is refused with when to retry.
+    expect(overQuota.code).toBe(1);
+    expect(overQuota.stderr).toMatch(/^kontext generate: the service refused the request: .*\(retry in \d+ s\)$/m);
+  }, 120_000);
+});
+
 describe('cleanup at the day boundary', () => {
   it('deletes what finished more than N days ago and keeps what finished less, by days, not hours', async () => {
     const dataDir = join(scratch, 'aged');

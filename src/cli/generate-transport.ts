@@ -78,16 +78,22 @@ class SdkTransport implements GenerateTransport {
   readonly name = 'GraphQL';
   readonly perImageSteps = true;
   private readonly url: string;
+  private readonly endpoint: string;
+  private readonly apiKey: string | undefined;
+  private readonly timeoutMs: number;
   private readonly client: KontextClient;
 
   constructor(options: TransportOptions) {
     this.url = options.url;
-    const timeoutMs = options.timeoutMs ?? 120_000;
+    this.endpoint = new URL('graphql', `${options.url}/`).href;
+    this.apiKey = options.apiKey;
+    const timeoutMs = (this.timeoutMs = options.timeoutMs ?? 120_000);
     this.client = createKontextClient({
-      url: new URL('graphql', `${options.url}/`).href,
+      url: this.endpoint,
       // Node 20 has no global WebSocket.
       webSocketImpl: WebSocket,
-      headers: authorizationHeader(options.apiKey),
+      // Over HTTP as a Bearer header, over graphql-ws in connection_init.
+      ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
       // Network failures become "not reachable" (exit 3), like every other call to the service.
       fetch: async (input, init) => {
         try {
@@ -100,12 +106,18 @@ class SdkTransport implements GenerateTransport {
   }
 
   async submit(request: GenerateRequest): Promise<string> {
+    await this.checkKey();
     const { referenceImage, fileName, description, count, size, steps, guidance, seed } = request;
     const result = await this.call(() =>
       this.client.generate({ referenceImage, fileName, description, count, size, steps, guidance, ...(seed === undefined ? {} : { seed }) }),
     );
     if (result.__typename === 'GenerateSuccess') return result.task.id;
-    const what = result.__typename === 'ValidationError' ? `${result.field}: ${result.message}` : result.message;
+    const what =
+      result.__typename === 'ValidationError'
+        ? `${result.field}: ${result.message}`
+        : result.__typename === 'QuotaExceededError'
+          ? `${result.message} (retry in ${result.retryAfterSeconds} s)`
+          : result.message;
     throw new CommandError(`the service refused the request: ${what}`);
   }
 
@@ -145,6 +157,28 @@ class SdkTransport implements GenerateTransport {
 
   close(): Promise<void> {
     return this.client.close();
+  }
+
+  /**
+   * Asks `{ __typename }` with the key first: a service refuses a missing or wrong key without
+   * reading the upload and closes the connection, which fetch reports as a broken pipe, not the 401.
+   */
+  private async checkKey(): Promise<void> {
+    let res: Response;
+    try {
+      res = await fetch(this.endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...authorizationHeader(this.apiKey) },
+        body: JSON.stringify({ query: '{ __typename }' }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw unreachable(this.url, err, this.timeoutMs);
+    }
+    if (res.status !== 401) return void (await res.body?.cancel());
+    const reply = (await res.json().catch(() => ({}))) as { errors?: { message?: string }[] };
+    const message = reply.errors?.map((e) => e.message).join('; ') || 'no valid API key';
+    throw new CommandError(`the service at ${this.url} refused the request (401): ${message} (pass --api-key or set KONTEXT_API_KEY)`);
   }
 
   /** Runs an SDK call; its protocol errors become command errors with the service named. */
