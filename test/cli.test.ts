@@ -290,7 +290,7 @@ describe('generate on a service with keys, with a key kontext keys made', () => 
   const generate = (extra: string[], runEnv: Record<string, string>) =>
     kontext(['generate', '--image', ref, '--prompt', 'make it night', '--size', '256x256', '--steps', '2', '--out', join(scratch, 'keyed'), '--url', stack.app.url, ...extra], runEnv);
 
-  it('makes and saves the images with the key (upload, progress over graphql-ws, downloads), the task owned by it; without a key, or over its quota, it is refused', async () => {
+  it('makes and saves the images with the key (upload, progress over graphql-ws, downloads), the task owned by it; without a key, or over its quota, it is refused; tasks cancel with the key, without, with another's', async () => {
     const made = await kontext(['keys', 'create', '--name', 'cli user', '--images-per-day', '2', '--json'], env);
     expect(made.code).toBe(0);
     const { key } = JSON.parse(made.stdout) as { key: string };
@@ -309,6 +309,20 @@ describe('generate on a service with keys, with a key kontext keys made', () => 
     // Two images in the last 24 hours already: the third is refused with when to retry.
     expect(overQuota.code).toBe(1);
     expect(overQuota.stderr).toMatch(/^kontext generate: the service refused the request: .*\(retry in \d+ s\)$/m);
+
+    // tasks cancel goes through the service with the key too: another key's task does not exist.
+    const other = JSON.parse((await kontext(['keys', 'create', '--name', 'other', '--json'], env)).stdout) as { key: string };
+    const [own, noKey, foreign] = await Promise.all([
+      kontext(['tasks', 'cancel', id, '--url', stack.app.url, '--api-key', key], env),
+      kontext(['tasks', 'cancel', id, '--url', stack.app.url], env),
+      kontext(['tasks', 'cancel', id, '--url', stack.app.url], { ...env, KONTEXT_API_KEY: other.key }),
+    ]);
+    expect(own.code).toBe(0);
+    expect(own.stdout).toBe(`task ${id} is already completed; nothing to cancel\n`);
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toMatch(/refused the cancel \(401\): .*\(pass --api-key or set KONTEXT_API_KEY\)/);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toBe(`kontext tasks cancel: task ${id} not found (asked the service at ${stack.app.url} with the key given)\n`);
   }, 120_000);
 });
 
