@@ -4,6 +4,7 @@
  * and noisy and absolute times alone mean little.
  */
 import { cpus } from 'node:os';
+import { benchAuth } from './auth.js';
 import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
 import { benchOverhead } from './overhead.js';
@@ -23,6 +24,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['uploads', benchUploads],
   ['reads', benchReads],
   ['replicas', benchReplicas],
+  ['auth', benchAuth],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {
