@@ -246,6 +246,13 @@ describe('keys mode', () => {
 
       // Alice's task was not touched: still hers, still completed.
       expect((await gqlData<TaskBody>(base, TASK, { id: aliceTask }, bearer(keys.alice))).task).toMatchObject({ id: aliceTask, status: 'COMPLETED' });
+
+      // A running task of Alice's: Bob's cancel is a null that stops nothing; hers cancels it.
+      const running = await generateTask(base, { ...SMALL, count: 4, steps: 100 }, ref, bearer(keys.alice));
+      expect((await gqlData<{ cancelTask: unknown }>(base, CANCEL, { id: running }, bearer(keys.bob))).cancelTask).toBeNull();
+      expect(['PENDING', 'PROCESSING']).toContain((await gqlData<TaskBody>(base, TASK, { id: running }, bearer(keys.alice))).task?.status);
+      const mine = await gqlData<{ cancelTask: { status: string } | null }>(base, CANCEL, { id: running }, bearer(keys.alice));
+      expect(mine.cancelTask?.status).toBe('CANCELLED');
     });
 
     it('a key lists only its own tasks; an admin key sees every task, those made while open included', async () => {
