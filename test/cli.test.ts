@@ -290,7 +290,7 @@ describe('generate on a service with keys, with a key kontext keys made', () => 
   const generate = (extra: string[], runEnv: Record<string, string>) =>
     kontext(['generate', '--image', ref, '--prompt', 'make it night', '--size', '256x256', '--steps', '2', '--out', join(scratch, 'keyed'), '--url', stack.app.url, ...extra], runEnv);
 
-  it('makes and saves the images with the key (upload, progress over graphql-ws, downloads), the task owned by it; without a key, or over its quota, it is refused; tasks cancel with the key, without, with another's', async () => {
+  it('makes and saves the images with the key (upload, progress over graphql-ws, downloads), the task owned by it; without a key, or over its quota, it is refused; tasks cancel with its key, with none, with another key', async () => {
     const made = await kontext(['keys', 'create', '--name', 'cli user', '--images-per-day', '2', '--json'], env);
     expect(made.code).toBe(0);
     const { key } = JSON.parse(made.stdout) as { key: string };
