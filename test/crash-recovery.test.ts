@@ -1,25 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startServiceProcess, startSimulatorProcess, type Child } from './helpers/processes.js';
+import { describe, expect, it } from 'vitest';
+import { processScope } from './helpers/process-scope.js';
+import { startServiceProcess, startSimulatorProcess } from './helpers/processes.js';
 import { postGenerate, taskStatus, until, waitForStatus } from './helpers/stack.js';
 
-let dir: string;
-const children: Child[] = [];
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kontext-crash-'));
-});
-afterEach(async () => {
-  await Promise.all(children.splice(0).map((c) => c.kill('SIGKILL')));
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function track<T extends Child>(c: Promise<T>): Promise<T> {
-  const child = await c;
-  children.push(child);
-  return child;
-}
+const scope = processScope('kontext-crash-');
+const { track } = scope;
 
 interface HistoryEntry {
   prompt: [number, string, ...unknown[]];
@@ -31,8 +17,8 @@ async function history(url: string): Promise<Record<string, HistoryEntry>> {
 
 describe('crash recovery', () => {
   it('a service killed with SIGKILL mid-task finishes it after restart, and ComfyUI got each prompt exactly once', async () => {
-    const sim = await track(startSimulatorProcess(['--port', '0', '--step-ms', '40', '--base-dir', join(dir, 'comfyui')]));
-    const env = { DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url };
+    const sim = await track(startSimulatorProcess(['--port', '0', '--step-ms', '40', '--base-dir', join(scope.dir, 'comfyui')]));
+    const env = { DATA_DIR: join(scope.dir, 'data'), COMFYUI_URL: sim.url };
     const first = await track(startServiceProcess(env));
     const res = await postGenerate(first.url, { description: 'crash me', count: '4', steps: '10', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;
@@ -53,10 +39,10 @@ describe('crash recovery', () => {
   });
 
   it('a ComfyUI killed and restarted mid-task: the task still completes', async () => {
-    const comfyDir = join(dir, 'comfyui');
+    const comfyDir = join(scope.dir, 'comfyui');
     let sim = await track(startSimulatorProcess(['--port', '0', '--step-ms', '40', '--base-dir', comfyDir]));
     const port = new URL(sim.url).port;
-    const service = await track(startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url }));
+    const service = await track(startServiceProcess({ DATA_DIR: join(scope.dir, 'data'), COMFYUI_URL: sim.url }));
     const res = await postGenerate(service.url, { description: 'survive', count: '3', steps: '10', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;
     await until('the first image', async () => (await taskStatus(service.url, id)).images.length >= 1);
@@ -68,8 +54,8 @@ describe('crash recovery', () => {
   });
 
   it('three workers, one killed mid-task: the task completes on the other two', async () => {
-    const sims = await Promise.all([0, 1, 2].map((i) => track(startSimulatorProcess(['--port', '0', '--step-ms', '60', '--base-dir', join(dir, `c${i}`)]))));
-    const service = await track(startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sims.map((s) => s.url).join(',') }));
+    const sims = await Promise.all([0, 1, 2].map((i) => track(startSimulatorProcess(['--port', '0', '--step-ms', '60', '--base-dir', join(scope.dir, `c${i}`)]))));
+    const service = await track(startServiceProcess({ DATA_DIR: join(scope.dir, 'data'), COMFYUI_URL: sims.map((s) => s.url).join(',') }));
     const res = await postGenerate(service.url, { description: 'spread', count: '4', steps: '12', size: '256x256' });
     const id = ((await res.json()) as { task_id: string }).task_id;
     await until('work on every worker', async () => {
