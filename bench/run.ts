@@ -5,6 +5,7 @@
  */
 import { cpus } from 'node:os';
 import { benchAuth } from './auth.js';
+import { benchFairQueue } from './fair-queue.js';
 import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
 import { benchOverhead } from './overhead.js';
@@ -25,6 +26,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['reads', benchReads],
   ['replicas', benchReplicas],
   ['auth', benchAuth],
+  ['fair queue', benchFairQueue],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

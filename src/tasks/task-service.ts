@@ -229,7 +229,7 @@ export class TaskService {
   async queuePositions(ids: readonly string[]): Promise<Map<string, number>> {
     const wanted = new Set(ids);
     const positions = new Map<string, number>();
-    for (const [i, id] of (await pendingTaskIds(this.options.db)).entries()) if (wanted.has(id)) positions.set(id, i + 1);
+    for (const [i, id] of (await pendingTaskIds(this.options.db, this.options.engine.queuePolicy)).entries()) if (wanted.has(id)) positions.set(id, i + 1);
     return positions;
   }
 
@@ -320,7 +320,7 @@ export class TaskService {
 
   /** 1 = next to start, as in progress frames; null when not pending. */
   private async position(task: TaskRow): Promise<number | null> {
-    const ahead = await queuePosition(this.options.db, task);
+    const ahead = await queuePosition(this.options.db, task, this.options.engine.queuePolicy);
     return ahead === undefined ? null : ahead + 1;
   }
 
