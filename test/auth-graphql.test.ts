@@ -136,6 +136,9 @@ describe('keys mode', () => {
       // GET queries too.
       const get = await fetch(`${base}/graphql?query=${encodeURIComponent(TASKS)}`, { headers: { accept: 'application/json', ...CSRF } });
       expect(get.status).toBe(401);
+      // Yoga answers at `/graphql/` too: the same refusal there.
+      const slash = await fetch(`${base}/graphql/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: TASKS }) });
+      expect(slash.status).toBe(401);
     });
 
     it('X-API-Key works like Authorization: Bearer; GET queries carry the key the same way', async () => {
@@ -278,6 +281,7 @@ describe('keys mode', () => {
         const outcome = await connectionInit(base, payload);
         expect(outcome, JSON.stringify(payload)).toMatchObject({ code: 4401 });
       }
+      expect(await connectionInit(base, {})).toMatchObject({ reason: expect.stringMatching(/connection_init/) as unknown });
     });
 
     it('the key in connection_init ({"authorization": "Bearer <key>"} or {"apiKey": "<key>"}) holds for every operation on the socket', async () => {

@@ -6,7 +6,7 @@
  * server context, which is Yoga's initial context, so the context factory hands it to resolvers.
  *
  * The GraphiQL page, its assets, Yoga's health check and CORS preflights are answered by plugins
- * before this one and stay public. Scopes are checked per field (scopes.ts), not here.
+ * before this one and stay public; every other request under /graphql needs the key. Scopes are checked per field (scopes.ts), not here.
  */
 import type { ServerResponse } from 'node:http';
 import type { Plugin } from 'graphql-yoga';
@@ -21,15 +21,13 @@ export const WWW_AUTHENTICATE = 'Bearer realm="kontext"';
 export interface ApiKeysOptions {
   /** Decides who a request is (everyone, while no key exists). */
   auth: Authenticator;
-  /** The GraphQL endpoint; other paths are left to Yoga (404). */
-  endpoint: string;
 }
 
 /** The plugin; put it after the GraphiQL assets plugin and before any plugin that reads the body. */
 export function useApiKeys(options: ApiKeysOptions): Plugin {
   return {
-    async onRequest({ request, url, serverContext, endResponse, fetchAPI }) {
-      if (url.pathname !== options.endpoint) return;
+    async onRequest({ request, serverContext, endResponse, fetchAPI }) {
+      // Every request that gets here, whatever its path: Yoga also executes at `/graphql/`.
       const headers = request.headers;
       const result = await options.auth.authenticate(presentedKey(headers.get('authorization'), headers.get('x-api-key')));
       if (result.ok) {

@@ -75,6 +75,9 @@ interface Extra {
 /** Close code for a missing, wrong or revoked key at `connection_init` (graphql-ws' Unauthorized). */
 export const UNAUTHORIZED_CLOSE = 4401;
 
+/** The close reason for no key (a close reason holds at most 123 bytes). */
+const MISSING_KEY = 'An API key is required: send {"authorization": "Bearer <key>"} in connection_init';
+
 /** What `onSubscribe` puts in `rootValue`: Yoga's enveloped execute and subscribe for that operation. */
 interface EnvelopedRoot {
   execute: typeof execute;
@@ -96,7 +99,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       const result = await options.auth.authenticate(keyOfConnection(ctx.connectionParams));
       if (!result.ok) {
         // graphql-ws would close with 4403 on `false`; this close comes first, so the client sees 4401.
-        ctx.extra.socket.close(UNAUTHORIZED_CLOSE, result.message);
+        ctx.extra.socket.close(UNAUTHORIZED_CLOSE, result.failure === 'missing' ? MISSING_KEY : result.message);
         return false;
       }
       ctx.extra.caller = result.caller;

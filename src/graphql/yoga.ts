@@ -89,7 +89,7 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
       // First: its static files need none of the request parsing below.
       ...(graphiql ? [graphiql.plugin] : []),
       // Before anything reads the body: a request without a valid key gets 401 unread.
-      useApiKeys({ auth: options.auth, endpoint: GRAPHQL_PATH }),
+      useApiKeys({ auth: options.auth }),
       // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),
