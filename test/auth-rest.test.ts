@@ -3,6 +3,7 @@
  * key, 403 without the scope, another key's task as missing, admin keys see all, refusals store
  * nothing, and limits answer 429 with Retry-After.
  */
+import { request } from 'node:http';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +189,24 @@ describe('once a key exists', () => {
     // The same request with a key that may generate does store it: the check above can fail.
     await created(await generate(bearer(keys.generator), QUICK, colour));
     expect((await storedUploads()).rows).toBe(before.rows + 1);
+  });
+
+  it('a body larger than any upload may be is answered at once, unread, and its connection closed', async () => {
+    const { hostname, port } = new URL(stack.app.url);
+    const answer = await new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+      const req = request({ hostname, port, path: '/generate-image', method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(64 * 1024 * 1024) } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+      });
+      req.on('error', reject);
+      // Only a first kilobyte of the 64 MiB announced: the answer must not wait for the rest.
+      req.write(Buffer.alloc(1024, 1));
+    });
+    expect(answer.status).toBe(401);
+    expect(answer.connection).toBe('close');
+    expect(JSON.parse(answer.body)).toEqual({ detail: expect.stringMatching(/API key is required/) });
   });
 
   it('429 with Retry-After over max-concurrent, and nothing stored for the refused request', async () => {

@@ -33,9 +33,14 @@ export interface GenerateImageOptions {
   signer?: UrlSigner;
 }
 
+/** The most a whole generate request may take: the image and room for the form fields around it. */
+export function uploadBytes(maxFileSize: number): number {
+  return maxFileSize + 256 * 1024;
+}
+
 /** 429 with Retry-After for a request over a limit (nothing of it is stored). */
-function sendQuotaExceeded(req: IncomingMessage, res: ServerResponse, err: QuotaExceededError): void {
-  refuse(req, res, 429, err.message, { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterSeconds))) });
+function sendQuotaExceeded(req: IncomingMessage, res: ServerResponse, err: QuotaExceededError, maxDrain: number): void {
+  refuse(req, res, 429, err.message, { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterSeconds))) }, maxDrain);
 }
 
 /** Handles the route for an authenticated `caller`; see the module comment. */
@@ -44,7 +49,7 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
   try {
     await options.service.checkLimits(options.caller);
   } catch (err) {
-    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err);
+    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err, uploadBytes(options.maxFileSize));
     throw err;
   }
   // The whole body may be the file plus a little: refuse larger bodies before reading them.
@@ -105,7 +110,7 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
     await options.service.discardUpload(stored);
     if (err instanceof IdempotencyConflictError) return sendDetail(res, 409, err.message);
     // Limits are checked again, exactly, as the task is stored: a request racing another can still be over.
-    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err);
+    if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err, uploadBytes(options.maxFileSize));
     throw err;
   }
 }

@@ -10,7 +10,7 @@ import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
 import { authorize } from './authenticate.js';
-import { handleGenerateImage } from './generate-image.js';
+import { handleGenerateImage, uploadBytes } from './generate-image.js';
 import { handleHealth, handleReady, type ReplicaInfo } from './health.js';
 import { handleImage } from './image.js';
 import { renderDocs } from './docs.js';
@@ -68,7 +68,7 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
       handleReady(res, options.pool, options.writeHealth);
       break;
     case 'generate': {
-      const caller = await authorize(req, res, auth, 'generate');
+      const caller = await authorize(req, res, auth, 'generate', uploadBytes(options.maxFileSize));
       if (caller) await handleGenerateImage(req, res, { service, maxFileSize: options.maxFileSize, publicUrl, caller, signer });
       break;
     }
