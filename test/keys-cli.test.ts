@@ -14,6 +14,7 @@ import type { Db } from '../src/db/database.js';
 import { insertTask } from '../src/db/tasks.js';
 import { forEachDialect, serviceDatabase, type TestDatabase } from './helpers/databases.js';
 import { kontext as runKontext, type Run } from './helpers/kontext.js';
+import { startStack, until } from './helpers/stack.js';
 
 let scratch: string;
 beforeAll(async () => {
@@ -180,6 +181,28 @@ forEachDialect('kontext keys', (ctx) => {
     expect(JSON.parse(show.stdout)).toMatchObject({ id: 't-ci', owner: 'ci', owner_key_id: ci.row.id });
     expect(showOpen.stdout).toMatch(/^owner\s+open \(made while the service had no API keys\)$/m);
   }, 120_000);
+
+  it('a running service takes a key the CLI made at once, and refuses it within 5 s of its revocation', async () => {
+    const stack = await startStack({ config: serviceDatabase(ctx.database.target) });
+    try {
+      const health = async () => ((await (await fetch(`${stack.app.url}/health`)).json()) as { auth: string }).auth;
+      const list = (headers: Record<string, string> = {}) => fetch(`${stack.app.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"query":"{ tasks(first: 1) { edges { node { id } } } }"}' });
+      expect(await health()).toBe('open');
+      expect((await list()).status).toBe(200);
+      const made = JSON.parse((await kontext(ctx.database, ['keys', 'create', '--name', 'live', '--json'])).stdout) as KeyJson;
+      // The key works on its first request; requests without one are refused once the "open" answer expires.
+      expect((await list({ authorization: `Bearer ${made.key!}` })).status).toBe(200);
+      await until('keys required', async () => (await list()).status === 401, 5000);
+      expect(await health()).toBe('keys');
+      expect((await kontext(ctx.database, ['keys', 'revoke', made.id])).code).toBe(0);
+      const revokedAt = Date.now();
+      await until('the revoked key refused', async () => (await list({ authorization: `Bearer ${made.key!}` })).status === 401, 5000);
+      expect(Date.now() - revokedAt).toBeLessThan(5000);
+    } finally {
+      await stack.app.close();
+      await Promise.all(stack.sims.map((sim) => sim.close()));
+    }
+  });
 });
 
 // Options are checked before the database is opened: one dialect shows it.
