@@ -71,6 +71,16 @@ export interface Config {
   queuePolicy: 'fair' | 'fifo';
   /** Bearer token GET /metrics requires. @default undefined (the metrics are public) */
   metricsToken: string | undefined;
+  /** Format images are stored in when ComfyUI's result is adopted. @default 'png' (ComfyUI's own) */
+  outputFormat: 'png' | 'jpeg' | 'webp' | 'avif';
+  /** Receives every task's webhook events, besides each task's own `webhook`. @default undefined */
+  webhookUrl: string | undefined;
+  /** Standard Webhooks secret, `whsec_<base64>`. @default undefined (one made at first start and kept in the database) */
+  webhookSecret: string | undefined;
+  /** Hours a webhook event is retried before it is given up. @default 24 */
+  webhookRetryHours: number;
+  /** Host names or IPs a webhook may target although they resolve to a loopback, private or link-local address. @default [] */
+  webhookAllowHosts: string[];
 }
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
@@ -122,6 +132,11 @@ const EnvSchema = z.object({
   IMAGE_URL_TTL_S: int(60, 31_536_000).default(3600),
   MAX_QUEUED_TASKS: int(1, 10_000_000).default(1000),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').max(1024, 'must be at most 1024 characters').optional(),
+  OUTPUT_FORMAT: z.enum(['png', 'jpeg', 'webp', 'avif'], { error: 'must be png, jpeg, webp or avif' }).default('png'),
+  WEBHOOK_URL: httpUrl.optional(),
+  WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/, 'must be whsec_ followed by a base64 secret of at least 24 bytes').optional(),
+  WEBHOOK_RETRY_HOURS: int(1, 720).default(24),
+  WEBHOOK_ALLOW_HOSTS: list(z.string().regex(/^[A-Za-z0-9.:[\]-]+$/, 'must be a host name or an IP address')).default([]),
   QUEUE_POLICY: z.enum(['fair', 'fifo'], { error: 'must be fair or fifo' }).default('fair'),
 });
 
@@ -181,6 +196,11 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     maxQueuedTasks: e.MAX_QUEUED_TASKS,
     queuePolicy: e.QUEUE_POLICY,
     metricsToken: e.METRICS_TOKEN,
+    outputFormat: e.OUTPUT_FORMAT,
+    webhookUrl: e.WEBHOOK_URL,
+    webhookSecret: e.WEBHOOK_SECRET,
+    webhookRetryHours: e.WEBHOOK_RETRY_HOURS,
+    webhookAllowHosts: e.WEBHOOK_ALLOW_HOSTS.map((h) => h.toLowerCase()),
   };
 }
 
