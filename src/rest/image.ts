@@ -3,9 +3,13 @@
  * so they carry an ETag and long cache headers; `Range` requests are honoured. The bytes stream
  * from the BlobStore (DATA_DIR, a shared folder or S3), whichever replica stored them.
  *
+ * `format`, `width` and `quality` ask for a variant (images/variant-query.ts): made once with sharp,
+ * stored beside the original, then served exactly like it (its own ETag, the same cache headers).
+ *
  * Once keys exist a request needs a key that sees the task (read scope) or the `exp` and `sig` of
  * a signed URL (what an `<img>` can send); shared caches then may not keep the image (`private`),
- * and a signed answer is kept no longer than its URL works.
+ * and a signed answer is kept no longer than its URL works. A signature covers the image (task and
+ * index), not the rendering: any variant of a signed image may be fetched with its URL.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -13,9 +17,13 @@ import { pipeline } from 'node:stream/promises';
 import type { Authenticator } from '../auth/authenticator.js';
 import { OPEN_CALLER, type Caller } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
+import { FORMAT_INFO, formatOfContentType } from '../images/output-formats.js';
+import { variantMakerFor, type VariantMaker } from '../images/variant-maker.js';
+import { parseVariantQuery, type VariantRequest } from '../images/variant-query.js';
+import { renderingSuffix, resolveRendering, variantKey } from '../images/variant-spec.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { keyOf, permitted, refuse, WWW_AUTHENTICATE } from './authenticate.js';
-import { sendDetail, sendFieldErrors } from './respond.js';
+import { sendDetail, sendFieldErrors, type FieldError } from './respond.js';
 
 /** What the image route needs. */
 export interface ImageRouteOptions {
@@ -23,6 +31,8 @@ export interface ImageRouteOptions {
   auth: Authenticator;
   /** Checks the `exp` and `sig` of signed image URLs. */
   signer: UrlSigner;
+  /** Makes the variants. @default the one maker of `service.store` in this process */
+  variants?: VariantMaker;
 }
 
 /** Cache-Control of images in open mode: they never change, anyone may keep them. */
@@ -36,10 +46,11 @@ export async function handleImage(req: IncomingMessage, res: ServerResponse, tas
   const validIndex = /^\d{1,3}$/.test(raw);
   const access = await accessOf(req, res, taskId, validIndex ? Number(raw) : undefined, query, options);
   if (!access) return;
-  if (!validIndex) {
-    return sendFieldErrors(res, [{ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' }]);
-  }
-  await serveImage(req, res, taskId, Number(raw), options.service, access);
+  const { request, problems } = parseVariantQuery(query);
+  const errors: FieldError[] = problems.map(({ param, msg, type }) => ({ loc: ['query', param], msg, type }));
+  if (!validIndex) errors.unshift({ loc: ['query', 'index'], msg: 'Input should be a valid integer from 0 to 3', type: 'int_parsing' });
+  if (errors.length > 0) return sendFieldErrors(res, errors);
+  await serveImage(req, res, taskId, Number(raw), request, options, access);
 }
 
 /** Who may fetch the image, and how long caches may keep it. */
@@ -81,24 +92,57 @@ async function accessOf(
   return undefined;
 }
 
-/** Streams the image (or a range of it, or a 304) with ETag and `access`'s cache headers. */
-async function serveImage(req: IncomingMessage, res: ServerResponse, taskId: string, index: number, service: TaskService, access: Access): Promise<void> {
-  const { caller } = access;
-  const found = await service.imageFile(taskId, index, caller);
+/** What is sent: the stored object, its size and the headers naming it. */
+interface Served {
+  key: string;
+  size: number;
+  etag: string;
+  contentType: string;
+}
+
+/** Streams the image or its variant (or a range of it, or a 304) with ETag and `access`'s cache headers. */
+async function serveImage(
+  req: IncomingMessage,
+  res: ServerResponse,
+  taskId: string,
+  index: number,
+  request: VariantRequest,
+  options: ImageRouteOptions,
+  access: Access,
+): Promise<void> {
+  const { service } = options;
+  const found = await service.imageFile(taskId, index, access.caller);
   if (!found) {
     // Only a miss pays for telling a missing task from a missing image.
-    if (!(await service.getTask(taskId, caller))) return sendDetail(res, 404, 'Task not found');
+    if (!(await service.getTask(taskId, access.caller))) return sendDetail(res, 404, 'Task not found');
     return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
   }
   const missing = () => sendDetail(res, 404, `Image ${index} of this task is missing from storage`);
-  // A recorded path no store accepts as a key (a hand-edited row) cannot have been stored.
-  const stat = await service.store.stat(found.key).catch((err: unknown) => (isBadKey(err) ? undefined : Promise.reject(err)));
-  if (!stat) return missing();
-  const size = stat.size;
-  // From the prompt id and size, not the store's own ETag: the same on every replica and every store.
-  const etag = `"${found.image.prompt_id}-${size}"`;
+  const { image } = found;
+  const rendering = resolveRendering(request, { format: formatOfContentType(image.content_type), width: image.width ?? undefined });
+  let served: Served;
+  try {
+    if (rendering) {
+      const key = variantKey(found.key, rendering);
+      const made = await (options.variants ?? variantMakerFor(service.store)).ensure(found.key, key, rendering);
+      if (!made) return missing();
+      const contentType = FORMAT_INFO[rendering.format].contentType;
+      // The original's ETag with the rendering in it: one per variant, the same on every replica.
+      served = { key, size: made.size, etag: `"${image.prompt_id}-${renderingSuffix(rendering)}-${made.size}"`, contentType };
+    } else {
+      const stat = await service.store.stat(found.key);
+      if (!stat) return missing();
+      // From the prompt id and size, not the store's own ETag: the same on every replica and every store.
+      served = { key: found.key, size: stat.size, etag: `"${image.prompt_id}-${stat.size}"`, contentType: image.content_type ?? 'application/octet-stream' };
+    }
+  } catch (err) {
+    // A recorded path no store accepts as a key (a hand-edited row) cannot have been stored.
+    if (isBadKey(err)) return missing();
+    throw err;
+  }
+  const { size, etag } = served;
   const headers: Record<string, string | number> = {
-    'content-type': found.image.content_type ?? 'application/octet-stream',
+    'content-type': served.contentType,
     etag,
     'cache-control': access.cacheControl,
     'accept-ranges': 'bytes',
@@ -118,7 +162,7 @@ async function serveImage(req: IncomingMessage, res: ServerResponse, taskId: str
   let body: Readable | undefined;
   if (req.method !== 'HEAD') {
     // Opened before the head is sent, so an object deleted since the stat still gets its 404.
-    body = await service.store.get(found.key, range ? { range: { start, end } } : {});
+    body = await service.store.get(served.key, range ? { range: { start, end } } : {});
     if (!body) return missing();
   }
   res.writeHead(range ? 206 : 200, {

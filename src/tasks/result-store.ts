@@ -1,13 +1,16 @@
 /**
  * Where finished images go: downloaded from ComfyUI, checked with the same format module as uploads
- * (format by its bytes, dimensions from its header), stripped of ComfyUI's workflow metadata, and
- * stored under `images/<task>/<index>.<ext>` in the BlobStore (DATA_DIR, a shared folder or S3).
+ * (format by its bytes, dimensions from its header), converted to OUTPUT_FORMAT when ComfyUI wrote
+ * another one, stripped of ComfyUI's workflow metadata, and stored under
+ * `images/<task>/<index>.<ext>` in the BlobStore (DATA_DIR, a shared folder or S3).
  * The work happens in this replica's temp folder; only the finished file reaches the store.
  */
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import type { ComfyBackend } from '../comfyui/backend.js';
 import type { FileRef } from '../comfyui/protocol.js';
+import { encodeAs, FORMAT_INFO, MAX_INPUT_PIXELS, type OutputFormat } from '../images/output-formats.js';
 import { stripPngMetadata } from '../images/strip-png-metadata.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { readImageHeader, SIGNATURE_BYTES, sniffImageFormat } from '../uploads/image-format.js';
@@ -16,19 +19,24 @@ import type { StoredImage } from './transitions/complete-image.js';
 /** Largest result file accepted from ComfyUI. */
 const MAX_RESULT_BYTES = 200 * 1024 * 1024;
 
+/** Quality of a stored original in a lossy OUTPUT_FORMAT: above the variants' defaults, since variants are made from it. */
+const STORED_QUALITY: Readonly<Record<OutputFormat, number | undefined>> = { png: undefined, jpeg: 90, webp: 90, avif: 65 };
+
 export class ResultStore {
   /**
    * @param store where finished images go
    * @param tmpDir this replica's local temp folder (absolute), for downloads in progress
    * @param keepImageMetadata keep ComfyUI's prompt and workflow in PNG text chunks (KEEP_IMAGE_METADATA)
+   * @param outputFormat the format images are stored in (OUTPUT_FORMAT); a result in another one is converted. @default 'png'
    */
   constructor(
     private readonly blobs: BlobStore,
     private readonly tmpDir: string,
     private readonly keepImageMetadata: boolean,
+    private readonly outputFormat: OutputFormat = 'png',
   ) {}
 
-  /** Downloads `file` of image `index` of `taskId` from `server` and stores it; rejects when it is no PNG, JPEG or WebP image. */
+  /** Downloads `file` of image `index` of `taskId` from `server` and stores it in the output format; rejects when it is no PNG, JPEG or WebP image. */
   async store(server: ComfyBackend, taskId: string, index: number, file: FileRef): Promise<StoredImage> {
     const tmp = join(this.tmpDir, `${taskId}-${index}.download`);
     await mkdir(this.tmpDir, { recursive: true });
@@ -39,15 +47,25 @@ export class ResultStore {
       if (!format?.complete || !header || header.format !== format.format.name) {
         throw new Error(`ComfyUI at ${server.url} returned ${file.filename}, which is not a PNG, JPEG or WebP image`);
       }
-      // ComfyUI writes the whole workflow and prompt into its PNGs: not for whoever downloads the image.
-      if (format.format.name === 'png' && !this.keepImageMetadata) bytes = await stripPngMetadata(tmp);
+      const { contentType, ext } = FORMAT_INFO[this.outputFormat];
+      let source = tmp;
+      if (format.format.name !== this.outputFormat) {
+        // Re-encoded by sharp, which copies no metadata: ComfyUI's workflow is left behind too.
+        source = `${tmp}.${ext}`;
+        const pipeline = sharp(tmp, { limitInputPixels: MAX_INPUT_PIXELS });
+        bytes = (await encodeAs(pipeline, this.outputFormat, STORED_QUALITY[this.outputFormat]).toFile(source)).size;
+      } else if (format.format.name === 'png' && !this.keepImageMetadata) {
+        // ComfyUI writes the whole workflow and prompt into its PNGs: not for whoever downloads the image.
+        bytes = await stripPngMetadata(tmp);
+      }
       // The key is also the recorded file_path: the same relative form as before stores existed.
-      const key = `images/${taskId}/${index}.${format.format.ext}`;
-      await this.blobs.put(key, tmp, { move: true, contentType: format.format.contentType });
-      return { file_path: key, width: header.width, height: header.height, bytes, content_type: format.format.contentType };
+      const key = `images/${taskId}/${index}.${ext}`;
+      await this.blobs.put(key, source, { move: true, contentType });
+      return { file_path: key, width: header.width, height: header.height, bytes, content_type: contentType };
     } finally {
-      // Gone already when the store took it; left by a failed download, check or put.
+      // Gone already when the store took them; left by a failed download, check, conversion or put.
       await rm(tmp, { force: true });
+      await rm(`${tmp}.${FORMAT_INFO[this.outputFormat].ext}`, { force: true });
     }
   }
 }
