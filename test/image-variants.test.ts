@@ -141,6 +141,19 @@ describe('image variants (open mode, folder store)', () => {
     expect(detail.map((d) => d.loc[1])).toEqual(['index', 'format', 'width', 'quality']);
   });
 
+  it('/openapi.json documents format, width and quality with their limits, and the 422', async () => {
+    type Param = { name: string; schema: { enum?: string[]; minimum?: number; maximum?: number } };
+    const doc = (await (await fetch(`${stack.app.url}/openapi.json`)).json()) as {
+      paths: Record<string, { get: { parameters: Param[]; responses: Record<string, { description: string }> } }>;
+    };
+    const route = doc.paths['/api/image/{task_id}']!.get;
+    const param = (name: string) => route.parameters.find((p) => p.name === name)!.schema;
+    expect(param('format').enum).toEqual(['png', 'jpeg', 'webp', 'avif']);
+    expect([param('width').minimum, param('width').maximum]).toEqual([16, 4096]);
+    expect([param('quality').minimum, param('quality').maximum]).toEqual([1, 100]);
+    expect(route.responses['422']!.description).toMatch(/width.*16 to 4096/);
+  });
+
   it('a variant is served like the original: its own ETag, 304, Range, HEAD, the same cache headers', async () => {
     const url = `${base}&format=webp&width=128`;
     const original = await fetchOk(base);

@@ -4,6 +4,8 @@
  * drift from the behaviour.
  */
 import { loadConfig } from '../config.js';
+import { FORMAT_INFO, OUTPUT_FORMATS } from '../images/output-formats.js';
+import { VARIANT_LIMITS } from '../images/variant-query.js';
 import { DEFAULTS, LIMITS } from '../tasks/generate-params.js';
 
 // The settings' defaults, from the one place that defines them.
@@ -118,25 +120,48 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
       '/api/image/{task_id}': {
         get: {
-          summary: 'The bytes of one finished image (ETag, long cache headers, Range requests)',
+          summary: 'The bytes of one finished image, or of a variant of it (ETag, long cache headers, Range requests)',
           description:
-            'Once keys exist: an API key with the `read` scope that sees the task, or the `exp` and `sig` of the signed URL the API returned in `images` (for `<img>`, which cannot send a header). Signed answers are `Cache-Control: private` for no longer than the URL works.',
+            'Without `format`, `width` and `quality`: the stored original (in OUTPUT_FORMAT, PNG by default). With any of them: a variant, made once with sharp on the first request and stored beside the original, then served like it (its own ETag, the same cache headers, Range, HEAD). ' +
+            'A variant is never wider than the original and keeps its aspect ratio; a request that renders as the original (its format, no smaller width, no quality) gets the original. ' +
+            'Once keys exist: an API key with the `read` scope that sees the task, or the `exp` and `sig` of the signed URL the API returned in `images` (for `<img>`, which cannot send a header). The signature covers the task and index, so `format`, `width` and `quality` may be added to a signed URL. Signed answers are `Cache-Control: private` for no longer than the URL works.',
           security: [...keySecurity, {}],
           'x-required-scope': 'read',
           parameters: [
             taskId,
             { name: 'index', in: 'query', schema: { type: 'integer', minimum: 0, maximum: 3, default: 0 } },
+            {
+              name: 'format',
+              in: 'query',
+              schema: { type: 'string', enum: [...OUTPUT_FORMATS] },
+              description: "The variant's format. Default: the original's.",
+            },
+            {
+              name: 'width',
+              in: 'query',
+              schema: { type: 'integer', minimum: VARIANT_LIMITS.width.min, maximum: VARIANT_LIMITS.width.max },
+              description: "The variant's width in pixels; the height keeps the aspect ratio. Never enlarged: a width at or above the original's is the original's.",
+            },
+            {
+              name: 'quality',
+              in: 'query',
+              schema: { type: 'integer', minimum: VARIANT_LIMITS.quality.min, maximum: VARIANT_LIMITS.quality.max },
+              description: `Encoder quality. Default: JPEG ${FORMAT_INFO.jpeg.defaultQuality}, WebP ${FORMAT_INFO.webp.defaultQuality}, AVIF ${FORMAT_INFO.avif.defaultQuality}; PNG is lossless unless a quality is given (then a palette image).`,
+            },
             { name: 'exp', in: 'query', schema: { type: 'integer' }, description: 'Expiry of a signed URL, Unix seconds (as returned in `images`).' },
             { name: 'sig', in: 'query', schema: { type: 'string' }, description: 'Signature of a signed URL: HMAC over task, index and exp (as returned in `images`).' },
           ],
           responses: {
-            '200': { description: 'The image.', content: { 'image/png': {}, 'image/jpeg': {}, 'image/webp': {} } },
+            '200': { description: 'The image or its variant.', content: Object.fromEntries(OUTPUT_FORMATS.map((f) => [FORMAT_INFO[f].contentType, {}])) },
             '206': { description: 'A byte range of the image.' },
             '304': { description: 'Not modified (If-None-Match).' },
             '401': json(detailString, 'Neither an API key nor a signed URL, or a wrong or revoked key.'),
             '403': json(detailString, 'The signature is not valid or expired, or the key lacks the `read` scope.'),
             '404': json(detailString, 'No such task (or one of another key), or the image does not exist (yet).'),
-            '422': json(detailList, 'The index is not a number.'),
+            '422': json(
+              detailList,
+              `A query parameter is out of its limits, each listed with \`loc\` ["query", name]: \`index\` not a number from 0 to 3, \`format\` not one of ${OUTPUT_FORMATS.join(', ')} (type \`enum\`), \`width\` not a whole number from ${VARIANT_LIMITS.width.min} to ${VARIANT_LIMITS.width.max} or \`quality\` not one from ${VARIANT_LIMITS.quality.min} to ${VARIANT_LIMITS.quality.max} (type \`int_parsing\`, \`greater_than_equal\` or \`less_than_equal\`).`,
+            ),
           },
         },
       },
