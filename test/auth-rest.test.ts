@@ -225,6 +225,34 @@ describe('once a key exists', () => {
     await created(await generate(bearer(limited), QUICK, { r: 8, g: 8, b: 8 }));
   });
 
+  it('429 over --rate and --images-per-day, naming the limit; nothing stored', async () => {
+    const rated = await key({ name: 'rated', ratePerMinute: 1 });
+    await created(await generate(bearer(rated), QUICK, { r: 30, g: 1, b: 1 }));
+    const daily = await key({ name: 'daily', imagesPerDay: 2 });
+    await created(await generate(bearer(daily), { ...QUICK, count: '2' }, { r: 32, g: 1, b: 1 }));
+    const before = await storedUploads();
+    const refused = await generate(bearer(rated), QUICK, { r: 31, g: 1, b: 1 });
+    expect(refused.status).toBe(429);
+    // The window is a minute from the accepted request: the retry comes within it.
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(60);
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/rate/);
+    const overDay = await generate(bearer(daily), QUICK, { r: 33, g: 1, b: 1 });
+    expect(overDay.status).toBe(429);
+    expect(((await overDay.json()) as { detail: string }).detail).toMatch(/images_per_day/);
+    expect(await storedUploads()).toEqual(before);
+  });
+
+  it('idempotency keys belong to one API key: the same value from two keys makes two tasks', async () => {
+    const fields = { ...QUICK, idempotencyKey: 'shared-idem-1' };
+    const ofA = await created(await generate(bearer(keys.a), fields, { r: 40, g: 1, b: 1 }));
+    const ofB = await created(await generate(bearer(keys.b), { ...fields, description: 'other parameters' }, { r: 41, g: 1, b: 1 }));
+    expect(ofB).not.toBe(ofA);
+    // A replay by its own key returns its own task, unchanged; the other key's task stays invisible to it.
+    expect(await created(await generate(bearer(keys.a), fields, { r: 40, g: 1, b: 1 }))).toBe(ofA);
+    expect((await status(ofB, bearer(keys.a))).status).toBe(404);
+  });
+
   it('a revoked key is refused once the lookup cache expires', async () => {
     const { key: revocable, row } = await createApiKey(stack.app.db, { name: 'revocable' });
     expect((await status(taskOfA, bearer(revocable))).status).toBe(404);

@@ -62,6 +62,8 @@ describe('/health', () => {
       instance: expect.any(String) as unknown,
       database: expect.objectContaining({ ok: true, dialect: 'sqlite' }) as unknown,
       redis: null,
+      // No key exists here: the service is open, and says so.
+      auth: 'open',
       queue: { pending: 0, processing: 0 },
       version: expect.any(String) as unknown,
       uptime_s: expect.any(Number) as unknown,

@@ -39,10 +39,10 @@ async function age(db: Db, ids: string[], ageS: number): Promise<void> {
   await db.updateTable('tasks').set({ created_at: new Date(Date.now() - ageS * 1000).toISOString() }).where('id', 'in', ids).execute();
 }
 
-/** The refusal `attempt` must end in, with nothing stored meanwhile. */
-async function refused(db: Db, attempt: Promise<unknown>): Promise<QuotaExceededError> {
+/** The refusal `attempt` must end in, with nothing stored meanwhile (counted before it starts). */
+async function refused(db: Db, attempt: () => Promise<unknown>): Promise<QuotaExceededError> {
   const before = await rowCounts(db);
-  const err = await attempt.then(
+  const err = await attempt().then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -74,7 +74,7 @@ forEachDialect('limits on generate', (ctx: DialectContext) => {
     // The first runs a while (the simulator's 10 ms per step), the second waits behind it.
     const first = await app.service.createTask(params(1, 300), upload, caller);
     await app.service.createTask(params(), upload, caller);
-    const err = await refused(app.db, app.service.createTask(params(), upload, caller));
+    const err = await refused(app.db, () => app.service.createTask(params(), upload, caller));
     expect(err).toMatchObject({ limit: 'max_concurrent', retryAfterSeconds: 5 });
     expect(err.message).toMatch(/max_concurrent.*limit is 2/);
     await expect(app.service.checkLimits(caller)).rejects.toMatchObject({ limit: 'max_concurrent' });
@@ -94,7 +94,7 @@ forEachDialect('limits on generate', (ctx: DialectContext) => {
     await pastTask(app.db, caller.keyId!, 3600);
     const recent = await pastTask(app.db, caller.keyId!, 50);
     const made = await app.service.createTask(params(), upload, caller);
-    const err = await refused(app.db, app.service.createTask(params(), upload, caller));
+    const err = await refused(app.db, () => app.service.createTask(params(), upload, caller));
     expect(err.limit).toBe('rate');
     expect(err.message).toMatch(/rate.*limit is 2 per minute/);
     // The task of 50 s ago leaves the window in about 10 s (less, as the test runs).
@@ -104,7 +104,7 @@ forEachDialect('limits on generate', (ctx: DialectContext) => {
     await age(app.db, [recent], 61);
     await app.service.createTask(params(), upload, caller);
     // Full again: now the oldest counted is the one made above, seconds ago (about 60 s to wait).
-    const again = await refused(app.db, app.service.createTask(params(), upload, caller));
+    const again = await refused(app.db, () => app.service.createTask(params(), upload, caller));
     expect(again.retryAfterSeconds).toBeGreaterThan(30);
     expect(again.retryAfterSeconds).toBeLessThanOrEqual(60);
     await age(app.db, [made.task.id], 120);
@@ -118,20 +118,20 @@ forEachDialect('limits on generate', (ctx: DialectContext) => {
     const old = await pastTask(app.db, caller.keyId!, 23 * 3600, 2);
     await pastTask(app.db, caller.keyId!, 3600, 1);
     // 3 in the window: 3 more do not fit until the one of 23 hours ago (2 images) leaves, in about an hour.
-    const err = await refused(app.db, app.service.createTask(params(3), upload, caller));
+    const err = await refused(app.db, () => app.service.createTask(params(3), upload, caller));
     expect(err.limit).toBe('images_per_day');
     expect(err.message).toMatch(/images_per_day.*3 images.*adds 3.*limit is 5/);
     expect(err.retryAfterSeconds).toBeGreaterThan(3000);
     expect(err.retryAfterSeconds).toBeLessThanOrEqual(3600);
     // A request larger than the whole allowance never fits.
-    expect((await refused(app.db, app.service.createTask(params(4), upload, caller))).limit).toBe('images_per_day');
+    expect((await refused(app.db, () => app.service.createTask(params(4), upload, caller))).limit).toBe('images_per_day');
     await app.service.createTask(params(2), upload, caller);
     await expect(app.service.checkLimits(caller)).rejects.toMatchObject({ limit: 'images_per_day' });
     await age(app.db, [old], 24 * 3600 + 1);
     await app.service.checkLimits(caller);
     await app.service.createTask(params(2), upload, caller);
     const small = await key({ imagesPerDay: 3 });
-    const tooMany = await refused(app.db, app.service.createTask(params(4), upload, small));
+    const tooMany = await refused(app.db, () => app.service.createTask(params(4), upload, small));
     expect(tooMany.message).toMatch(/asks for 4 images.*limit is 3/);
   });
 
@@ -140,10 +140,10 @@ forEachDialect('limits on generate', (ctx: DialectContext) => {
     const app = await start({ maxConcurrentTasks: 0, maxQueuedTasks: 2 });
     await app.service.createTask(params(), upload, OPEN_CALLER);
     const second = await app.service.createTask(params(), upload, await key({}));
-    const err = await refused(app.db, app.service.createTask(params(), upload, OPEN_CALLER));
+    const err = await refused(app.db, () => app.service.createTask(params(), upload, OPEN_CALLER));
     expect(err).toMatchObject({ limit: 'max_queued_tasks', retryAfterSeconds: 10 });
     expect(err.message).toMatch(/MAX_QUEUED_TASKS\) is 2/);
-    expect((await refused(app.db, app.service.createTask(params(), upload, await key({ priority: 'high' })))).limit).toBe('max_queued_tasks');
+    expect((await refused(app.db, async () => app.service.createTask(params(), upload, await key({ priority: 'high' })))).limit).toBe('max_queued_tasks');
     await expect(app.service.checkLimits(OPEN_CALLER)).rejects.toMatchObject({ limit: 'max_queued_tasks' });
     await app.service.cancelTask(second.task.id, OPEN_CALLER);
     await app.service.createTask(params(), upload, OPEN_CALLER);
