@@ -3,6 +3,7 @@
  * pool's regular checks (no request waits on ComfyUI). Anyone may ask, so the public form names no
  * internal URL and quotes no error; HEALTH_DETAILS=true adds them.
  */
+import type { DiskSpace } from '../db/disk-space.js';
 import type { ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { WriteHealth } from '../db/write-health.js';
@@ -83,8 +84,10 @@ export async function handleHealth(res: ServerResponse, sources: HealthSources):
 }
 
 /** 200 when work can be taken and done: the database takes writes and some worker gets work. */
-export function handleReady(res: ServerResponse, pool: WorkerPool, writeHealth?: WriteHealth): void {
+export async function handleReady(res: ServerResponse, pool: WorkerPool, writeHealth?: WriteHealth, disk?: DiskSpace): Promise<void> {
+  const full = await disk?.problem();
   if (writeHealth && !writeHealth.ok) sendDetail(res, 503, `The database cannot be written: ${writeHealth.reason ?? 'unknown error'}`);
+  else if (full) sendDetail(res, 503, `Nothing can be stored: ${full}`);
   else if (pool.members.some((m) => m.healthy)) sendJson(res, 200, { status: 'ready' });
   else sendDetail(res, 503, 'No ComfyUI worker is reachable');
 }

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { UrlSigner } from '../auth/url-signer.js';
+import type { DiskSpace } from '../db/disk-space.js';
 import type { WriteHealth } from '../db/write-health.js';
 import type { TaskService } from '../tasks/task-service.js';
 import type { WorkerPool } from '../tasks/worker-pool.js';
@@ -32,6 +33,8 @@ export interface RestOptions {
   replica?: ReplicaInfo;
   /** Whether the database takes writes (/ready, /health). @default undefined (not reported) */
   writeHealth?: WriteHealth;
+  /** Free space where DATA_DIR is (/ready). @default undefined (not checked) */
+  diskSpace?: DiskSpace;
   /** Who a request is, from its API key (everyone, while no key exists). */
   auth: Authenticator;
   /** Signs the image URLs handed out once keys exist, and checks them on the image route. */
@@ -65,7 +68,7 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
       });
       break;
     case 'ready':
-      handleReady(res, options.pool, options.writeHealth);
+      await handleReady(res, options.pool, options.writeHealth, options.diskSpace);
       break;
     case 'generate': {
       const caller = await authorize(req, res, auth, 'generate', uploadBytes(options.maxFileSize));
