@@ -10,13 +10,16 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../src/auth/create-api-key.js';
 import type { ComfyBackend } from '../src/comfyui/backend.js';
-import { variantMakerFor } from '../src/images/variant-maker.js';
+import { Limiter } from '../src/images/limiter.js';
+import { VariantMaker, variantMakerFor } from '../src/images/variant-maker.js';
 import type { BlobStore } from '../src/storage/blob-store.js';
 import { FileStore } from '../src/storage/file-store.js';
+import { deleteOldTasks } from '../src/tasks/cleanup.js';
 import { ResultStore } from '../src/tasks/result-store.js';
 import { bearer, gqlData, gqlResponse } from './helpers/graphql.js';
 import { makeImage } from './helpers/images.js';
@@ -280,6 +283,57 @@ describe('image variants (open mode, folder store)', () => {
     // No key and no signature: 401 before the parameters are even read.
     expect((await fetch(`${stack.app.url}/api/image/${owned}?index=0&width=1`)).status).toBe(401);
   }, 90_000);
+
+  it('cleanup takes the variants with their task (folder store)', async () => {
+    const variant = `images/${id}/0.png.w64.q80.jpg`;
+    expect(await stack.app.store.exists(variant)).toBe(true);
+    await deleteOldTasks({ db: stack.app.db, store: stack.app.store, days: 0 });
+    expect(await stack.app.store.exists(`images/${id}/0.png`)).toBe(false);
+    expect(await stack.app.store.exists(variant)).toBe(false);
+  });
+});
+
+describe('rendering limits', () => {
+  it('a Limiter never runs more than its slots at once, and runs every job in arrival order', async () => {
+    const limiter = new Limiter(2);
+    let running = 0;
+    let most = 0;
+    const started: number[] = [];
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        limiter.run(async () => {
+          started.push(i);
+          most = Math.max(most, ++running);
+          await new Promise((r) => setTimeout(r, 5));
+          running--;
+        }),
+      ),
+    );
+    expect(most).toBe(2);
+    expect(started).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // A failing job frees its slot.
+    await expect(limiter.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await limiter.run(async () => 'next')).toBe('next');
+  });
+
+  it('an original above the pixel limit is refused by sharp before it is decoded, and nothing is stored', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-variant-limit-'));
+    try {
+      const store = new FileStore(dir);
+      await store.put('images/t/0.png', Readable.from([await makeImage('png', 200, 100)]));
+      const maker = new VariantMaker(store, { maxInputPixels: 200 * 100 - 1 });
+      const rendering = { format: 'webp', width: 50, quality: 80 } as const;
+      await expect(maker.ensure('images/t/0.png', 'images/t/0.png.w50.q80.webp', rendering)).rejects.toThrow(/pixel limit/);
+      expect(await store.exists('images/t/0.png.w50.q80.webp')).toBe(false);
+      // At the limit it is made; a missing original is undefined, not an error.
+      const atLimit = new VariantMaker(store, { maxInputPixels: 200 * 100 });
+      expect((await atLimit.ensure('images/t/0.png', 'images/t/0.png.w50.q80.webp', rendering))?.size).toBeGreaterThan(0);
+      expect(await atLimit.ensure('images/t/1.png', 'images/t/1.png.w50.q80.webp', rendering)).toBeUndefined();
+      expect(atLimit.made).toBe(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('OUTPUT_FORMAT', () => {
