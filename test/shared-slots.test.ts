@@ -38,4 +38,23 @@ forEachDialect('GPU slots shared by replicas', (ctx) => {
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(2);
   });
+
+  it('two replicas start tasks in queue order, whichever replica received them and whichever claims them', async () => {
+    const database = serviceDatabase(ctx.database.target);
+    // Two tasks at a time in all (MAX_CONCURRENT_TASKS counts every replica's), one slot: both replicas
+    // try to claim whenever a place frees (which one wins varies), and the claim lock makes the order
+    // tasks start in the queue order.
+    stack = await startStack({ sim: { stepMs: 15 }, config: { maxConcurrentTasks: 2, ...database }, app: { ...FAST, instance: 'replica-a', pool: { ...FAST.pool, slots: 1 } } });
+    other = await startApp({ ...stack.config, port: 0 }, { ...FAST, instance: 'replica-b', pool: { ...FAST.pool, slots: 1 } });
+    const apps = [stack.app, other];
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await postGenerate(apps[i % 2]!.url, { description: `ordered ${i}`, steps: '4', size: '256x256' });
+      ids.push(((await res.json()) as { task_id: string }).task_id);
+    }
+    for (const id of ids) expect((await waitForStatus(stack.app.url, id, ['completed', 'failed', 'cancelled'], 60_000)).status).toBe('completed');
+    const rows = await stack.app.db.selectFrom('tasks').select(['id', 'started_at']).where('id', 'in', ids).execute();
+    const started = [...rows].sort((a, b) => (a.started_at! < b.started_at! ? -1 : a.started_at! > b.started_at! ? 1 : 0)).map((r) => r.id);
+    expect(started).toEqual(ids);
+  });
 });
