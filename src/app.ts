@@ -14,6 +14,7 @@ import { Authenticator } from './auth/authenticator.js';
 import { loadSigningSecret, UrlSigner } from './auth/url-signer.js';
 import type { Config } from './config.js';
 import { openDatabase, type Db, type OpenDatabaseOptions } from './db/database.js';
+import { DiskSpace } from './db/disk-space.js';
 import { beat } from './db/heartbeats.js';
 import { describeWriteError, isStorageUnavailable, WriteHealth } from './db/write-health.js';
 import { LiveConnections, wantsEventStream } from './graphql/live-connections.js';
@@ -36,6 +37,7 @@ import type { ProgressBus } from './tasks/progress-bus.js';
 import { TaskService } from './tasks/task-service.js';
 import { WorkerPool, type WorkerPoolOptions } from './tasks/worker-pool.js';
 import { VERSION } from './version.js';
+import { createServiceWebhooks, type ServiceWebhooks, type WebhookOptions } from './webhooks/service-webhooks.js';
 
 /** A running service. */
 export interface App {
@@ -58,6 +60,8 @@ export interface App {
   signer: UrlSigner;
   /** The Prometheus metrics GET /metrics serves. */
   metrics: Metrics;
+  /** The webhook recorder, deliverer and target policy. */
+  webhooks: ServiceWebhooks;
   /** Stops accepting, leaves ComfyUI work for the next start, closes everything. */
   close(): Promise<void>;
 }
@@ -74,6 +78,8 @@ export interface AppOptions {
   busyTimeoutMs?: number;
   /** Time between probe writes while the database cannot be written, in ms. @default 1000 */
   writeProbeMs?: number;
+  /** Webhook knobs (the resolver of the target checks, retry and poll times). @default production values */
+  webhooks?: WebhookOptions;
 }
 
 /** Starts the service; rejects with a readable error when it cannot. */
@@ -113,6 +119,31 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     await db.destroy();
     throw err;
   }
+  // Before the engine: webhook bodies written in its transitions carry signed image URLs.
+  let signer: UrlSigner;
+  try {
+    signer = new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS);
+  } catch (err) {
+    await db.destroy();
+    store.close();
+    throw err;
+  }
+  // Set once the server listens: the base of webhook image URLs when PUBLIC_URL is not set.
+  let url = '';
+  // Counted once the metrics exist (they are made after the engine).
+  let countDelivery: (outcome: string) => void = () => undefined;
+  const webhooks = createServiceWebhooks({
+    db,
+    config,
+    urlSigner: signer,
+    dataDir,
+    instance,
+    ownUrl: () => url,
+    userAgent: `kontext-gateway/${VERSION}`,
+    onAttempt: (outcome) => countDelivery(outcome),
+    log,
+    ...(options.webhooks ? { options: options.webhooks } : {}),
+  });
   let stack;
   try {
     stack = await createEngineStack({
@@ -124,6 +155,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
       tmpDir,
       instance,
       log,
+      webhooks: webhooks.recorder,
       ...(options.engine ? { engine: options.engine } : {}),
       ...(options.pool ? { pool: options.pool } : {}),
     });
@@ -133,22 +165,24 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw err;
   }
   const { pool, bus, engine } = stack;
-  const service = new TaskService({ db, engine, bus, dataDir, store, tmpDir, maxFileSize: config.maxFileSize, maxImagePixels: config.maxImagePixels, workflowName: workflow.name });
+  const service = new TaskService({
+    db,
+    engine,
+    bus,
+    dataDir,
+    store,
+    tmpDir,
+    maxFileSize: config.maxFileSize,
+    maxImagePixels: config.maxImagePixels,
+    workflowName: workflow.name,
+    webhookTargets: webhooks.policy,
+  });
   // Keys are checked against the database (cached briefly); the signing secret is shared through it too.
   const auth = new Authenticator({ db, onTouchError: (err) => log.warn('could not record the last use of an API key', { error: String(err) }) });
-  let signer: UrlSigner;
-  try {
-    signer = new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS);
-  } catch (err) {
-    await stack.close();
-    await db.destroy();
-    store.close();
-    throw err;
-  }
   const startedAt = Date.now();
   const rest = {
     auth,
-    signer, service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
+    signer, service, pool, maxFileSize: config.maxFileSize, publicUrl: config.publicUrl, version: VERSION, startedAt, healthDetails: config.healthDetails, writeHealth, diskSpace: new DiskSpace(dataDir), replica: { instance, database: config.databaseUrl ? ('postgres' as const) : ('sqlite' as const), redis: stack.redis } };
   const yoga = createGraphQLServer({
     service,
     auth,
@@ -172,6 +206,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     workers: () => pool.members.map((m) => ({ url: m.url, up: m.healthy, busyRatio: busy.ratio(m.url) })),
     subscribers: () => ({ ws: live.open - sseOpen, sse: sseOpen }),
   });
+  countDelivery = (outcome) => metrics.webhookDeliveries.inc({ outcome });
   const stopObserving = observeEngine(engine.events, metrics, db, (err) => log.warn('a metric could not be read', { error: String(err) }));
 
   // Until recovery has run, requests are refused: a task taken now would be mistaken for one a previous run left.
@@ -246,8 +281,12 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     throw err;
   }
   const graphqlWs = attachGraphQLWs(server, { yoga, auth, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   await pool.start();
   await engine.start();
+  webhooks.deliverer.start();
   busy.start();
   accepting = true;
   if ((await auth.mode()) === 'open' && !isLoopback(config.host)) {
@@ -256,9 +295,6 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     );
   }
 
-  const { port } = server.address() as AddressInfo;
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -274,6 +310,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     auth,
     signer,
     metrics,
+    webhooks,
     close: () =>
       (closing ??= (async () => {
         // Subscriptions end with a proper close frame, before the HTTP server drops every socket.
@@ -285,6 +322,8 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
         await engine.stop();
         await pool.stop();
         await engine.idle();
+        // After the engine: its last transitions may have woken the deliverer.
+        await webhooks.close();
         server.closeAllConnections();
         await closed;
         await stack.close();

@@ -10,6 +10,7 @@ import * as m0003 from './migrations/0003-task-list-index.js';
 import * as m0004 from './migrations/0004-heartbeats.js';
 import * as m0005 from './migrations/0005-replicas.js';
 import * as m0006 from './migrations/0006-api-keys.js';
+import * as m0007 from './migrations/0007-webhooks.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-legacy-tasks': m0001,
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-heartbeats': m0004,
   '0005-replicas': m0005,
   '0006-api-keys': m0006,
+  '0007-webhooks': m0007,
 };
 
 /** Brings the database to the latest schema; throws naming the migration that failed. */

@@ -51,6 +51,10 @@ export interface TasksTable {
   cancel_requested_at: string | null;
   /** The API key that created it; null for tasks made while the service was open (no key existed). */
   owner_key_id: string | null;
+  /** The task's own webhook target (http or https), checked when the task was created; null: none. */
+  webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Comma-separated WebhookEvent values the task's own webhook receives; null: `completed`. */
+  webhook_events: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ImagesTable {
@@ -127,6 +131,42 @@ export interface HeartbeatsTable {
   at: string;
 }
 
+/** A webhook event's delivery state: `failed` is final (given up, or the receiver answered 410). */
+export type WebhookStatus = 'pending' | 'delivered' | 'failed';
+
+/**
+ * The webhook outbox: one row per event and target, written in the transaction of the state change
+ * that caused it. `id` is the Standard Webhooks `webhook-id`, the same on every attempt.
+ */
+export interface WebhookOutboxTable {
+  id: string;
+  task_id: string;
+  /** Order of the task's events (shared by its targets): one target gets them in this order. */
+  ordinal: number;
+  url: string;
+  /** `task`: the task's own webhook (checked against private addresses); `service`: WEBHOOK_URL (the operator's). */
+  source: 'task' | 'service';
+  /** `task.start`, `task.output` or `task.completed`. */
+  type: string;
+  /** The JSON body, exactly as sent. */
+  payload: string;
+  status: WebhookStatus;
+  attempts: Generated<number>;
+  next_attempt_at: string;
+  /** Retries stop WEBHOOK_RETRY_HOURS after this (the event's creation, or its last redelivery). */
+  retry_since: string;
+  /** The replica delivering it now, and until when that claim holds. */
+  leased_by: string | null;
+  lease_expires_at: string | null;
+  /** HTTP status of the last attempt; null when it got no answer. */
+  last_status: number | null;
+  /** Why the last attempt failed, or the start of the receiver's answer (a short excerpt). */
+  last_error: string | null;
+  created_at: string;
+  /** When it was delivered or given up. */
+  finished_at: string | null;
+}
+
 export interface Database {
   tasks: TasksTable;
   images: ImagesTable;
@@ -134,6 +174,7 @@ export interface Database {
   heartbeats: HeartbeatsTable;
   api_keys: ApiKeysTable;
   settings: SettingsTable;
+  webhook_outbox: WebhookOutboxTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
@@ -146,3 +187,5 @@ export type UploadRow = Selectable<UploadsTable>;
 export type NewUpload = Insertable<UploadsTable>;
 export type ApiKeyRow = Selectable<ApiKeysTable>;
 export type NewApiKey = Insertable<ApiKeysTable>;
+export type WebhookRow = Selectable<WebhookOutboxTable>;
+export type NewWebhook = Insertable<WebhookOutboxTable>;

@@ -8,18 +8,23 @@ import { Transform, type TransformCallback } from 'node:stream';
 import busboy from 'busboy';
 import type { Caller } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
-import { checkGenerateParams, type RawGenerateParams } from '../tasks/generate-params.js';
+import { checkGenerateParams, ValidationError, type RawGenerateParams } from '../tasks/generate-params.js';
 import { QuotaExceededError } from '../tasks/quota-exceeded-error.js';
 import { IdempotencyConflictError, type TaskService } from '../tasks/task-service.js';
 import { UploadRejectedError } from '../uploads/upload-rejected-error.js';
 import type { StoredUpload } from '../uploads/upload-sink.js';
 import { refuse } from './authenticate.js';
 import { sendDetail, sendFieldErrors, sendJson, type FieldError } from './respond.js';
-import { baseUrlOf, signerFor, taskStatusBody } from './task-status.js';
+import { taskStatusBody } from '../tasks/task-status-body.js';
+import { baseUrlOf, signerFor } from './task-status.js';
 
 /** The form fields, as the old service named them. */
 const FIELDS = ['description', 'count', 'size', 'steps', 'guidance', 'seed', 'idempotencyKey'] as const;
 const NUMERIC = new Set(['count', 'steps', 'guidance', 'seed']);
+/** Form fields named apart from the parameter they carry (Replicate's names for the webhook filter). */
+const RENAMED = { webhook: 'webhook', webhook_events_filter: 'webhookEvents' } as const;
+/** The form field a parameter came from, for the 422's `loc`. */
+const fieldOf = (param: string): string => Object.entries(RENAMED).find(([, p]) => p === param)?.[0] ?? param;
 const FILE_FIELD = 'referenceImage';
 
 /** Options of the route. */
@@ -93,10 +98,14 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
     if (value === undefined || value === '') continue;
     raw[name] = NUMERIC.has(name) && /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
   }
+  for (const [name, param] of Object.entries(RENAMED)) {
+    const value = form.fields[name];
+    if (value !== undefined && value !== '') raw[param] = value;
+  }
   const idempotencyKey = req.headers['idempotency-key'];
   if (typeof idempotencyKey === 'string' && raw.idempotencyKey === undefined) raw.idempotencyKey = idempotencyKey;
   const checked = checkGenerateParams(raw);
-  const errors: FieldError[] = 'errors' in checked ? checked.errors.map((e) => ({ loc: ['body', e.field], msg: e.message, type: 'value_error' })) : [];
+  const errors: FieldError[] = 'errors' in checked ? checked.errors.map((e) => ({ loc: ['body', fieldOf(e.field)], msg: e.message, type: 'value_error' })) : [];
   if (rejected) errors.push({ loc: ['body', FILE_FIELD], msg: rejected.message, type: `upload_${rejected.reason.toLowerCase()}` });
   else if (!stored) errors.push({ loc: ['body', FILE_FIELD], msg: 'Field required', type: 'missing' });
   if (errors.length || 'errors' in checked || !stored) {
@@ -109,6 +118,8 @@ export async function handleGenerateImage(req: IncomingMessage, res: ServerRespo
   } catch (err) {
     await options.service.discardUpload(stored);
     if (err instanceof IdempotencyConflictError) return sendDetail(res, 409, err.message);
+    // The webhook target, refused by where it resolves (checked as the task is created).
+    if (err instanceof ValidationError) return sendFieldErrors(res, [{ loc: ['body', fieldOf(err.field)], msg: err.message, type: 'value_error' }]);
     // Limits are checked again, exactly, as the task is stored: a request racing another can still be over.
     if (err instanceof QuotaExceededError) return sendQuotaExceeded(req, res, err, uploadBytes(options.maxFileSize));
     throw err;

@@ -5,9 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
-import { imageUrl } from '../tasks/image-url.js';
-import type { TaskService, TaskView } from '../tasks/task-service.js';
+import { taskStatusBody } from '../tasks/task-status-body.js';
+import type { TaskService } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
+
+// Moved to the tasks layer (webhooks send it too); still importable from here.
+export { taskStatusBody };
 
 /** The base of absolute URLs: PUBLIC_URL, else the request's own host. */
 export function baseUrlOf(req: IncomingMessage, publicUrl: string | undefined): string {
@@ -19,29 +22,6 @@ export function baseUrlOf(req: IncomingMessage, publicUrl: string | undefined): 
 /** The signer for the image URLs `caller` is handed: none in open mode (the URLs stay as they were). */
 export function signerFor(caller: Caller, signer: UrlSigner | undefined): UrlSigner | undefined {
   return caller.keyId !== null ? signer : undefined;
-}
-
-/** The legacy task-status body; image URLs are signed when `signer` is given. */
-export function taskStatusBody(view: TaskView, baseUrl: string, signer?: UrlSigner): Record<string, unknown> {
-  const { task, images } = view;
-  return {
-    task_id: task.id,
-    status: task.status,
-    progress: task.progress,
-    description: task.description,
-    count: task.count,
-    size: task.size,
-    steps: task.steps,
-    guidance: task.guidance,
-    seed: task.base_seed,
-    images: images.filter((i) => i.status === 'completed').map((i) => imageUrl(baseUrl, task.id, i.idx, signer)),
-    // Relative to DATA_DIR: the old service showed absolute server paths.
-    result_path: view.resultPaths,
-    error_message: task.error_message,
-    queue_position: view.queuePosition,
-    created_at: task.created_at,
-    updated_at: task.updated_at,
-  };
 }
 
 /** What the status and cancel routes need. */

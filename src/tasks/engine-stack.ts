@@ -15,12 +15,15 @@ import { createRedisProgressBus } from './redis-progress-bus.js';
 import { createRedisSignals } from './redis-signals.js';
 import { createMemorySignals, type Signals } from './signals.js';
 import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
+import { transitions as defaultTransitions } from './transitions/index.js';
+import type { WebhookRecorder } from '../webhooks/recorder.js';
+import { withWebhooks } from '../webhooks/with-webhooks.js';
 
 /** Options of {@link createEngineStack}. */
 export interface EngineStackOptions {
   db: Db;
   workflow: Workflow;
-  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'taskLeaseS' | 'redisUrl' | 'queuePolicy' | 'maxQueuedTasks'>;
+  config: Pick<Config, 'comfyuiUrls' | 'maxConcurrentTasks' | 'comfyuiTimeoutS' | 'taskCleanupDays' | 'keepImageMetadata' | 'outputFormat' | 'taskLeaseS' | 'redisUrl' | 'queuePolicy' | 'maxQueuedTasks'>;
   /** Absolute DATA_DIR. */
   dataDir: string;
   /** Where uploads and images live (STORAGE_URL); the caller opens, checks and closes it. */
@@ -32,6 +35,8 @@ export interface EngineStackOptions {
   log: Logger;
   /** Overrides of the engine's options (tests, repair). @default none */
   engine?: Partial<Omit<EngineOptions, 'db' | 'pool' | 'bus' | 'signals' | 'workflow' | 'dataDir' | 'store' | 'tmpDir' | 'instance' | 'log'>>;
+  /** Writes webhook events in the transitions (WEBHOOK_URL, signed image URLs). @default the task's own webhooks only */
+  webhooks?: WebhookRecorder;
   /** Overrides of the pool's options (tests). @default none */
   pool?: Partial<Omit<WorkerPoolOptions, 'workflow' | 'log' | 'beforeUp'>>;
 }
@@ -81,12 +86,15 @@ export async function createEngineStack(options: EngineStackOptions): Promise<En
     imageTimeoutMs: config.comfyuiTimeoutS * 1000,
     cleanupDays: config.taskCleanupDays,
     keepImageMetadata: config.keepImageMetadata,
+    outputFormat: config.outputFormat,
     leaseMs: config.taskLeaseS * 1000,
     queuePolicy: config.queuePolicy,
     maxQueuedTasks: config.maxQueuedTasks,
     instance: options.instance,
     log,
     ...options.engine,
+    // On top of a test's wrapped transitions too: their state changes still record webhook events.
+    ...(options.webhooks ? { transitions: withWebhooks(options.engine?.transitions ?? defaultTransitions, options.webhooks) } : {}),
   });
   return {
     pool,

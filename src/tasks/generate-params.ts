@@ -4,6 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { isWebhookEvent, WEBHOOK_EVENTS, type WebhookEvent } from '../webhooks/events.js';
+import { parseWebhookUrl, WebhookTargetError } from '../webhooks/target-check.js';
 
 /** The limits, also shown in error messages and the API docs. */
 export const LIMITS = {
@@ -27,6 +29,10 @@ export interface GenerateParams {
   /** Undefined: a random base seed is chosen (and stored). */
   seed: number | undefined;
   idempotencyKey: string | undefined;
+  /** The task's own webhook target (its form checked here; where it resolves, by the service). @default none */
+  webhook?: string | undefined;
+  /** The events the task's webhook receives. @default `completed` only */
+  webhookEvents?: WebhookEvent[] | undefined;
 }
 
 /** The defaults, as in the old service. */
@@ -51,6 +57,32 @@ const range = (field: string, { min, max }: { min: number; max: number }, intege
 
 const sizeMessage = `size must be "auto" or WIDTHxHEIGHT with both sides multiples of ${LIMITS.side.multipleOf} from ${LIMITS.side.min} to ${LIMITS.side.max}, e.g. "1024x1024"`;
 
+const eventsMessage = `webhookEvents must list some of ${WEBHOOK_EVENTS.join(', ')}`;
+
+/** A list of events, or (REST's `webhook_events_filter`) one comma-separated string; any case. */
+const webhookEventsSchema = z.unknown().transform((value, ctx): WebhookEvent[] => {
+  const items = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? value : undefined;
+  const names = items?.map((v) => (typeof v === 'string' ? v.trim().toLowerCase() : '')).filter((v) => v !== '');
+  const bad = names?.find((n) => !isWebhookEvent(n));
+  if (!names || names.length === 0 || bad !== undefined) {
+    ctx.addIssue({ code: 'custom', message: bad !== undefined ? `${eventsMessage}, not '${bad.slice(0, 40)}'` : eventsMessage });
+    return z.NEVER;
+  }
+  return [...new Set(names.filter(isWebhookEvent))];
+});
+
+const webhookSchema = z
+  .string({ error: 'webhook must be an http or https URL' })
+  .trim()
+  .transform((value, ctx) => {
+    try {
+      return parseWebhookUrl(value).toString();
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof WebhookTargetError ? err.message : String(err) });
+      return z.NEVER;
+    }
+  });
+
 const Schema = z.object({
   description: z
     .string({ error: 'description must be text' })
@@ -73,6 +105,8 @@ const Schema = z.object({
     .min(1, 'idempotencyKey must not be empty')
     .max(LIMITS.idempotencyKey.max, `idempotencyKey must be at most ${LIMITS.idempotencyKey.max} characters`)
     .optional(),
+  webhook: webhookSchema.optional(),
+  webhookEvents: webhookEventsSchema.optional(),
 });
 
 /** Raw input: what GraphQL variables or REST form fields carry (nulls mean "not given"). */
@@ -89,7 +123,7 @@ export function parseGenerateParams(raw: RawGenerateParams): GenerateParams {
 export function checkGenerateParams(raw: RawGenerateParams): { params: GenerateParams } | { errors: ValidationError[] } {
   const cleaned = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null && v !== undefined));
   const r = Schema.safeParse(cleaned);
-  if (r.success) return { params: { ...r.data, seed: r.data.seed, idempotencyKey: r.data.idempotencyKey } };
+  if (r.success) return { params: { ...r.data, seed: r.data.seed, idempotencyKey: r.data.idempotencyKey, webhook: r.data.webhook, webhookEvents: r.data.webhookEvents } };
   const errors = new Map<string, ValidationError>();
   for (const issue of r.error.issues) {
     const field = String(issue.path[0] ?? 'input');

@@ -22,6 +22,8 @@ import { isResync, type ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
 import { publicResultPaths } from './public-result-paths.js';
 import { checkQuotas } from './transitions/enqueue-task.js';
+import { storeEvents } from '../webhooks/events.js';
+import { checkWebhookTarget, WebhookTargetError, type TargetPolicy } from '../webhooks/target-check.js';
 
 /** A task with its images, as every interface shows it. */
 export interface TaskView {
@@ -58,6 +60,8 @@ export interface TaskServiceOptions {
   maxImagePixels: number;
   /** Recorded on each task. */
   workflowName: string;
+  /** What a task's webhook may target (WEBHOOK_ALLOW_HOSTS, the resolver). @default no exceptions, the system resolver */
+  webhookTargets?: TargetPolicy;
 }
 
 /** Longest accepted `after` cursor: cursors are task ids, UUIDs of 36 characters. */
@@ -114,6 +118,16 @@ export class TaskService {
       const existing = await this.replay(params.idempotencyKey, hash, caller);
       if (existing) return existing;
     }
+    // Where the webhook resolves now: a private or metadata address is refused before anything is stored.
+    let webhookUrl: string | null = null;
+    if (params.webhook) {
+      try {
+        webhookUrl = await checkWebhookTarget(params.webhook, this.options.webhookTargets ?? { allowHosts: [] });
+      } catch (err) {
+        if (err instanceof WebhookTargetError) throw new ValidationError('webhook', err.message);
+        throw err;
+      }
+    }
     const id = newTaskId();
     const at = new Date().toISOString();
     // A random base seed is stored, so every image stays reproducible alone.
@@ -139,6 +153,8 @@ export class TaskService {
           idempotency_key: params.idempotencyKey ?? null,
           params_hash: hash,
           owner_key_id: caller.keyId,
+          webhook_url: webhookUrl,
+          webhook_events: webhookUrl && params.webhookEvents ? storeEvents(params.webhookEvents) : null,
         },
         Array.from({ length: params.count }, (_, idx) => ({
           task_id: id,

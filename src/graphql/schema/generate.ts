@@ -14,6 +14,16 @@ import { Task, taskFromView } from './task.js';
 
 const { count, steps, guidance, description, side } = LIMITS;
 
+/** `WebhookEvent`: what a task's webhook is sent (the body's `type` is `task.` and the lower-case name). */
+export const WebhookEventEnum = builder.enumType('WebhookEvent', {
+  description: 'An event a task sends to its webhook.',
+  values: {
+    START: { value: 'start', description: 'Processing began (`task.start`).' },
+    OUTPUT: { value: 'output', description: 'An image is ready (`task.output`).' },
+    COMPLETED: { value: 'completed', description: 'The task ended: completed, failed or cancelled (`task.completed`).' },
+  } as const,
+});
+
 /** `GenerateInput`: the defaults and limits are generate-params' DEFAULTS and LIMITS. */
 export const GenerateInput = builder.inputType('GenerateInput', {
   fields: (t) => ({
@@ -28,6 +38,11 @@ export const GenerateInput = builder.inputType('GenerateInput', {
     guidance: t.float({ defaultValue: DEFAULTS.guidance, description: `Flux guidance, ${guidance.min}-${guidance.max}.` }),
     seed: t.field({ type: 'Seed', description: 'Base seed (image i uses seed + i); random when omitted.' }),
     idempotencyKey: t.string({ description: 'Sending the same key with the same request again returns the same task.' }),
+    webhook: t.string({
+      description:
+        'An http(s) URL that receives signed POSTs (Standard Webhooks) as the task moves on. Refused when its host resolves to a loopback, private, link-local or metadata address, unless WEBHOOK_ALLOW_HOSTS lists it.',
+    }),
+    webhookEvents: t.field({ type: [WebhookEventEnum], description: 'The events `webhook` receives. Default: `[COMPLETED]`.' }),
   }),
 });
 

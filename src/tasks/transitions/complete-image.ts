@@ -1,6 +1,7 @@
 /**
  * image -> completed: its file is stored. When it was the task's last image, the task is completed
- * in the same transaction (processing -> completed).
+ * in the same transaction (processing -> completed). Records the `output` webhook event, and
+ * `completed` after it when the task completed.
  */
 import { join } from 'node:path';
 import type { Db } from '../../db/database.js';
@@ -8,6 +9,7 @@ import { imagesOfTask, updateImage } from '../../db/images.js';
 import { lockTask } from '../../db/tasks.js';
 import type { ImageRow } from '../../db/types.js';
 import { emptyFrame, type FrameImage, type ProgressFrame } from '../progress-frame.js';
+import { TASK_WEBHOOKS_ONLY, type WebhookRecorder } from '../../webhooks/recorder.js';
 import { writeFrame } from './write-frame.js';
 
 /** The stored file of an image, as recorded. */
@@ -31,6 +33,8 @@ export interface CompleteImageInput {
   holder?: string;
   /** The task's progress and ETA once `done` images are finished (called only while some are not). */
   progressWith: (done: number) => { progress: number; etaSeconds: number | null };
+  /** Writes the webhook events (WEBHOOK_URL, signed image URLs). @default the task's own webhook only */
+  webhooks?: WebhookRecorder;
 }
 
 /** What changed: the frame to publish, the finished images, and whether the task is now completed. */
@@ -43,7 +47,9 @@ export interface CompletedImage {
 /** Records the image (only while submitted or running); undefined when the task was cancelled or failed meanwhile. */
 export async function completeImage(db: Db, input: CompleteImageInput): Promise<CompletedImage | undefined> {
   const { taskId, image, stored } = input;
-  return db.transaction().execute(async (trx) => {
+  const webhooks = input.webhooks ?? TASK_WEBHOOKS_ONLY;
+  let written = 0;
+  const completed = await db.transaction().execute(async (trx): Promise<CompletedImage | undefined> => {
     // Only for a processing task (a refusal further down must not leave the image recorded). Locked:
     // on PostgreSQL, two images finishing at once would otherwise each miss the other's completion.
     const task = await lockTask(trx, taskId);
@@ -64,7 +70,9 @@ export async function completeImage(db: Db, input: CompleteImageInput): Promise<
         { ...emptyFrame(taskId, 'completed', 100), image: frameImage },
         ['processing'],
       );
-      return frame ? { frame, done, taskCompleted } : undefined;
+      if (!frame) return undefined;
+      written = await webhooks.record(trx, taskId, ['output', 'completed']);
+      return { frame, done, taskCompleted };
     }
     const { progress, etaSeconds } = input.progressWith(done.length);
     const frame = await writeFrame(
@@ -74,6 +82,10 @@ export async function completeImage(db: Db, input: CompleteImageInput): Promise<
       { ...emptyFrame(taskId, 'processing', progress), imageIndex: image.idx, image: frameImage, etaSeconds },
       ['processing'],
     );
-    return frame ? { frame, done, taskCompleted } : undefined;
+    if (!frame) return undefined;
+    written = await webhooks.record(trx, taskId, ['output']);
+    return { frame, done, taskCompleted };
   });
+  if (written > 0) webhooks.committed();
+  return completed;
 }

@@ -1,11 +1,12 @@
 /**
  * processing -> failed | cancelled: a task ended early. Its unfinished images end with it (the one
- * that caused a failure records why); finished images are kept.
+ * that caused a failure records why); finished images are kept. Records the `completed` webhook event.
  */
 import type { Db } from '../../db/database.js';
 import { finishOpenImages, updateImage } from '../../db/images.js';
 import type { ImageRow } from '../../db/types.js';
 import { emptyFrame, type ProgressFrame } from '../progress-frame.js';
+import { TASK_WEBHOOKS_ONLY, type WebhookRecorder } from '../../webhooks/recorder.js';
 import { writeFrame } from './write-frame.js';
 
 /** What {@link endTask} needs besides the database. */
@@ -20,6 +21,8 @@ export interface EndTaskInput {
   progress: number;
   /** Only while this instance holds the task's claim. @default any holder */
   holder?: string;
+  /** Writes the webhook events (WEBHOOK_URL, signed image URLs). @default the task's own webhook only */
+  webhooks?: WebhookRecorder;
 }
 
 /** The frame to publish and the images that were submitted or running (their prompts must leave ComfyUI). */
@@ -31,7 +34,9 @@ export interface EndedTask {
 /** Ends the task if it is processing; undefined (nothing written) when it had already ended. */
 export async function endTask(db: Db, input: EndTaskInput): Promise<EndedTask | undefined> {
   const { taskId, status, error } = input;
-  return db.transaction().execute(async (trx) => {
+  const webhooks = input.webhooks ?? TASK_WEBHOOKS_ONLY;
+  let recorded = 0;
+  const ended = await db.transaction().execute(async (trx): Promise<EndedTask | undefined> => {
     const at = new Date().toISOString();
     const frame = await writeFrame(
       trx,
@@ -44,6 +49,9 @@ export async function endTask(db: Db, input: EndTaskInput): Promise<EndedTask | 
     if (!frame) return undefined;
     if (input.failedImage !== undefined && error) await updateImage(trx, taskId, input.failedImage, { error });
     const open = await finishOpenImages(trx, taskId, status, at);
+    recorded = await webhooks.record(trx, taskId, ['completed']);
     return { frame, inFlight: open.filter((i) => i.status === 'submitted' || i.status === 'running') };
   });
+  if (recorded > 0) webhooks.committed();
+  return ended;
 }
