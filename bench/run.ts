@@ -8,6 +8,7 @@ import { benchAuth } from './auth.js';
 import { benchFairQueue } from './fair-queue.js';
 import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
+import { benchThumbnails } from './thumbnails.js';
 import { benchOverhead } from './overhead.js';
 import { benchReads } from './reads.js';
 import { benchReplicas } from './replicas.js';
@@ -27,6 +28,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['replicas', benchReplicas],
   ['auth', benchAuth],
   ['fair queue', benchFairQueue],
+  ['thumbnails', benchThumbnails],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

@@ -34,6 +34,7 @@ import { ImageRunner } from './image-run.js';
 import type { ProgressBus } from './progress-bus.js';
 import { Recovery } from './recovery.js';
 import { ReferenceCache } from './reference-cache.js';
+import type { OutputFormat } from '../images/output-formats.js';
 import { ResultStore } from './result-store.js';
 import { Scheduler } from './scheduler.js';
 import { TaskStopper } from './task-stopper.js';
@@ -73,6 +74,8 @@ export interface EngineOptions {
   tickMs?: number;
   /** Keep ComfyUI's workflow and prompt in stored PNGs (KEEP_IMAGE_METADATA). @default false */
   keepImageMetadata?: boolean;
+  /** The format images are stored in (OUTPUT_FORMAT). @default 'png' */
+  outputFormat?: OutputFormat;
   /** Longest pause between two tries of a state change while the disk or database is unavailable, in ms. @default 5000 */
   storageRetryMaxMs?: number;
   /** Hints between replicas (cancel, wake). @default in-process signals */
@@ -167,7 +170,7 @@ export class TaskEngine {
       ...shared,
       workflow: options.workflow,
       references: this.references,
-      results: new ResultStore(this.store, options.tmpDir ?? join(this.dataDir, 'tmp'), options.keepImageMetadata ?? false),
+      results: new ResultStore(this.store, options.tmpDir ?? join(this.dataDir, 'tmp'), options.keepImageMetadata ?? false, options.outputFormat ?? 'png'),
       dataDir: this.dataDir,
       imageTimeoutMs,
       maxAttempts,
