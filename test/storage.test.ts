@@ -137,6 +137,16 @@ describe.each(Object.keys(kinds) as (keyof typeof kinds)[])('%s store: the BlobS
     expect(await getBytes(store, 'images/t2/0.png')).toEqual(content(6));
   });
 
+  it('deletes a folder with everything under it, and nothing beside it', async () => {
+    for (const key of ['images/t9/0.png', 'images/t9/0.png.w256.q80.webp', 'images/t9/1.png', 'images/t90/0.png']) {
+      await store.put(key, Readable.from([content(7)]));
+    }
+    await store.deleteFolder('images/t9');
+    for (const key of ['images/t9/0.png', 'images/t9/0.png.w256.q80.webp', 'images/t9/1.png']) expect(await store.exists(key)).toBe(false);
+    expect(await store.exists('images/t90/0.png')).toBe(true); // a sibling whose name starts the same
+    await store.deleteFolder('images/none');
+  });
+
   it('gives new bytes a new ETag', async () => {
     const first = await store.put('uploads/x.png', Readable.from([content(7)]));
     const second = await store.put('uploads/x.png', Readable.from([content(8)]));

@@ -82,6 +82,9 @@ export interface BlobStore {
   /** Removes the object; nothing happens when there is none. */
   delete(key: string): Promise<void>;
 
+  /** Removes every object under `folder/` (a task's images with their variants); nothing happens when there is none. */
+  deleteFolder(folder: string): Promise<void>;
+
   /** Releases what the store holds open (an S3 client's sockets); streams already returned keep working until they end. */
   close(): void;
 

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { constants, type BigIntStats } from 'node:fs';
-import { access, copyFile, mkdir, open, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertBlobKey } from './blob-key.js';
@@ -110,6 +110,10 @@ export class FileStore implements BlobStore {
 
   async exists(key: string): Promise<boolean> {
     return (await this.stat(key)) !== undefined;
+  }
+
+  async deleteFolder(folder: string): Promise<void> {
+    await rm(this.localPath(folder), { recursive: true, force: true });
   }
 
   async delete(key: string): Promise<void> {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { assertBlobKey } from './blob-key.js';
 import type { BlobStat, BlobStore, GetOptions, PutOptions, PutResult } from './blob-store.js';
 import { describeS3Failure, isS3Absent, isS3ClientError } from './s3-failure.js';
@@ -147,6 +147,18 @@ export class S3Store implements BlobStore {
   async delete(key: string): Promise<void> {
     // S3 answers 204 for a key that is not there, so an absent object needs no case of its own.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+  }
+
+  async deleteFolder(folder: string): Promise<void> {
+    const prefix = `${this.keyOf(folder)}/`;
+    // A page lists at most 1000 keys, and DeleteObjects takes at most 1000: one request per page.
+    for (let token: string | undefined; ; ) {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+      if (keys.length) await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }));
+      if (!page.IsTruncated || !page.NextContinuationToken) return;
+      token = page.NextContinuationToken;
+    }
   }
 
   close(): void {

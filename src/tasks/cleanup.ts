@@ -2,7 +2,6 @@
  * Deleting old finished tasks with their files (TASK_CLEANUP_DAYS): used by the engine's timer and
  * by `kontext cleanup`. An upload shared by several tasks stays while one of them still uses it.
  */
-import { rm } from 'node:fs/promises';
 import type { Db } from '../db/database.js';
 import { imageFiles } from '../db/images.js';
 import { deleteTasks, findFinishedBefore } from '../db/tasks.js';
@@ -34,8 +33,9 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
     const ids = tasks.map((t) => t.id);
     // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
     for (const f of await imageFiles(db, ids)) await deleteStored(store, f.file_path!);
-    // A folder may still hold what older versions downloaded there (`.0.download`); a bucket has no folders.
-    if (store.localPath) for (const id of ids) await rm(store.localPath(`images/${id}`), { recursive: true, force: true });
+    // What else is under the task's folder: image variants (any format and width), and in a folder
+    // store what older versions downloaded there (`.0.download`).
+    for (const id of ids) await store.deleteFolder(`images/${id}`);
     await deleteTasks(db, ids);
     const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
     for (const u of await deleteUnreferenced(db, shas)) await deleteStored(store, u.file_path);
