@@ -17,14 +17,15 @@ const USAGE = `Usage: kontext db copy --to <postgres-url> [--from <sqlite file>]
 Copies the service's SQLite database (DATA_DIR/kontext.db, or --from) into an empty PostgreSQL
 database, to run the service or several replicas with DATABASE_URL: every upload, task and image
 row as it is (ids, timestamps, seq, last frames, owners), the API keys (their hashes: every key
-keeps working) and the settings (the image-URL signing secret: signed URLs handed out stay valid). Processing tasks lose their claim, so the first
+keeps working), the settings (the image-URL signing secret: signed URLs handed out stay valid; the
+webhook secret) and the webhook outbox (events not yet delivered are sent from the new database). Processing tasks lose their claim, so the first
 service started on the new database adopts them as after a restart. Heartbeats are not copied.
 
 Stop the service first. The copy refuses while a processing task's claim is live: a running service
 renews it, a stopped one's lapses TASK_LEASE_S after the stop. Wait until then, or pass --force
 when you know the service is stopped.
 
-The target is migrated, then must hold no tasks, images, uploads or API keys: copies are never
+The target is migrated, then must hold no tasks, images, uploads, API keys or webhook events: copies are never
 merged, so a second copy (or a database replicas already use) is refused. Settings a service
 started on the target made (its own signing secret) are replaced by the source's. Everything is copied in one
 transaction and counted before the commit: an interrupted copy leaves the target empty, ready for
@@ -64,6 +65,8 @@ const TABLES = [
   // A service started on the empty target made its own signing secret; the source's must win, or
   // the URLs it signed would stop working.
   { name: 'settings', key: ['name'], replace: true },
+  // Undelivered events go on being sent from the new database (same ids: receivers can deduplicate).
+  { name: 'webhook_outbox', key: ['id'], replace: false },
 ] as const;
 type TableName = (typeof TABLES)[number]['name'];
 
@@ -182,7 +185,9 @@ async function refuseLiveClaims(src: AnyDb): Promise<void> {
 }
 
 function summary(counts: Record<TableName, number>): string {
-  return `${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads, ${counts.api_keys} API keys, ${counts.settings} settings`;
+  // Webhook events only when there are some: the line reads as it did for a service without webhooks.
+  const webhooks = counts.webhook_outbox > 0 ? `, ${counts.webhook_outbox} webhook events` : '';
+  return `${counts.tasks} tasks, ${counts.images} images, ${counts.uploads} uploads, ${counts.api_keys} API keys, ${counts.settings} settings${webhooks}`;
 }
 
 async function countRows(db: AnyDb): Promise<Record<TableName, number>> {
@@ -200,7 +205,7 @@ async function countRows(db: AnyDb): Promise<Record<TableName, number>> {
  * the same time wait for this one, then find the target full; replicas may still read meanwhile.
  */
 async function refuseNonEmpty(trx: AnyDb): Promise<void> {
-  await sql`lock table uploads, tasks, images, api_keys, settings in share row exclusive mode`.execute(trx);
+  await sql`lock table uploads, tasks, images, api_keys, settings, webhook_outbox in share row exclusive mode`.execute(trx);
   const counts = await countRows(trx);
   const held = TABLES.filter((t) => !t.replace && counts[t.name] > 0).map((t) => `${counts[t.name]} ${t.name}`);
   if (held.length > 0) {
@@ -225,7 +230,7 @@ async function copyTable(src: AnyDb, trx: AnyDb, table: (typeof TABLES)[number],
     for (const k of table.key) q = q.orderBy(k);
     const rows = (await q.limit(batch).execute()) as Row[];
     if (rows.length === 0) break;
-    const values = table.name === 'tasks' ? rows.map(withoutClaim) : rows;
+    const values = table.name === 'tasks' ? rows.map(withoutClaim) : table.name === 'webhook_outbox' ? rows.map(withoutLease) : rows;
     try {
       const insert = trx.insertInto(table.name).values(values);
       const rest = columns.filter((c) => !(table.key as readonly string[]).includes(c));
@@ -265,6 +270,11 @@ async function sharedColumns(src: AnyDb, trx: AnyDb, table: TableName): Promise<
 /** Processing tasks keep their state but not their claim: the new service adopts them at once, as after a restart. */
 function withoutClaim(row: Row): Row {
   return 'claimed_by' in row ? { ...row, claimed_by: null, lease_expires_at: null } : row;
+}
+
+/** Webhook events keep their state but not their lease: the new service's deliverer takes them at once. */
+function withoutLease(row: Row): Row {
+  return { ...row, leased_by: null, lease_expires_at: null };
 }
 
 function describeKey(key: readonly string[], row: Row): string {

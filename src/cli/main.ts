@@ -24,6 +24,9 @@ const COMMANDS: Entry[] = [
   { name: 'keys create', summary: 'create an API key (printed once) with its scopes and limits', load: async () => (await import('./keys.js')).keysCreateCommand },
   { name: 'keys list', summary: 'list the API keys (never the keys themselves)', load: async () => (await import('./keys.js')).keysListCommand },
   { name: 'keys revoke', summary: 'revoke an API key by its id', load: async () => (await import('./keys.js')).keysRevokeCommand },
+  { name: 'webhooks list', summary: 'list webhook events and their deliveries (--task, --failed)', load: async () => (await import('./webhooks.js')).webhooksListCommand },
+  { name: 'webhooks redeliver', summary: 'send a webhook event again (same webhook-id)', load: async () => (await import('./webhooks.js')).webhooksRedeliverCommand },
+  { name: 'webhooks secret', summary: 'print the secret webhooks are signed with (whsec_...)', load: async () => (await import('./webhooks.js')).webhooksSecretCommand },
   { name: 'db copy', summary: 'copy the SQLite database of DATA_DIR into an empty PostgreSQL database', load: async () => (await import('./db-copy.js')).dbCopyCommand },
 ];
 
