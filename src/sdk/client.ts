@@ -28,6 +28,7 @@ import type {
   TasksQuery,
   TaskStatus,
   TypedDocumentString,
+  WebhookEvent,
 } from './gql/graphql.js';
 import { CancelTaskDocument, GenerateDocument, TaskDocument, TaskProgressDocument, TasksDocument } from './operations.js';
 
@@ -35,6 +36,8 @@ import { CancelTaskDocument, GenerateDocument, TaskDocument, TaskProgressDocumen
 export type { TaskStatus };
 /** The limit in a QuotaExceededError: MAX_CONCURRENT, IMAGES_PER_DAY, RATE or MAX_QUEUED_TASKS. */
 export type { QuotaLimit };
+/** An event a task's webhook may receive: `START`, `OUTPUT`, `COMPLETED`. */
+export type { WebhookEvent };
 /** A task, with its finished images. */
 export type Task = TaskFieldsFragment;
 /** A finished image; its bytes are at `url` (relative to the server unless it set PUBLIC_URL). */
@@ -85,6 +88,10 @@ export interface GenerateOptions {
   seed?: number;
   /** The same key and request again returns the same task instead of a new one. */
   idempotencyKey?: string;
+  /** An http(s) URL that receives the task's events as signed POSTs (Standard Webhooks). @default none */
+  webhook?: string;
+  /** The events `webhook` receives. @default ['COMPLETED'] */
+  webhookEvents?: WebhookEvent[];
 }
 
 /** A request the server refused, or GraphQL errors in its reply. */

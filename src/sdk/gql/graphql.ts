@@ -21,6 +21,10 @@ export type GenerateInput = {
   size?: string | null | undefined;
   /** Sampler steps, 1-100. */
   steps?: number | null | undefined;
+  /** An http(s) URL that receives signed POSTs (Standard Webhooks) as the task moves on. Refused when its host resolves to a loopback, private, link-local or metadata address, unless WEBHOOK_ALLOW_HOSTS lists it. */
+  webhook?: string | null | undefined;
+  /** The events `webhook` receives. Default: `[COMPLETED]`. */
+  webhookEvents?: Array<WebhookEvent> | null | undefined;
 };
 
 /** The limit that refused a request. */
@@ -45,6 +49,15 @@ export type TaskStatus =
   | 'PENDING'
   /** Its images are being generated. */
   | 'PROCESSING';
+
+/** An event a task sends to its webhook. */
+export type WebhookEvent =
+  /** The task ended: completed, failed or cancelled (`task.completed`). */
+  | 'COMPLETED'
+  /** An image is ready (`task.output`). */
+  | 'OUTPUT'
+  /** Processing began (`task.start`). */
+  | 'START';
 
 export type ImageFieldsFragment = { index: number, url: string, width: number, height: number, seed: number, contentType: string, bytes: number };
 
