@@ -11,8 +11,9 @@ import { canSee, OPEN_CALLER } from '../src/auth/caller.js';
 import { createApiKey } from '../src/auth/create-api-key.js';
 import { loadSigningSecret, UrlSigner } from '../src/auth/url-signer.js';
 import { revokeApiKey } from '../src/db/api-keys.js';
+import { createLogger } from '../src/log.js';
 import { forEachDialect } from './helpers/databases.js';
-import { until } from './helpers/stack.js';
+import { startStack, until } from './helpers/stack.js';
 
 describe('API key format', () => {
   it('is the prefix and 43 base64url characters (32 random bytes), hashed with SHA-256', () => {
@@ -146,5 +147,31 @@ forEachDialect('Authenticator', (ctx) => {
     expect(one.equals(two)).toBe(true);
     expect(one.length).toBeGreaterThanOrEqual(32);
     expect((await loadSigningSecret(ctx.db, 'x'.repeat(40))).toString()).toBe('x'.repeat(40));
+  });
+});
+
+describe('the open-service warning', () => {
+  it('warns at start when no key exists and the service listens beyond loopback; not on loopback, not once a key exists', async () => {
+    const warnings = (lines: string[]) => lines.filter((l) => /no API key exists/.test(l));
+    const run = async (host: string, withKey: boolean) => {
+      const lines: string[] = [];
+      const log = createLogger({ json: true, write: (l) => lines.push(l) });
+      const stack = await startStack({ config: { host }, app: { log } });
+      try {
+        if (!withKey) return warnings(lines);
+        await createApiKey(stack.app.db, { name: 'closes it' });
+        await stack.app.close();
+        lines.length = 0;
+        await stack.restart();
+        return warnings(lines);
+      } finally {
+        await stack.close();
+      }
+    };
+    const beyond = await run('0.0.0.0', false);
+    expect(beyond).toHaveLength(1);
+    expect(beyond[0]).toMatch(/kontext keys create/);
+    expect(await run('127.0.0.1', false)).toEqual([]);
+    expect(await run('0.0.0.0', true)).toEqual([]);
   });
 });
