@@ -1,7 +1,26 @@
 /**
- * `GET /docs`: the REST API as a readable page, rendered from the OpenAPI document on the server
- * (no script or stylesheet from elsewhere, so it works offline and behind strict proxies).
+ * `GET /docs`: Swagger UI on the OpenAPI document ("Try it out", "Authorize"), every asset served by
+ * the service itself (see docs-assets.ts), so it works offline and no request leaves the origin.
+ * Without JavaScript (and for curl) the same page holds the routes as a plain list rendered here.
  */
+import type { DocsAssetUrls } from './docs-assets.js';
+
+/**
+ * The page's Content-Security-Policy: scripts and connections only to the service itself. Inline
+ * styles stay allowed: Swagger UI and its syntax highlighter set style attributes.
+ */
+export const DOCS_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  // data: for the icons inside Swagger's stylesheet, blob: for an image response shown in the page.
+  "img-src 'self' data: blob:",
+  "connect-src 'self'",
+  "font-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 interface Operation {
   summary?: string;
@@ -25,8 +44,26 @@ function constraints(schema: Record<string, unknown>): string {
   return parts.join(', ');
 }
 
-/** The HTML page for an OpenAPI document. */
-export function renderDocs(doc: Record<string, unknown>): string {
+/** The Swagger UI page for an OpenAPI document; `assets` are the hashed URLs it links. */
+export function renderDocsPage(doc: Record<string, unknown>, assets: DocsAssetUrls): string {
+  const info = doc.info as { title: string };
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escape(info.title)}</title>
+<link rel="icon" type="image/png" href="${escape(assets.icon)}">
+<link rel="stylesheet" href="${escape(assets.css)}">
+<link rel="stylesheet" href="${escape(assets.ownCss)}">
+</head><body>
+<p class="docs-links"><a href="/graphql">GraphQL API (GraphiQL)</a> · <a href="/openapi.json">OpenAPI 3.1 document</a></p>
+<div id="swagger-ui"></div>
+<noscript><div class="static-docs">${renderStaticList(doc)}</div></noscript>
+<script src="${escape(assets.js)}"></script>
+<script src="${escape(assets.init)}"></script>
+</body></html>`;
+}
+
+/** The routes as plain HTML (title, description, one section per operation): the no-script view. */
+export function renderStaticList(doc: Record<string, unknown>): string {
   const info = doc.info as { title: string; version: string; description: string };
   const paths = doc.paths as Record<string, Record<string, Operation>>;
   const sections: string[] = [];
@@ -52,18 +89,7 @@ ${rows.length ? `<table><tr><th>name</th><th>where</th><th>type and limits</th><
 <ul>${responses}</ul></section>`);
     }
   }
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(info.title)}</title>
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}table{border-collapse:collapse;width:100%}
-td,th{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}section{margin:2rem 0}
-.m{font-size:.8em;padding:.1em .4em;border-radius:3px;color:#fff;background:#555}.get{background:#2a7}.post{background:#27c}
-</style></head><body>
-<h1>${escape(info.title)} <small>${escape(info.version)}</small></h1>
+  return `<h1>${escape(info.title)} <small>${escape(info.version)}</small></h1>
 <p>${escape(info.description)}</p>
-<p><a href="/graphql">GraphQL API (GraphiQL)</a> · <a href="/openapi.json">OpenAPI 3.1 document</a></p>
-${sections.join('\n')}
-</body></html>`;
+${sections.join('\n')}`;
 }

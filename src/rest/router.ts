@@ -14,10 +14,14 @@ import { authorize } from './authenticate.js';
 import { handleGenerateImage, uploadBytes } from './generate-image.js';
 import { handleHealth, handleReady, type ReplicaInfo } from './health.js';
 import { handleImage } from './image.js';
-import { renderDocs } from './docs.js';
+import { DOCS_CSP, renderDocsPage } from './docs.js';
+import { DocsAssets } from './docs-assets.js';
 import { openApiDocument } from './openapi.js';
 import { sendDetail, sendJson } from './respond.js';
 import { handleTaskStatus } from './task-status.js';
+
+/** Swagger UI's files, shared by every app in the process: they never change while it runs. */
+const docsAssets = new DocsAssets();
 
 /** What the routes need. */
 export interface RestOptions {
@@ -90,16 +94,27 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
       sendJson(res, 200, openApiDocument(options.version));
       break;
     case 'docs': {
-      const html = renderDocs(openApiDocument(options.version));
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
-      res.end(html);
+      const html = renderDocsPage(openApiDocument(options.version), await docsAssets.urls());
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(html),
+        // The page names hashed assets that change with the installed Swagger UI: always revalidate.
+        'cache-control': 'no-cache',
+        'content-security-policy': DOCS_CSP,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      });
+      res.end(method === 'HEAD' ? undefined : html);
       break;
     }
+    case 'docs-asset':
+      await docsAssets.serve(req, res, route.id!);
+      break;
   }
   return true;
 }
 
-type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image' | 'openapi' | 'docs';
+type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image' | 'openapi' | 'docs' | 'docs-asset';
 
 const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['GET'], pattern: /^\/health$/, name: 'health' },
@@ -109,7 +124,8 @@ const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['POST'], pattern: /^\/api\/task\/([^/]+)\/cancel$/, name: 'cancel' },
   { method: ['GET', 'HEAD'], pattern: /^\/api\/image\/([^/]+)$/, name: 'image' },
   { method: ['GET'], pattern: /^\/openapi\.json$/, name: 'openapi' },
-  { method: ['GET'], pattern: /^\/docs\/?$/, name: 'docs' },
+  { method: ['GET', 'HEAD'], pattern: /^\/docs\/?$/, name: 'docs' },
+  { method: ['GET', 'HEAD'], pattern: /^\/docs\/assets\/([^/]+)$/, name: 'docs-asset' },
 ];
 
 function match(method: string, path: string): { name: RouteName | 'method-not-allowed'; id?: string } | undefined {
