@@ -9,6 +9,7 @@ import { benchFairQueue } from './fair-queue.js';
 import { benchFanout } from './fanout.js';
 import { benchGpuFeed } from './gpu-feed.js';
 import { benchThumbnails } from './thumbnails.js';
+import { benchWebhooks } from './webhooks.js';
 import { benchOverhead } from './overhead.js';
 import { benchReads } from './reads.js';
 import { benchReplicas } from './replicas.js';
@@ -29,6 +30,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['auth', benchAuth],
   ['fair queue', benchFairQueue],
   ['thumbnails', benchThumbnails],
+  ['webhooks', benchWebhooks],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

@@ -12,6 +12,8 @@ function row(count: number, steps = 20): TaskRow {
     count, size: 'auto', steps, guidance: 2.5, base_seed: 1, workflow: 'w', upload_sha256: null, started_at: at, finished_at: null,
     seq: 2, last_frame: null, idempotency_key: null, params_hash: null, claimed_by: 'me', lease_expires_at: null, cancel_requested_at: null,
   owner_key_id: null,
+  webhook_url: null,
+  webhook_events: null,
   };
 }
 

@@ -16,7 +16,9 @@ import { findTask, listTasks, releaseClaim } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
 import { createLogger, silentLogger } from '../log.js';
 import type { TaskEngine } from '../tasks/engine.js';
+import { loadSigningSecret, UrlSigner } from '../auth/url-signer.js';
 import { createEngineStack } from '../tasks/engine-stack.js';
+import { WebhookRecorder } from '../webhooks/recorder.js';
 import { subscribe, type EngineEventBus } from '../tasks/events.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import { cliConfig, dataDirOf, openDataDir, openStorage, withDb } from './environment.js';
@@ -89,6 +91,13 @@ export const repairCommand: Command = {
           log,
           // Never claims a pending task: the queue is the service's. Deleting old tasks is `kontext cleanup`'s business.
           engine: { maxConcurrentTasks: 0, cleanupDays: 0, tickMs: 250 },
+          // The events the service would send for the tasks settled here, WEBHOOK_URL's included.
+          webhooks: new WebhookRecorder({
+            globalUrl: config.webhookUrl,
+            baseUrl: config.publicUrl ?? '',
+            dataDir: dataDirOf(config),
+            signer: new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS),
+          }),
         });
       } catch (err) {
         store.close();

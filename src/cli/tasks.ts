@@ -12,6 +12,7 @@ import { TASK_STATUSES, type ImageRow, type TaskRow, type TaskStatus } from '../
 import { isFinal } from '../tasks/progress-frame.js';
 import { publicResultPaths } from '../tasks/public-result-paths.js';
 import { cancelPendingTask } from '../tasks/transitions/cancel-pending-task.js';
+import { WebhookRecorder } from '../webhooks/recorder.js';
 import { intOption, parseCommandLine, type Command } from './command.js';
 import type { Config } from '../config.js';
 import { openStore } from '../storage/open-store.js';
@@ -109,7 +110,7 @@ export const tasksShowCommand: Command = {
       const task = await findTask(db, id);
       if (!task) throw new CommandError(`task ${id} not found in ${join(dataDirOf(config), 'kontext.db')}`);
       const images = await imagesOfTask(db, id);
-      const ahead = await queuePosition(db, task);
+      const ahead = await queuePosition(db, task, config.queuePolicy);
       const locate = fileLocator(config);
       const json = { ...taskJson(task, images, dataDirOf(config), locate, await ownerNames(db, [task])), queue_position: ahead === undefined ? null : ahead + 1 };
       if (values.json) printJson(json);
@@ -175,7 +176,8 @@ async function cancelOffline(id: string, unreachable: ServiceUnreachableError): 
       );
     }
     // The same transition as the engine's: the task only if still pending, with its images.
-    const frame = await cancelPendingTask(db, id);
+    // The service is not running: the events it would send (WEBHOOK_URL too) go into the outbox for it.
+    const frame = await cancelPendingTask(db, id, new WebhookRecorder({ globalUrl: config.webhookUrl, baseUrl: config.publicUrl ?? '', dataDir: dataDirOf(config) }));
     if (!frame) {
       const now = await findTask(db, id);
       throw new CommandError(`task ${id} is now ${now?.status ?? 'gone'}: a service picked it up meanwhile; cancel it through that service (--url)`);

@@ -7,6 +7,7 @@ import { loadConfig } from '../config.js';
 import { FORMAT_INFO, OUTPUT_FORMATS } from '../images/output-formats.js';
 import { VARIANT_LIMITS } from '../images/variant-query.js';
 import { DEFAULTS, LIMITS } from '../tasks/generate-params.js';
+import { MAX_WEBHOOK_URL } from '../webhooks/target-check.js';
 
 // The settings' defaults, from the one place that defines them.
 const DEFAULT_CONFIG = loadConfig({});
@@ -85,6 +86,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
                     guidance: { type: 'number', minimum: LIMITS.guidance.min, maximum: LIMITS.guidance.max, default: DEFAULTS.guidance },
                     seed: { type: 'integer', minimum: LIMITS.seed.min, maximum: LIMITS.seed.max, description: 'Base seed; image i uses seed + i. Random when omitted.' },
                     idempotencyKey: { type: 'string', maxLength: LIMITS.idempotencyKey.max, description: 'Also accepted as the Idempotency-Key header.' },
+                    webhook: {
+                      type: 'string',
+                      format: 'uri',
+                      maxLength: MAX_WEBHOOK_URL,
+                      description:
+                        'http(s) URL receiving signed events (Standard Webhooks); refused (422) when it resolves to a loopback, private, link-local or metadata address unless WEBHOOK_ALLOW_HOSTS lists it.',
+                    },
+                    webhook_events_filter: { type: 'string', description: 'Comma-separated: start, output, completed (default completed).' },
                   },
                 },
               },

@@ -67,7 +67,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 }
 
 /** Fields of `POST /generate-image`, as strings like a form sends them. */
-export type GenerateFields = Partial<Record<'description' | 'count' | 'size' | 'steps' | 'guidance' | 'seed' | 'idempotencyKey', string>>;
+export type GenerateFields = Partial<Record<'description' | 'count' | 'size' | 'steps' | 'guidance' | 'seed' | 'idempotencyKey' | 'webhook' | 'webhook_events_filter', string>>;
 
 /** Posts a generation request the way the old service's callers do. */
 export async function postGenerate(baseUrl: string, fields: GenerateFields, image?: Buffer | null, fileName = 'ref.png'): Promise<Response> {
