@@ -82,8 +82,47 @@ describe('docs and conventions', () => {
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
     const html = await page.text();
     expect(html).toContain('href="/graphql"');
-    expect(html).toContain('<code>/generate-image</code>');
-    expect(html).toContain('1–4, default 1'); // count's limits, from the same constants the route enforces
+    // Without JavaScript, the routes as a plain list.
+    const fallback = /<noscript>([\s\S]*)<\/noscript>/.exec(html)?.[1] ?? '';
+    expect(fallback).toContain('<code>/generate-image</code>');
+    expect(fallback).toContain('1–4, default 1'); // count's limits, from the same constants the route enforces
+  });
+
+  it('/docs is Swagger UI from the service: a strict CSP, hashed assets cached for a year, compressed, 304 on revalidation', async () => {
+    const page = await fetch(`${stack.app.url}/docs`);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("connect-src 'self'");
+    const html = await page.text();
+    // Every script, stylesheet and icon is the service's own, under /docs/assets/ with a content hash.
+    const links = [...html.matchAll(/(?:src|href)="([^"]+\.(?:js|css|png))"/g)].map((m) => m[1]!);
+    expect(links).toHaveLength(5);
+    for (const link of links) expect(link).toMatch(/^\/docs\/assets\/[\w-]+\.[0-9a-f]{16}\.(js|css|png)$/);
+    const types = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', png: 'image/png' } as const;
+    for (const link of links) {
+      const res = await fetch(`${stack.app.url}${link}`, { headers: { 'accept-encoding': 'br, gzip' } });
+      expect(res.status, link).toBe(200);
+      expect(res.headers.get('content-type')).toBe(types[link.split('.').pop() as keyof typeof types]);
+      expect(res.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+      expect(res.headers.get('content-encoding')).toBe(link.endsWith('.png') ? null : 'br');
+      await res.arrayBuffer();
+      const again = await fetch(`${stack.app.url}${link}`, { headers: { 'if-none-match': res.headers.get('etag')! } });
+      expect(again.status).toBe(304);
+    }
+    // Swagger UI's bundle, compressed well below its 1.8 MB.
+    const bundle = links.find((l) => l.includes('swagger-ui-bundle'))!;
+    const compressed = await fetch(`${stack.app.url}${bundle}`, { method: 'HEAD', headers: { 'accept-encoding': 'gzip' } });
+    expect(compressed.headers.get('content-encoding')).toBe('gzip');
+    expect(Number(compressed.headers.get('content-length'))).toBeLessThan(700_000);
+    const plain = await fetch(`${stack.app.url}${bundle}`, { headers: { 'accept-encoding': 'identity' } });
+    expect(plain.headers.get('content-encoding')).toBeNull();
+    expect(await plain.text()).toContain('SwaggerUIBundle');
+    const init = await (await fetch(`${stack.app.url}${links.find((l) => l.includes('docs-init'))!}`)).text();
+    expect(init).toContain('validatorUrl: null');
+    expect((await fetch(`${stack.app.url}/docs/assets/swagger-ui-bundle.0000000000000000.js`)).status).toBe(404);
+    expect((await fetch(`${stack.app.url}/docs/assets/x.js`, { method: 'POST' })).status).toBe(405);
   });
 
   it('the OpenAPI document names the key schemes, the scope and the refusals of each protected route', async () => {

@@ -51,18 +51,52 @@ const compress: Record<Encoding, (body: Buffer) => Promise<Buffer>> = {
  * Starts Swagger UI on the service's own document. An external file, not an inline script, so the
  * page's Content-Security-Policy can forbid inline scripts. `validatorUrl: null`: no badge fetched
  * from validator.swagger.io. BaseLayout: no top bar whose URL box would load other documents.
+ * Swagger UI fills every form field of "Try it out" with a sample (\`string\`, a maximum, an
+ * example.com URL), which would send an idempotency key, a seed or a webhook the user never typed:
+ * optional fields without a default start empty instead (an empty field is not sent).
  */
-const INIT_SCRIPT = `window.ui = SwaggerUIBundle({
-  url: '/openapi.json',
-  dom_id: '#swagger-ui',
-  validatorUrl: null,
-  deepLinking: true,
-  layout: 'BaseLayout',
-  presets: [SwaggerUIBundle.presets.apis],
-  displayRequestDuration: true,
-  persistAuthorization: false,
-  tryItOutEnabled: false
-});
+const INIT_SCRIPT = `(function () {
+  function blankOptionalFields(doc) {
+    Object.values(doc.paths || {}).forEach(function (methods) {
+      Object.values(methods).forEach(function (op) {
+        var content = (op && op.requestBody && op.requestBody.content) || {};
+        Object.keys(content).forEach(function (type) {
+          if (type !== 'multipart/form-data' && type !== 'application/x-www-form-urlencoded') return;
+          var schema = content[type].schema || {};
+          var required = schema.required || [];
+          Object.keys(schema.properties || {}).forEach(function (name) {
+            var p = schema.properties[name];
+            var sampled = 'default' in p || 'example' in p || 'examples' in p || 'const' in p || p.format === 'binary';
+            if (required.indexOf(name) < 0 && !sampled) p.examples = [''];
+          });
+        });
+      });
+    });
+    return doc;
+  }
+  function start(spec) {
+    window.ui = SwaggerUIBundle({
+      spec: spec,
+      dom_id: '#swagger-ui',
+      validatorUrl: null,
+      deepLinking: true,
+      layout: 'BaseLayout',
+      presets: [SwaggerUIBundle.presets.apis],
+      displayRequestDuration: true,
+      persistAuthorization: false,
+      tryItOutEnabled: false
+    });
+  }
+  fetch('/openapi.json', { headers: { accept: 'application/json' } })
+    .then(function (res) {
+      if (!res.ok) throw new Error('GET /openapi.json answered ' + res.status);
+      return res.json();
+    })
+    .then(function (doc) { start(blankOptionalFields(doc)); })
+    .catch(function (err) {
+      document.getElementById('swagger-ui').textContent = 'Could not load the API description: ' + err.message;
+    });
+})();
 `;
 
 /** The page's own rules: the background Swagger's standalone page has, and the no-script list. */

@@ -100,10 +100,13 @@ export function watchPage(page: Page): { errors: string[] } {
   return { errors };
 }
 
-/** Saves a full-page PNG of `page` as `<SCREENSHOTS_DIR>/<name>.png`; returns its path. */
-export async function saveScreenshot(page: Page, name: string): Promise<string> {
-  const path = join(SCREENSHOTS_DIR, `${name.replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 120)}.png`);
+/**
+ * Saves a PNG of `page` as `<SCREENSHOTS_DIR>/<name>.png` (the name made file-safe); returns its
+ * path. `fullPage`: the whole scrollable page instead of the viewport. @default false (what a user sees)
+ */
+export async function saveScreenshot(page: Page, name: string, fullPage = false): Promise<string> {
+  const path = join(SCREENSHOTS_DIR, `${name.replace(/[^\w.-]+/g, '-').replace(/-{2,}/g, '-').replace(/^-+|-+$/g, '').slice(0, 120)}.png`);
   await mkdir(SCREENSHOTS_DIR, { recursive: true });
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage });
   return path;
 }
