@@ -129,6 +129,29 @@ describeBrowser('/docs in Chromium (Swagger UI from the service)', () => {
     });
   });
 
+  describe('without JavaScript', () => {
+    let stack: Stack;
+    beforeAll(async () => {
+      stack = await startStack();
+    });
+    afterAll(async () => {
+      await stack?.close();
+    });
+
+    it('shows the routes as a plain list', async () => {
+      const context = await browser.newContext({ javaScriptEnabled: false });
+      try {
+        const page = await context.newPage();
+        await page.goto(`${stack.app.url}/docs`);
+        await expect.poll(() => page.getByRole('heading', { level: 2 }).allInnerTexts()).toContain('POST /generate-image');
+        await expect.poll(() => page.locator('.static-docs').innerText()).toContain('Needs an API key with the generate scope');
+        await saveScreenshot(page, 'docs-without-JavaScript-shows-the-routes-as-a-plain-list');
+      } finally {
+        await context.close();
+      }
+    });
+  });
+
   describe('with an API key in force', () => {
     let stack: Stack;
     let key: string;
