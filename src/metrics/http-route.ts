@@ -8,6 +8,7 @@ const PATTERNS: [RegExp, string][] = [
   [/^\/api\/task\/[^/]+\/cancel$/, '/api/task/{task_id}/cancel'],
   [/^\/api\/image\/[^/]+$/, '/api/image/{task_id}'],
   [/^\/graphql\/.+$/, '/graphql/*'],
+  [/^\/docs\/assets\/[^/]+$/, '/docs/assets/*'],
 ];
 
 /** Paths that are their own pattern. */
