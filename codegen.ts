@@ -1,16 +1,16 @@
 /**
- * GraphQL Code Generator: the typed SDK in src/sdk/gql/ is generated from the checked-in
- * schema.graphql (no running server needed) and the operations in src/sdk/.
+ * GraphQL Code Generator: the typed documents of the SDK package (packages/sdk/src/gql/) are generated
+ * from the checked-in schema.graphql (no running server needed) and the operations in packages/sdk/src/.
  */
 import type { CodegenConfig } from '@graphql-codegen/cli';
 
 const config: CodegenConfig = {
   schema: './schema.graphql',
-  documents: ['src/sdk/**/*.ts', '!src/sdk/gql/**'],
+  documents: ['packages/sdk/src/**/*.ts', '!packages/sdk/src/gql/**'],
   // NodeNext ESM: generated relative imports need their extension.
   importExtension: '.js',
   generates: {
-    './src/sdk/gql/': {
+    './packages/sdk/src/gql/': {
       preset: 'client',
       presetConfig: { fragmentMasking: false, persistedDocuments: true },
       config: {

@@ -20,7 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { createKontextClient, type KontextClient } from '../src/sdk/client.js';
+import { createKontextClient, type KontextClient } from '@kontext-gateway/sdk';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { makeImage } from '../test/helpers/images.js';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';

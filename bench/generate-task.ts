@@ -1,5 +1,5 @@
 /** The fan-out benchmarks' tasks: one 256x256 task generated through the SDK client (GraphQL `generate`). */
-import type { KontextClient } from '../src/sdk/client.js';
+import type { KontextClient } from '@kontext-gateway/sdk';
 
 /** Generates a task of `steps` steps from `reference` and returns its id; a refusal throws with its message. */
 export async function generateTask(client: KontextClient, reference: Buffer, description: string, steps: number, seed: number): Promise<string> {

@@ -1,7 +1,7 @@
 /** The typed SDK end to end against the running service and the ComfyUI simulator. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../src/sdk/client.js';
+import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '@kontext-gateway/sdk';
 import { createApiKey } from '../src/auth/create-api-key.js';
 import { makeImage } from './helpers/images.js';
 import { startStack, until, type Stack } from './helpers/stack.js';

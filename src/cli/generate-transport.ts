@@ -4,9 +4,9 @@
  * uses the typed SDK (GraphQL multipart upload, progress frames over graphql-ws).
  */
 import WebSocket from 'ws';
+import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '@kontext-gateway/sdk';
 import type { TaskStatus } from '../db/types.js';
 import type { GenerateParams } from '../tasks/generate-params.js';
-import { createKontextClient, KontextError, type KontextClient, type TaskProgress } from '../sdk/client.js';
 import { authorizationHeader } from './environment.js';
 import { CommandError } from './output.js';
 import { ServiceUnreachableError, unreachable } from './service.js';

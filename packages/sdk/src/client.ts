@@ -9,6 +9,7 @@
  * image URLs the service then returns are signed and work without the key until they expire.
  *
  * ```ts
+ * import { createKontextClient } from '@kontext-gateway/sdk';
  * import WebSocket from 'ws'; // Node 20 has no global WebSocket; browsers and Node 22+ do
  * const kontext = createKontextClient({ url: 'http://127.0.0.1:9000/graphql', apiKey: process.env.KONTEXT_API_KEY, webSocketImpl: WebSocket });
  * const result = await kontext.generate({ referenceImage: await readFile('car.png'), description: 'make it night' });
@@ -18,7 +19,7 @@
  * ```
  */
 import type { GraphQLFormattedError } from 'graphql';
-import { createClient, type Client } from 'graphql-ws';
+import { createClient, type Client } from 'graphql-ws/client';
 import type {
   GenerateMutation,
   ImageFieldsFragment,
