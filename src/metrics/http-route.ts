@@ -9,6 +9,7 @@ const PATTERNS: [RegExp, string][] = [
   [/^\/api\/image\/[^/]+$/, '/api/image/{task_id}'],
   [/^\/graphql\/.+$/, '/graphql/*'],
   [/^\/docs\/assets\/[^/]+$/, '/docs/assets/*'],
+  [/^\/playground\/assets\/[^/]+$/, '/playground/assets/*'],
 ];
 
 /** Paths that are their own pattern. */

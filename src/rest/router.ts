@@ -1,7 +1,8 @@
 /**
  * The REST routes of the old FastAPI service, in front of GraphQL. Each route is a thin call into
  * the task service; unknown paths get FastAPI's 404. Once an API key exists, the task routes need
- * one (checked here, before a route reads its body); health, readiness and the docs stay public.
+ * one (checked here, before a route reads its body); health, readiness, the docs and the playground
+ * (`/`, whose API calls carry the user's key) stay public.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -17,11 +18,14 @@ import { handleImage } from './image.js';
 import { DOCS_CSP, renderDocsPage } from './docs.js';
 import { DocsAssets } from './docs-assets.js';
 import { openApiDocument } from './openapi.js';
+import { PlaygroundAssets } from './playground.js';
 import { sendDetail, sendJson } from './respond.js';
 import { handleTaskStatus } from './task-status.js';
 
 /** Swagger UI's files, shared by every app in the process: they never change while it runs. */
 const docsAssets = new DocsAssets();
+/** The built playground (`/`), read on first use and kept, like the docs assets. */
+const playground = new PlaygroundAssets();
 
 /** What the routes need. */
 export interface RestOptions {
@@ -110,11 +114,18 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
     case 'docs-asset':
       await docsAssets.serve(req, res, route.id!);
       break;
+    case 'playground':
+      // Public like /docs: a static page; every API call it makes carries the user's key.
+      await playground.servePage(req, res, publicUrl);
+      break;
+    case 'playground-asset':
+      await playground.serveAsset(req, res, route.id!);
+      break;
   }
   return true;
 }
 
-type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image' | 'openapi' | 'docs' | 'docs-asset';
+type RouteName = 'health' | 'ready' | 'generate' | 'status' | 'cancel' | 'image' | 'openapi' | 'docs' | 'docs-asset' | 'playground' | 'playground-asset';
 
 const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['GET'], pattern: /^\/health$/, name: 'health' },
@@ -126,6 +137,8 @@ const ROUTES: { method: string[]; pattern: RegExp; name: RouteName }[] = [
   { method: ['GET'], pattern: /^\/openapi\.json$/, name: 'openapi' },
   { method: ['GET', 'HEAD'], pattern: /^\/docs\/?$/, name: 'docs' },
   { method: ['GET', 'HEAD'], pattern: /^\/docs\/assets\/([^/]+)$/, name: 'docs-asset' },
+  { method: ['GET', 'HEAD'], pattern: /^\/$/, name: 'playground' },
+  { method: ['GET', 'HEAD'], pattern: /^\/playground\/assets\/([^/]+)$/, name: 'playground-asset' },
 ];
 
 function match(method: string, path: string): { name: RouteName | 'method-not-allowed'; id?: string } | undefined {
