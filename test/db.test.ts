@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { beat } from '../src/db/heartbeats.js';
-import { assignImage, finishOpenImages, imagesOfTasks, insertImages, waitingImages } from '../src/db/images.js';
+import { assignImage, finishOpenImages, imagesOfTask, imagesOfTasks, insertImages, waitingImages } from '../src/db/images.js';
 import {
   claimNextPending,
   countByStatus,
@@ -87,6 +87,34 @@ forEachDialect('database', (ctx) => {
     const next = await listTasks(db, { limit: 10, after: { createdAt: last.created_at, id: last.id } });
     expect(next.map((t) => t.id)).toEqual(['t3', 't2', 't1']);
     expect(await listTasks(db, { limit: 10, status: 'completed' })).toEqual([]);
+  });
+
+  it('reuses each compiled read with new parameters: every shape of a task page, tasks and images by id', async () => {
+    for (const [i, id] of ['t1', 't2', 't3', 't4', 't5', 't6'].entries()) {
+      await task(id, { owner_key_id: i % 2 ? 'k1' : 'k2', status: i < 3 ? 'completed' : 'pending' });
+    }
+    await insertImages(db, ['t1', 't2', 't3'].flatMap((id) => [1, 0].map((idx) => ({ task_id: id, idx, seed: idx, prompt_id: `${id}-${idx}`, status: 'pending' as const }))));
+    const ids = (rows: { id: string }[]) => rows.map((r) => r.id);
+    // Each shape twice with other values: the second call runs the SQL compiled by the first.
+    for (let round = 0; round < 2; round++) {
+      const owner = round ? 'k2' : 'k1';
+      const all = ids(await listTasks(db, { limit: 10 }));
+      expect(all).toEqual(['t6', 't5', 't4', 't3', 't2', 't1']);
+      expect(ids(await listTasks(db, { limit: 2 + round }))).toEqual(all.slice(0, 2 + round));
+      const mine = ids(await listTasks(db, { limit: 10, owner }));
+      expect(mine).toEqual(round ? ['t5', 't3', 't1'] : ['t6', 't4', 't2']);
+      expect(ids(await listTasks(db, { limit: 10, status: round ? 'pending' : 'completed' }))).toEqual(round ? ['t6', 't5', 't4'] : ['t3', 't2', 't1']);
+      const cursor = (await findTask(db, round ? 't4' : 't3'))!;
+      const after = { createdAt: cursor.created_at, id: cursor.id };
+      expect(ids(await listTasks(db, { limit: 10, after }))).toEqual(round ? ['t3', 't2', 't1'] : ['t2', 't1']);
+      expect(ids(await listTasks(db, { limit: 10, after, owner, status: 'completed' }))).toEqual(round ? ['t3', 't1'] : ['t2']);
+      expect(ids(await listTasks(db, { limit: 10, after, status: 'pending' }))).toEqual([]);
+      expect(await findTask(db, round ? 't6' : 't5')).toMatchObject({ id: round ? 't6' : 't5', owner_key_id: round ? 'k1' : 'k2' });
+      expect(await findTask(db, round ? 'none' : 'other')).toBeUndefined();
+      expect((await imagesOfTask(db, round ? 't2' : 't1')).map((i) => [i.task_id, i.idx])).toEqual([[round ? 't2' : 't1', 0], [round ? 't2' : 't1', 1]]);
+      const two = round ? ['t3', 't1'] : ['t2', 't3'];
+      expect((await imagesOfTasks(db, two)).map((i) => `${i.task_id}/${i.idx}`)).toEqual([...two].sort().flatMap((id) => [`${id}/0`, `${id}/1`]));
+    }
   });
 
   it('finds processing tasks to recover: its own and lapsed claims of others', async () => {

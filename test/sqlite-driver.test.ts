@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { beat } from '../src/db/heartbeats.js';
+import { StatementCache } from '../src/db/statement-cache.js';
 import { WriteHealth } from '../src/db/write-health.js';
 
 let dir: string;
@@ -103,5 +104,62 @@ describe('the SQLite driver under a locked database', () => {
     await beat(db, 'after', 'now');
     expect(health.ok).toBe(true);
     expect(await db.selectFrom('heartbeats').select('instance').execute()).toEqual([{ instance: 'after' }]);
+  });
+});
+
+describe('kept statements', () => {
+  it('returns the rows better-sqlite3 would: same keys in the same order, duplicates last-wins, every type', async () => {
+    const file = join(dir, 'k.db');
+    db = await openDatabase({ file });
+    await sql`create table t (a integer, b text, c real, d blob, e text)`.execute(db);
+    await sql`insert into t values (9007199254740991, 'x', 2.5, x'0102', null), (1, 'y', 0.5, null, 'z')`.execute(db);
+    other = new BetterSqlite3(file, { readonly: true });
+    for (const text of ['select * from t order by a', 'select a as b, b, e as "__x", 1 as a from t order by a', 'select t.*, u.b as b from t join t u on u.a = t.a']) {
+      const expected = other.prepare(text).all();
+      const got = (await sql.raw(text).execute(db)).rows;
+      expect(got).toEqual(expected);
+      expect(got.map((r) => Object.keys(r as object))).toEqual(expected.map((r) => Object.keys(r as object)));
+      // The second run reuses the kept statement.
+      expect((await sql.raw(text).execute(db)).rows).toEqual(expected);
+    }
+    // A column named __proto__ is left to better-sqlite3 (an object literal would set the prototype).
+    const proto = (await sql.raw('select 1 as "__proto__", 2 as b').execute(db)).rows[0] as Record<string, unknown>;
+    const expected = other.prepare('select 1 as "__proto__", 2 as b').get() as Record<string, unknown>;
+    expect(Object.getOwnPropertyNames(proto)).toEqual(Object.getOwnPropertyNames(expected));
+    expect(Object.getPrototypeOf(proto)).toBe(Object.getPrototypeOf(expected));
+  });
+
+  it('keeps at most statementCacheSize statements and forgets them after DDL; a column added by another connection shows', async () => {
+    const file = join(dir, 'k.db');
+    const sqlite = new BetterSqlite3(file);
+    const cache = new StatementCache(sqlite, 3);
+    sqlite.exec('create table t (a integer)');
+    sqlite.exec('insert into t values (1)');
+    for (let i = 0; i < 5; i++) expect(cache.get(`select a, ${i} as n from t`).all([])).toEqual([{ a: 1, n: i }]);
+    expect(cache.size).toBe(3);
+    const star = cache.get('select * from t');
+    expect(star.all([])).toEqual([{ a: 1 }]);
+    expect(cache.get('select * from t')).toBe(star);
+    cache.get('alter table t add column b text').stmt.run();
+    expect(cache.size).toBe(0);
+    // Another process changes the schema: SQLite re-prepares the kept statement, the rows follow.
+    const kept = cache.get('select * from t');
+    other = new BetterSqlite3(file);
+    other.exec("alter table t add column c text default 'c'");
+    expect(kept.all([])).toEqual([{ a: 1, b: null, c: 'c' }]);
+    sqlite.close();
+  });
+
+  it('a stream and a kept statement of the same SQL do not get in each other\'s way', async () => {
+    db = await openDatabase({ file: join(dir, 'k.db') });
+    for (let i = 0; i < 3; i++) await beat(db, `i${i}`, String(i));
+    const query = db.selectFrom('heartbeats').select('instance').orderBy('instance');
+    const seen: string[] = [];
+    for await (const row of query.stream()) {
+      // The same SQL run while the stream's statement is still stepping.
+      expect(await query.execute()).toHaveLength(3);
+      seen.push(row.instance);
+    }
+    expect(seen).toEqual(['i0', 'i1', 'i2']);
   });
 });

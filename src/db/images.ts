@@ -5,21 +5,28 @@
 import { sql } from 'kysely';
 import type { Db } from './database.js';
 import { dialectOf } from './dialect.js';
+import { ReusedQuery } from './reused-query.js';
 import type { ImageRow, ImageStatus, ImageUpdate, NewImage, TaskStatus } from './types.js';
 
 export async function insertImages(db: Db, images: NewImage[]): Promise<void> {
   if (images.length) await db.insertInto('images').values(images).execute();
 }
 
-/** The images of one task, by index. */
+const imagesByTaskId = new ReusedQuery<ImageRow>();
+
+/** The images of one task, by index (compiled once: every status read asks). */
 export async function imagesOfTask(db: Db, taskId: string): Promise<ImageRow[]> {
-  return db.selectFrom('images').selectAll().where('task_id', '=', taskId).orderBy('idx').execute();
+  return imagesByTaskId.run(db, 'task', [taskId], () => db.selectFrom('images').selectAll().where('task_id', '=', taskId).orderBy('idx'));
 }
 
-/** The images of many tasks in one query (for DataLoader). */
+const imagesOfManyTasks = new ReusedQuery<ImageRow>();
+
+/** The images of many tasks in one query (for DataLoader), compiled once per number of tasks. */
 export async function imagesOfTasks(db: Db, taskIds: readonly string[]): Promise<ImageRow[]> {
   if (taskIds.length === 0) return [];
-  return db.selectFrom('images').selectAll().where('task_id', 'in', taskIds).orderBy('task_id').orderBy('idx').execute();
+  return imagesOfManyTasks.run(db, String(taskIds.length), taskIds, () =>
+    db.selectFrom('images').selectAll().where('task_id', 'in', taskIds).orderBy('task_id').orderBy('idx'),
+  );
 }
 
 export async function findImage(db: Db, taskId: string, idx: number): Promise<ImageRow | undefined> {

@@ -11,11 +11,14 @@
  *   and a statement inside a transaction never meets SQLITE_BUSY halfway;
  * - a rollback after SQLite already rolled back by itself (SQLITE_FULL, SQLITE_IOERR) is skipped,
  *   so the caller sees the real error, not "cannot rollback - no transaction is active";
- * - statements outside a transaction do not queue behind each other, only behind an open transaction.
+ * - statements outside a transaction do not queue behind each other, only behind an open transaction;
+ * - statements are prepared once and kept (statement-cache.ts), rows built without better-sqlite3's
+ *   per-column object writes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import { CompiledQuery, SelectQueryNode, type DatabaseConnection, type Driver, type QueryResult } from 'kysely';
+import { StatementCache } from './statement-cache.js';
 import type { WriteHealth } from './write-health.js';
 
 /** Options of {@link RetryingSqliteDriver}. */
@@ -25,6 +28,8 @@ export interface RetryingSqliteDriverOptions {
   busyTimeoutMs?: number;
   /** Told of every write's outcome (for /ready). @default none */
   health?: WriteHealth;
+  /** Prepared statements kept, by SQL text. @default 256 */
+  statementCacheSize?: number;
 }
 
 /** First pause after SQLITE_BUSY; doubles up to {@link MAX_BACKOFF_MS}. */
@@ -35,6 +40,7 @@ export class RetryingSqliteDriver implements Driver {
   readonly #db: BetterSqlite3.Database;
   readonly #busyTimeoutMs: number;
   readonly #health: WriteHealth | undefined;
+  readonly #statements: StatementCache;
   /** The connection whose transaction is open; others wait for {@link #released}. */
   #owner: Connection | undefined;
   #released: Promise<void> = Promise.resolve();
@@ -44,6 +50,7 @@ export class RetryingSqliteDriver implements Driver {
     this.#db = options.database;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     this.#health = options.health;
+    this.#statements = new StatementCache(options.database, options.statementCacheSize);
   }
 
   async init(): Promise<void> {}
@@ -78,7 +85,7 @@ export class RetryingSqliteDriver implements Driver {
   async rollbackTransaction(): Promise<void> {
     try {
       // SQLite rolls back by itself on some errors; a second rollback would hide the first error.
-      if (this.#db.inTransaction) this.#db.prepare('rollback').run();
+      if (this.#db.inTransaction) this.#statements.get('rollback').stmt.run();
     } finally {
       this.endTransaction();
     }
@@ -97,10 +104,10 @@ export class RetryingSqliteDriver implements Driver {
     const deadline = Date.now() + this.#busyTimeoutMs;
     for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
       while (this.#owner && this.#owner !== conn) await this.#released;
-      const stmt = this.#db.prepare(query.sql);
+      const stmt = this.#statements.get(query.sql);
       try {
-        if (stmt.reader) return { rows: stmt.all(query.parameters as unknown[]) };
-        const { changes, lastInsertRowid } = stmt.run(query.parameters as unknown[]);
+        if (stmt.reader) return { rows: stmt.all(query.parameters) };
+        const { changes, lastInsertRowid } = stmt.stmt.run(query.parameters as unknown[]);
         this.#health?.succeeded();
         return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
       } catch (err) {
@@ -117,6 +124,7 @@ export class RetryingSqliteDriver implements Driver {
   async *stream(conn: Connection, query: CompiledQuery): AsyncIterableIterator<QueryResult<unknown>> {
     if (!SelectQueryNode.is(query.query)) throw new Error('the SQLite driver streams only select queries');
     while (this.#owner && this.#owner !== conn) await this.#released;
+    // Its own statement: a kept one would be busy (unusable by others) for as long as the stream is read.
     for (const row of this.#db.prepare(query.sql).iterate(query.parameters as unknown[])) yield { rows: [row] };
   }
 

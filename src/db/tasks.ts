@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import type { Db } from './database.js';
 import { dialectOf } from './dialect.js';
 import { fairOrder, type QueueOwner, type QueuePolicy } from '../tasks/fair-order.js';
+import { ReusedQuery } from './reused-query.js';
 import type { KeyPriority, NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
 
 /** Inserts a new task. */
@@ -13,8 +14,12 @@ export async function insertTask(db: Db, task: NewTask): Promise<TaskRow> {
   return db.insertInto('tasks').values(task).returningAll().executeTakeFirstOrThrow();
 }
 
+const taskById = new ReusedQuery<TaskRow>();
+
+/** The task with id `id` (compiled once: every status read and GraphQL `task` starts here). */
 export async function findTask(db: Db, id: string): Promise<TaskRow | undefined> {
-  return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+  const rows = await taskById.run(db, 'id', [id], () => db.selectFrom('tasks').selectAll().where('id', '=', id));
+  return rows[0];
 }
 
 /** The task `owner` made with idempotency key `key` (owner null: the open service's tasks). */
@@ -27,24 +32,33 @@ export async function findTaskByIdempotencyKey(db: Db, key: string, owner: strin
     .executeTakeFirst();
 }
 
+const taskPage = new ReusedQuery<TaskRow>();
+
 /**
  * A page of tasks, newest first, after the `(created_at, id)` of the cursor's task; with `owner`,
- * only the tasks of that API key.
+ * only the tasks of that API key. Compiled once per combination of owner, status and cursor.
  */
 export async function listTasks(
   db: Db,
   options: { limit: number; after?: { createdAt: string; id: string }; status?: TaskStatus; owner?: string },
 ): Promise<TaskRow[]> {
-  let q = db.selectFrom('tasks').selectAll();
-  if (options.owner !== undefined) q = q.where('owner_key_id', '=', options.owner);
-  if (options.status) q = q.where('status', '=', options.status);
-  const after = options.after;
-  if (after) {
-    q = q.where((eb) =>
-      eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]),
-    );
-  }
-  return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(options.limit).execute();
+  const { owner, status, after, limit } = options;
+  // In the order the query below puts them in its SQL (checked when it is first compiled).
+  const parameters: unknown[] = [];
+  if (owner !== undefined) parameters.push(owner);
+  if (status) parameters.push(status);
+  if (after) parameters.push(after.createdAt, after.createdAt, after.id);
+  parameters.push(limit);
+  const shape = `${owner !== undefined ? 'owner,' : ''}${status ? 'status,' : ''}${after ? 'after,' : ''}limit`;
+  return taskPage.run(db, shape, parameters, () => {
+    let q = db.selectFrom('tasks').selectAll();
+    if (owner !== undefined) q = q.where('owner_key_id', '=', owner);
+    if (status) q = q.where('status', '=', status);
+    if (after) {
+      q = q.where((eb) => eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]));
+    }
+    return q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
+  });
 }
 
 /**
