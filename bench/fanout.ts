@@ -77,7 +77,9 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let subs: Subscriber[] = [];
   let client: KontextClient | undefined;
   try {
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url });
+    // FANOUT_PROFILE_DIR=<dir>: the service writes a CPU profile there (NODE_OPTIONS refuses --cpu-prof: bench/cpu-profile-preload.mjs; it is stopped with SIGTERM then).
+    const profile = process.env['FANOUT_PROFILE_DIR'];
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, ...(profile ? { NODE_OPTIONS: '--import ./bench/cpu-profile-preload.mjs', CPU_PROFILE_DIR: profile } : {}) });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -114,7 +116,8 @@ async function throughService(dir: string): Promise<ServiceResult> {
     for (const s of subs) s.close();
     await client?.close();
     await blocker?.stop();
-    await service?.kill('SIGKILL');
+    // SIGTERM lets a profiled service write its profile on the way out.
+    await service?.kill(process.env['FANOUT_PROFILE_DIR'] ? 'SIGTERM' : 'SIGKILL');
     await sim.close();
   }
 }

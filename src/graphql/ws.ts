@@ -26,6 +26,7 @@ import type { Caller } from '../auth/caller.js';
 import { graphqlRefusalBody, type RequestGuard } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import { LiveConnections } from './live-connections.js';
+import { sharedJson } from './shared-payload.js';
 import type { GraphQLServer } from './yoga.js';
 
 /** Options of {@link attachGraphQLWs}. */
@@ -92,6 +93,9 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   const live = options.live ?? new LiveConnections();
   const maxSubscriptions = options.maxSubscriptionsPerSocket ?? 100;
   const keepAlive = options.keepAlive ?? 12_000;
+  // A shared result's JSON (shared-payload.ts), taken by the replacer while graphql-ws stringifies a
+  // `next` message and spliced in by `send`, which graphql-ws calls right after, synchronously.
+  let splice: string | undefined;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 64 * 1024, handleProtocols: (protocols) => handleProtocols(protocols) });
   const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
     connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
@@ -104,6 +108,13 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       }
       ctx.extra.caller = result.caller;
       return true;
+    },
+    // A shared result goes to graphql-ws unchanged (its default copies it), to be known by the replacer.
+    onNext: (_ctx, _id, _payload, _args, result) => (sharedJson(result) !== undefined ? result : undefined),
+    jsonMessageReplacer(this: unknown, key: string, value: unknown) {
+      if (key !== 'payload' || (this as { type?: unknown }).type !== 'next') return value;
+      splice = sharedJson(value);
+      return splice === undefined ? value : null;
     },
     execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
     subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
@@ -184,6 +195,11 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
         protocol: socket.protocol,
         send: (data) =>
           new Promise<void>((resolve, reject) => {
+            // `{"id":"…","type":"next","payload":null}` with the shared payload in place of null.
+            if (splice !== undefined) {
+              if (data.endsWith('"payload":null}')) data = `${data.slice(0, -5)}${splice}}`;
+              splice = undefined;
+            }
             if (socket.readyState !== socket.OPEN) return resolve();
             socket.send(data, (err) => (err ? reject(err) : resolve()));
           }),

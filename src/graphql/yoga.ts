@@ -3,6 +3,8 @@
  * subscriptions (`Accept: text/event-stream`), GraphiQL in a browser, and the security defaults
  * Yoga does not have on its own (CSRF prevention, strict CORS, query limits), and API keys
  * (use-api-keys.ts; the GraphiQL page stays public). graphql-ws on the same path is in `ws.ts`.
+ * Subscribers of the same operation and caller share each frame's execution and payload
+ * (shared-execution.ts, shared-sse.ts).
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
@@ -15,6 +17,8 @@ import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
 import { createGraphiQL } from './graphiql.js';
 import { schema } from './schema/index.js';
+import { useSharedExecution } from './shared-execution.js';
+import { useSharedSse } from './shared-sse.js';
 import { useApiKeys } from './use-api-keys.js';
 import { useBoundedErrorMessages } from './use-bounded-error-messages.js';
 import { useBodyLimits } from './use-body-limits.js';
@@ -98,6 +102,10 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
       ...armor.protect().plugins,
       // Error messages quote client input back: never a megabyte of it.
       useBoundedErrorMessages(),
+      // Subscribers asking the same thing share each frame's execution and serialisation (graphql-ws
+      // and SSE); its subscribe replaces the engine's, so no later plugin may set one.
+      useSharedExecution(),
+      useSharedSse(),
     ],
   });
 }

@@ -1,0 +1,108 @@
+/**
+ * One execution per event and group of subscribers. Every subscriber keeps its own source stream
+ * (the subscribe resolver runs per subscriber: its scope and ownership checks, its own snapshot
+ * first, its own completion and errors), but an event object that reaches several subscribers of the
+ * same group (shared-group-key.ts: same operation, same caller as far as results go) is executed
+ * once: the bus hands the same frame object to every listener, so the result is cached on that
+ * object (a WeakMap, gone with the frame) and marked shared, to be serialised once
+ * (shared-payload.ts). A late subscriber's snapshot is its own object, executed for it alone.
+ */
+import { createSourceEventStream, execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
+import { markShared } from './shared-payload.js';
+import { sharedGroupKey } from './shared-group-key.js';
+
+type MaybePromise<T> = T | Promise<T>;
+
+/** Results per event object and group key, for one server. */
+type ResultCache = WeakMap<object, Map<string, MaybePromise<ExecutionResult>>>;
+
+/**
+ * The plugin: subscriptions of the same group share each event's execution and its result object
+ * (on graphql-ws, which runs Yoga's envelop, and on SSE alike). Per server: results never cross servers.
+ */
+export function useSharedExecution(): Plugin {
+  const cache: ResultCache = new WeakMap();
+  return {
+    onSubscribe({ subscribeFn, setSubscribeFn }) {
+      // subscribeFn is Yoga's engine, kept for what is not shared: same errors, same shapes.
+      setSubscribeFn((args: ExecutionArgs) => sharedSubscribe(args, cache, subscribeFn as (args: ExecutionArgs) => unknown));
+    },
+  };
+}
+
+/** graphql's subscribe with the per-event execution shared through `cache`. */
+async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: (args: ExecutionArgs) => unknown): Promise<unknown> {
+  const key = sharedGroupKey(args);
+  if (key === undefined) return engine(args);
+  const source = await createSourceEventStream(args);
+  if (!isAsyncIterable(source)) {
+    // Errors before any resolver ran (variables): the engine's own answer (it adds the HTTP status
+    // and code); nothing was subscribed, so asking it again has no side effect.
+    if (source.errors?.some((e) => e.path === undefined)) return engine(args);
+    return source; // the resolver's error (NOT_FOUND, FORBIDDEN), located as the engine locates it
+  }
+  const operation = getOperationAST(args.document, args.operationName);
+  return mapEvents(source, (event) => resultFor(cache, key, event, args), (err) =>
+    // As the engine does: a failing source becomes an error of the operation.
+    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null }),
+  );
+}
+
+/** The result of `event` for group `key`: executed by the first subscriber that reaches it. */
+function resultFor(cache: ResultCache, key: string, event: unknown, args: ExecutionArgs): MaybePromise<ExecutionResult> {
+  const run = () => execute({ ...args, rootValue: event });
+  if (typeof event !== 'object' || event === null) return run(); // not a WeakMap key; never a frame
+  let byGroup = cache.get(event);
+  if (!byGroup) cache.set(event, (byGroup = new Map()));
+  let result = byGroup.get(key);
+  if (result === undefined) {
+    const executed = run();
+    result = executed instanceof Promise ? executed.then(share) : share(executed);
+    byGroup.set(key, result);
+  }
+  return result;
+}
+
+function share(result: ExecutionResult): ExecutionResult {
+  markShared(result);
+  return result;
+}
+
+/**
+ * `source` with every event mapped through `map`: an async generator's protocol (graphql-ws and
+ * Yoga call `return()` when a client leaves, which closes that subscriber's source only).
+ */
+function mapEvents<T>(
+  source: AsyncIterable<unknown>,
+  map: (event: unknown) => MaybePromise<T>,
+  wrapError: (err: unknown) => GraphQLError,
+): AsyncGenerator<T, void, void> {
+  const iterator = source[Symbol.asyncIterator]();
+  const done = (): IteratorReturnResult<void> => ({ value: undefined, done: true });
+  const mapped: AsyncGenerator<T, void, void> = {
+    async next() {
+      let step: IteratorResult<unknown>;
+      try {
+        step = await iterator.next();
+      } catch (err) {
+        throw wrapError(err);
+      }
+      if (step.done) return done();
+      return { value: await map(step.value), done: false };
+    },
+    async return() {
+      await iterator.return?.();
+      return done();
+    },
+    async throw(err: unknown) {
+      if (iterator.throw) await iterator.throw(err);
+      throw err;
+    },
+    [Symbol.asyncIterator]() {
+      return mapped;
+    },
+    // (AsyncGenerator's type also lists Symbol.asyncDispose, which nothing here calls.)
+  } as AsyncGenerator<T, void, void>;
+  return mapped;
+}

@@ -1,0 +1,110 @@
+/**
+ * Yoga's SSE result processor, with shared results written as the bytes shared-payload.ts made once
+ * for every stream, and one keep-alive timer for all streams instead of one each. Everything else is
+ * as Yoga writes it (graphql-yoga's result-processor/sse.js): a `:` comment first (some browsers
+ * wait for a first chunk), `event: next` per result, `event: complete` at the end, a `:` ping every
+ * 12 s (300 ms under NODE_ENV=test) while the stream is not backed up.
+ */
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
+import type { ExecutionResult } from 'graphql';
+import { sharedSseEvent } from './shared-payload.js';
+
+/** The Fetch API Yoga hands to a result processor. */
+interface FetchApi {
+  ReadableStream: typeof ReadableStream;
+  Response: typeof Response;
+}
+
+const encoder = new TextEncoder();
+const PING = encoder.encode(':\n\n');
+const COMPLETE = encoder.encode('event: complete\ndata:\n\n');
+
+/** The streams the shared keep-alive pings. */
+const pinged = new Set<ReadableStreamDefaultController<Uint8Array>>();
+let pinger: NodeJS.Timeout | undefined;
+
+function keepAlive(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  pinged.add(controller);
+  pinger ??= setInterval(
+    () => {
+      for (const c of pinged) {
+        // null: errored; 0: backed up or closed (not final, so it stays).
+        if (c.desiredSize === null) pinged.delete(c);
+        else if (c.desiredSize > 0) c.enqueue(PING);
+      }
+      if (pinged.size === 0) stopPinger();
+    },
+    process.env['NODE_ENV'] === 'test' ? 300 : 12_000,
+  ).unref();
+}
+
+function release(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  pinged.delete(controller);
+  if (pinged.size === 0) stopPinger();
+}
+
+function stopPinger(): void {
+  clearInterval(pinger);
+  pinger = undefined;
+}
+
+/** The plugin: takes over Yoga's SSE answer for streamed results (subscriptions). */
+export function useSharedSse(): Plugin {
+  return {
+    onResultProcess({ request, result, setResultProcessor }) {
+      const accept = request.headers.get('accept') ?? '';
+      if (!isAsyncIterable(result) || !accept.includes('text/event-stream') || accept.includes('multipart/mixed')) return;
+      setResultProcessor((res, fetchAPI) => sseResponse(res as AsyncIterable<ExecutionResult>, fetchAPI as FetchApi), 'text/event-stream');
+    },
+  };
+}
+
+/** The `text/event-stream` response of a stream of results. */
+function sseResponse(results: AsyncIterable<ExecutionResult>, fetchAPI: FetchApi): Response {
+  const iterator = results[Symbol.asyncIterator]();
+  let own: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const body = new fetchAPI.ReadableStream<Uint8Array>({
+    start(controller) {
+      own = controller;
+      controller.enqueue(PING);
+      keepAlive(controller);
+    },
+    async pull(controller) {
+      try {
+        const step = await iterator.next();
+        if (step.value != null) controller.enqueue(sharedSseEvent(step.value) ?? encoder.encode(`event: next\ndata: ${stringifyResult(step.value)}\n\n`));
+        if (step.done) {
+          controller.enqueue(COMPLETE);
+          release(controller);
+          controller.close();
+        }
+      } catch (err) {
+        release(controller);
+        controller.error(err);
+      }
+    },
+    async cancel() {
+      if (own) release(own);
+      await iterator.return?.();
+    },
+  });
+  return new fetchAPI.Response(body, {
+    status: 200,
+    headers: { 'Content-Type': 'text/event-stream', Connection: 'keep-alive', 'Cache-Control': 'no-cache', 'Content-Encoding': 'none' },
+  });
+}
+
+/**
+ * A result that is not shared, as Yoga writes it (jsonStringifyResultWithoutInternals, not exported):
+ * its errors without the `http` and `unexpected` extensions, which are for the server only.
+ */
+function stringifyResult(result: ExecutionResult): string {
+  if (!result.errors?.length && !result.extensions?.['http']) return JSON.stringify(result);
+  const errors = result.errors?.map((error) => {
+    const json = (typeof error.toJSON === 'function' ? error.toJSON() : error) as { extensions?: Record<string, unknown> };
+    const { http: _http, unexpected: _unexpected, ...extensions } = json.extensions ?? {};
+    return { ...json, extensions: Object.keys(extensions).length > 0 ? extensions : undefined };
+  });
+  const { http: _http, ...extensions } = result.extensions ?? {};
+  return JSON.stringify({ ...result, errors, extensions: Object.keys(extensions).length > 0 ? extensions : undefined });
+}
