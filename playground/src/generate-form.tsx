@@ -76,7 +76,7 @@ export function GenerateForm({ client, onStarted, onAuthError }: GenerateFormPro
         <Field id="count" label="Count" error={errors.count} class="small">
           {number('count', count, setCount, { min: 1, max: 4, step: 1 })}
         </Field>
-        <Field id="size" label="Size" error={errors.size}>
+        <Field id="size" label="Size" error={errors.size} class="wide">
           <input id="size" list="sizes" value={size} onInput={(e) => setSize(e.currentTarget.value)} autocomplete="off" spellcheck={false} {...describedBy('size', errors.size)} />
           <datalist id="sizes">
             {SIZES.map((s) => (

@@ -4,7 +4,7 @@
  * that shows it is recorded as a User Timing measure (PREVIEW_MEASURE), visible in DevTools'
  * performance panel and read by the browser test.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useLayoutEffect, useState } from 'preact/hooks';
 
 /** Name of the measure: frame received (performance.now()) to the preview's first animation frame. */
 export const PREVIEW_MEASURE = 'kontext:preview-shown';
@@ -18,7 +18,9 @@ export interface PreviewImageProps {
 /** The newest decoded preview; an older one still decoding is dropped when a newer arrives. */
 export function PreviewImage({ preview, alt }: PreviewImageProps) {
   const [shown, setShown] = useState<string | null>(null);
-  useEffect(() => {
+  // A layout effect starts decoding as soon as the frame is rendered; a plain effect would wait for
+  // the next paint (Preact runs those after an animation frame), adding up to a frame of delay.
+  useLayoutEffect(() => {
     let current = true;
     const decoder = new Image();
     decoder.src = preview.url;

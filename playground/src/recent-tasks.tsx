@@ -1,6 +1,8 @@
 /**
  * "Recent tasks": the `tasks` connection, newest first, a page at a time ("Show more" follows
- * `endCursor`). Each entry reopens its task: the live view while it runs, its results once done.
+ * `endCursor`). Each entry is a link to its task (`#task=<id>`) that reopens it: the live view while it
+ * runs, its results once done. Links, not buttons: a task named "cancel ..." or a "cancelled" badge
+ * must not make a second button answer to "Cancel".
  */
 import type { KontextClient, Task } from '@kontext-gateway/sdk';
 import { useEffect, useState } from 'preact/hooks';
@@ -77,15 +79,15 @@ export function RecentTasks({ client, version, current, onOpen, onAuthError }: R
           const first = task.images[0];
           return (
             <li key={task.id}>
-              <button type="button" class="task" onClick={() => onOpen(task.id)} aria-current={task.id === current ? 'true' : undefined}>
+              <a class="task" href={`#task=${task.id}`} onClick={() => onOpen(task.id)} aria-current={task.id === current ? 'true' : undefined}>
                 {first ? <img src={variantUrl(first.url, 128)} alt="" width={48} height={48} loading="lazy" /> : <span class="no-thumb" aria-hidden="true" />}
                 <span class="task-text">
                   <span class="task-desc">{task.description}</span>
                   <span class="muted">
-                    <span class={`badge ${task.status.toLowerCase()}`}>{task.status.toLowerCase()}</span> {task.images.length}/{task.count} · {ago(task.createdAt)}
+                    <span class={`badge ${task.status.toLowerCase()}`}>{task.status.toLowerCase()}</span> {task.images.length} of {task.count} · {ago(task.createdAt)}
                   </span>
                 </span>
-              </button>
+              </a>
             </li>
           );
         })}

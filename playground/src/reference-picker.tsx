@@ -18,7 +18,10 @@ const ACCEPT = 'image/png,image/jpeg,image/webp';
 export function ReferencePicker({ file, onChange, error }: ReferencePickerProps) {
   const [thumb, setThumb] = useState<string | null>(null);
   const [over, setOver] = useState(false);
+  // A file the browser cannot show (the service will say why it refuses it): no broken picture.
+  const [broken, setBroken] = useState(false);
   useEffect(() => {
+    setBroken(false);
     if (!file) return setThumb(null);
     const url = URL.createObjectURL(file);
     setThumb(url);
@@ -28,8 +31,13 @@ export function ReferencePicker({ file, onChange, error }: ReferencePickerProps)
   const onDrop = (event: DragEvent) => {
     event.preventDefault();
     setOver(false);
-    const dropped = event.dataTransfer?.files[0];
-    if (dropped) onChange(dropped);
+    const files = event.dataTransfer?.files;
+    const dropped = files?.[0];
+    if (!dropped) return;
+    // The input shows the dropped file's name as if it had been picked.
+    const input = (event.currentTarget as HTMLElement).querySelector('input');
+    if (input && files) input.files = files;
+    onChange(dropped);
   };
   return (
     <Field id="reference" label="Reference image" error={error} hint="PNG, JPEG or WebP: drop it here or choose a file">
@@ -42,7 +50,13 @@ export function ReferencePicker({ file, onChange, error }: ReferencePickerProps)
         onDragLeave={() => setOver(false)}
         onDrop={onDrop}
       >
-        {thumb ? <img class="thumb" src={thumb} alt="The chosen reference" /> : <span class="drop-icon" aria-hidden="true">⬒</span>}
+        {thumb && !broken ? (
+          <img class="thumb" src={thumb} alt="The chosen reference" onError={() => setBroken(true)} />
+        ) : (
+          <span class="drop-icon" aria-hidden="true">
+            ⬒
+          </span>
+        )}
         <input
           id="reference"
           type="file"
@@ -50,7 +64,6 @@ export function ReferencePicker({ file, onChange, error }: ReferencePickerProps)
           {...describedBy('reference', error, true)}
           onChange={(event) => onChange(event.currentTarget.files?.[0] ?? null)}
         />
-        {file && <span class="file-name">{file.name}</span>}
       </div>
     </Field>
   );
