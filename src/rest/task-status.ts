@@ -5,9 +5,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
+import { isFinal } from '../tasks/progress-frame.js';
 import { taskStatusBody } from '../tasks/task-status-body.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
+import { etagMatches, FINISHED_TASK_HEADERS, taskStatusEtag } from './task-status-etag.js';
 
 // Moved to the tasks layer (webhooks send it too); still importable from here.
 export { taskStatusBody };
@@ -36,10 +38,31 @@ export interface TaskStatusOptions {
   caller: Caller;
 }
 
-/** GET status or POST cancel. */
+/**
+ * GET status or POST cancel. A finished task's status carries a weak ETag (task-status-etag.ts);
+ * a GET whose If-None-Match names it gets a 304, after the ownership check and before the images
+ * are read.
+ */
 export async function handleTaskStatus(req: IncomingMessage, res: ServerResponse, taskId: string, options: TaskStatusOptions): Promise<void> {
   const { service, caller } = options;
-  const view = options.cancel ? await service.cancelTask(taskId, caller) : await service.getTask(taskId, caller);
-  if (!view) return sendDetail(res, 404, 'Task not found');
-  sendJson(res, 200, taskStatusBody(view, baseUrlOf(req, options.publicUrl), signerFor(caller, options.signer)));
+  const baseUrl = baseUrlOf(req, options.publicUrl);
+  const signer = signerFor(caller, options.signer);
+  if (options.cancel) {
+    const view = await service.cancelTask(taskId, caller);
+    if (!view) return sendDetail(res, 404, 'Task not found');
+    return sendJson(res, 200, taskStatusBody(view, baseUrl, signer));
+  }
+  const task = await service.visibleTask(taskId, caller);
+  if (!task) return sendDetail(res, 404, 'Task not found');
+  if (isFinal(task.status)) {
+    const etag = taskStatusEtag(task, baseUrl, signer);
+    for (const [name, value] of Object.entries(FINISHED_TASK_HEADERS)) res.setHeader(name, value);
+    res.setHeader('etag', etag);
+    if (etagMatches(req.headers['if-none-match'], etag)) {
+      res.writeHead(304);
+      res.end();
+      return;
+    }
+  }
+  sendJson(res, 200, taskStatusBody(await service.viewOf(task), baseUrl, signer));
 }

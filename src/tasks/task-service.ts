@@ -200,12 +200,24 @@ export class TaskService {
 
   /** A task and its images; undefined when there is none or `caller` may not see it (never tell which). */
   async getTask(id: string, caller: Caller): Promise<TaskView | undefined> {
-    const { db } = this.options;
-    const task = await findTask(db, id);
-    if (!task || !canSee(caller, task.owner_key_id)) return undefined;
+    const task = await this.visibleTask(id, caller);
+    return task && this.viewOf(task);
+  }
+
+  /**
+   * A task's row alone; undefined when there is none or `caller` may not see it (never tell which).
+   * With {@link viewOf}, what getTask does, for a route that may answer before reading the images.
+   */
+  async visibleTask(id: string, caller: Caller): Promise<TaskRow | undefined> {
+    const task = await findTask(this.options.db, id);
+    return task && canSee(caller, task.owner_key_id) ? task : undefined;
+  }
+
+  /** The view of a task row already read (and checked with visibleTask): its images and queue position. */
+  async viewOf(task: TaskRow): Promise<TaskView> {
     return {
       task,
-      images: await imagesOfTask(db, id),
+      images: await imagesOfTask(this.options.db, task.id),
       queuePosition: await this.position(task),
       resultPaths: publicResultPaths(task.result_path, this.options.dataDir),
     };
