@@ -129,6 +129,8 @@ describeBrowser('the playground at / in Chromium', () => {
     let stack: Stack;
     beforeAll(async () => {
       stack = await startStack({
+        // One task at a time, so a second one waits in the queue (the cancel test shows its position).
+        config: { maxConcurrentTasks: 1 },
         sim: { stepMs: 60, previewMethod: 'auto' },
         app: { ...FAST, engine: { ...FAST.engine, previewIntervalMs: 100 } },
       });
@@ -194,7 +196,7 @@ describeBrowser('the playground at / in Chromium', () => {
       expect(new Set(seen.previews['Preview 1']).size).toBeGreaterThanOrEqual(2);
       expect(new Set(seen.previews['Preview 2']).size).toBeGreaterThanOrEqual(2);
       expect(seen.previews['Preview 1']!.every((src) => src.startsWith('data:image/jpeg;base64,'))).toBe(true);
-      await expect.poll(() => page.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
+      await expect.poll(() => page.getByRole('button', { name: 'Cancel', exact: true }).count()).toBe(0);
 
       // The service agrees, and the results are the URLs its API returned.
       const done = await waitForStatus(stack.app.url, id, ['completed']);
@@ -222,7 +224,6 @@ describeBrowser('the playground at / in Chromium', () => {
       const delays = await previewDelays(page);
       expect(delays.length).toBeGreaterThanOrEqual(4);
       measured.push(...delays);
-      console.log(delays.map((d) => d.toFixed(1)).join(' '));
       console.log(`playground: ${delays.length} previews over graphql-ws: p50 ${percentile(delays, 50).toFixed(1)} ms, p95 ${percentile(delays, 95).toFixed(1)} ms`);
       expect(scope.requests.urls.some((u) => u.startsWith(stack.app.url.replace('http', 'ws')))).toBe(true);
       expect(scope.errors).toEqual([]);
@@ -248,17 +249,21 @@ describeBrowser('the playground at / in Chromium', () => {
       expect(scope.requests.offOrigin()).toEqual([]);
     });
 
-    it('Cancel stops the task: the page and the service say cancelled, and no bar goes back', async () => {
+    it('shows the queue position while waiting; Cancel stops the task: the page and the service say cancelled, and no bar goes back', async () => {
       const { page } = scope;
+      // Another task runs first: ours waits in the queue.
+      const ahead = ((await (await postGenerate(stack.app.url, { description: 'ahead', size: '256x256', steps: '25' })).json()) as { task_id: string }).task_id;
+      await waitForStatus(stack.app.url, ahead, ['processing']);
       await page.goto(`${stack.app.url}/`);
       await fillForm(page, { description: 'cancel me', count: '2', steps: '60' });
       await observeProgress(page);
       await page.getByRole('button', { name: 'Generate' }).click();
       const id = await shownTaskId(page);
+      await page.getByText('Waiting in the queue: position 1').first().waitFor();
       await page.getByText(/^Step \d+ of 60/).first().waitFor();
-      await page.getByRole('button', { name: 'Cancel' }).click();
+      await page.getByRole('button', { name: 'Cancel', exact: true }).click();
       await page.getByText('Cancelled', { exact: true }).first().waitFor();
-      await expect.poll(() => page.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
+      await expect.poll(() => page.getByRole('button', { name: 'Cancel', exact: true }).count()).toBe(0);
       const body = await waitForStatus(stack.app.url, id, ['cancelled']);
       expect(body.status).toBe('cancelled');
       const seen = await observed(page);
