@@ -142,7 +142,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: basePair,
         ratio: percentile(svc.ws.values, 50) / percentile(bare.delays, 50),
         ratioLabel: 'x the baseline p50 delay',
-        note: `each frame is persisted (SQLite), then the subscription is executed and serialized once per subscriber: one frame takes ${ms(svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, the delay is that fan-out (node-only frames are throttled, so the start of sampling brings no burst)${folded(svc.ws, WS_SUBSCRIBERS)}; ${clientNote}`,
+        note: `each frame is persisted (SQLite), executed and serialised once for all (one operation, one caller: shared-execution.ts), then passed through each subscriber's own source stream and message (its snapshot, seq filter, completion): one frame takes ${ms(svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, the delay is that fan-out (node-only frames are throttled, so the start of sampling brings no burst)${folded(svc.ws, WS_SUBSCRIBERS)}; ${clientNote}`,
       },
       {
         name: `Fan-out: SSE delay, simulator progress to frame (${load})`,
@@ -158,7 +158,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: `${(bare.rssPerSocket / 1024).toFixed(1)} KB per socket, bare ws server`,
         ratio: svc.rssPerSubscriber / bare.rssPerSocket,
         ratioLabel: 'x the baseline',
-        note: 'a socket with its buffers, a graphql-ws or SSE context, a bus subscription and its snapshot read; RSS growth includes heap not yet collected',
+        note: 'a socket with its buffers, a graphql-ws or SSE context (Yoga envelope and context per operation), a bus subscription, its watch generator and its snapshot read; RSS growth includes heap not yet collected',
       },
     ];
   } finally {
