@@ -4,6 +4,7 @@
  * UNAUTHENTICATED, or close 4401 at connection_init), a key without the scope gets FORBIDDEN,
  * another key's task is exactly an unknown one, an admin key sees all, and image URLs are signed.
  */
+import { Agent, fetch as undiciFetch, FormData as UndiciFormData } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createApiKey } from '../src/auth/create-api-key.js';
@@ -13,6 +14,7 @@ import {
   bearer,
   collect,
   CSRF,
+  GENERATE,
   generate,
   generateTask,
   gqlData,
@@ -156,6 +158,24 @@ describe('keys mode', () => {
       expect(((await res.json()) as GraphQLBody<unknown>).errors![0]!.extensions?.['code']).toBe('UNAUTHENTICATED');
       const after = await stack.app.db.selectFrom('uploads').select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
       expect(Number(after.n)).toBe(Number(before.n));
+    });
+
+    it('a client still uploading when refused reads the 401 (the body is thrown away, not cut): 800 KB, a fresh connection each time', async () => {
+      // A fresh undici agent per request: the refusal must reach a client mid-upload, not one whose socket is warm.
+      for (let i = 0; i < 3; i++) {
+        const dispatcher = new Agent();
+        try {
+          const form = new UndiciFormData();
+          form.set('operations', JSON.stringify({ query: GENERATE, variables: { input: { ...SMALL, referenceImage: null } } }));
+          form.set('map', JSON.stringify({ 0: ['variables.input.referenceImage'] }));
+          form.set('0', new Blob([new Uint8Array(800 * 1024).fill(7)], { type: 'image/png' }), 'big.png');
+          const res = await undiciFetch(`${base}/graphql`, { method: 'POST', body: form, headers: { ...CSRF, authorization: 'Bearer kx_wrong' }, dispatcher });
+          expect(res.status).toBe(401);
+          expect(((await res.json()) as GraphQLBody<unknown>).errors![0]!.extensions?.['code']).toBe('UNAUTHENTICATED');
+        } finally {
+          await dispatcher.close();
+        }
+      }
     });
 
     it('the GraphiQL page, its assets and CORS preflights stay public; a refusal carries CORS headers', async () => {

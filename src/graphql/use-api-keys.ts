@@ -8,10 +8,11 @@
  * The GraphiQL page, its assets, Yoga's health check and CORS preflights are answered by plugins
  * before this one and stay public; every other request under /graphql needs the key. Scopes are checked per field (scopes.ts), not here.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Plugin } from 'graphql-yoga';
 import { presentedKey } from '../auth/api-key.js';
 import type { Authenticator } from '../auth/authenticator.js';
+import { drainBody } from '../http/drain-body.js';
 import type { AuthenticatedContext } from './context.js';
 
 /** The challenge of a 401: RFC 6750's scheme, with the realm REST uses. */
@@ -21,6 +22,8 @@ export const WWW_AUTHENTICATE = 'Bearer realm="kontext"';
 export interface ApiKeysOptions {
   /** Decides who a request is (everyone, while no key exists). */
   auth: Authenticator;
+  /** Most bytes of a refused request's body read and thrown away before the 401 (an upload's worth). @default 1 MiB */
+  maxDrainBytes?: number;
 }
 
 /** The plugin; put it after the GraphiQL assets plugin and before any plugin that reads the body. */
@@ -35,9 +38,10 @@ export function useApiKeys(options: ApiKeysOptions): Plugin {
         (serverContext as AuthenticatedContext).caller = result.caller;
         return;
       }
-      // A refused upload is not worth reading: the connection closes after the answer.
-      const res = (serverContext as { res?: ServerResponse }).res;
-      if (res && request.body && !res.headersSent) res.shouldKeepAlive = false;
+      // A refused upload is thrown away unparsed, so a client still sending it sees the 401; a body
+      // larger than any accepted one is not read: the answer comes at once and the connection closes.
+      const { req, res } = serverContext as { req?: IncomingMessage; res?: ServerResponse };
+      if (req && res && !(await drainBody(req, options.maxDrainBytes ?? 1024 * 1024))) res.shouldKeepAlive = false;
       const body = { errors: [{ message: result.message, extensions: { code: 'UNAUTHENTICATED' } }] };
       endResponse(
         new fetchAPI.Response(JSON.stringify(body), {

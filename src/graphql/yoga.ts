@@ -92,8 +92,9 @@ export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServe
     plugins: [
       // First: its static files need none of the request parsing below.
       ...(graphiql ? [graphiql.plugin] : []),
-      // Before anything reads the body: a request without a valid key gets 401 unread.
-      useApiKeys({ auth: options.auth }),
+      // Before anything parses the body: a request without a valid key gets 401, its body thrown away
+      // unparsed (up to the largest accepted body, so a client still uploading sees the answer).
+      useApiKeys({ auth: options.auth, maxDrainBytes: options.maxFileSize + BODY_OVERHEAD }),
       // Multipart is a CORS "simple" request: without this, any web page could make a visitor's browser upload.
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useStreamingUploads({ maxFileSize: options.maxFileSize + 1, maxFiles: 1 }),

@@ -9,6 +9,7 @@ import { presentedKey } from '../auth/api-key.js';
 import { Authenticator, type AuthResult } from '../auth/authenticator.js';
 import type { Caller } from '../auth/caller.js';
 import type { KeyScope } from '../db/types.js';
+import { drainBody } from '../http/drain-body.js';
 import { sendDetail } from './respond.js';
 
 /** The challenge of a 401: RFC 6750's scheme, with a realm naming the service. */
@@ -47,40 +48,14 @@ export function permitted(req: IncomingMessage, res: ServerResponse, result: Aut
 }
 
 /**
- * Answers `status` with `{"detail": ...}`; the body is never parsed or stored. A body of at most
- * `maxDrain` bytes is read and thrown away first: a client still uploading when the answer came
- * would otherwise see a broken connection (EPIPE) instead of the 401 or 429. A larger one is
- * answered at once and its connection closed, so a refused client cannot make the service read
- * more than an accepted one could.
+ * Answers `status` with `{"detail": ...}`; the body is never parsed or stored, only thrown away up
+ * to `maxDrain` bytes first (see drainBody): a larger one is answered at once, its connection closed.
  */
 export function refuse(req: IncomingMessage, res: ServerResponse, status: number, detail: string, headers: Record<string, string> = {}, maxDrain = DEFAULT_DRAIN_BYTES): void {
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  if (!hasBody(req)) {
+  void drainBody(req, maxDrain).then((drained) => {
+    if (res.headersSent) return;
+    if (!drained) res.shouldKeepAlive = false;
     sendDetail(res, status, detail);
-    req.resume();
-    return;
-  }
-  let answered = false;
-  const answer = (close: boolean) => {
-    if (answered || res.headersSent) return;
-    answered = true;
-    if (close) res.shouldKeepAlive = false;
-    sendDetail(res, status, detail);
-  };
-  if (Number(req.headers['content-length'] ?? 0) > maxDrain) return (answer(true), void req.resume());
-  let seen = 0;
-  req.on('data', (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > maxDrain) answer(true);
   });
-  req.once('end', () => answer(false));
-  // A client that gives up mid-body gets nothing; the socket is gone.
-  req.once('error', () => undefined);
-  req.resume();
-}
-
-/** Whether a body is (still) on its way. */
-function hasBody(req: IncomingMessage): boolean {
-  if (req.complete) return false;
-  return Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
 }
