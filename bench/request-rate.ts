@@ -9,18 +9,22 @@ export interface RateOptions {
   durationS?: number;
   /** Seconds of warm-up, not counted. @default 1 */
   warmupS?: number;
+  /** The one status every answer must have. @default any 2xx */
+  status?: number;
 }
 
-/** Requests per second against `url`, cycling through `requests`; any error, non-2xx or timeout fails it. */
+/** Requests per second against `url`, cycling through `requests`; any error, timeout or other status fails it. */
 export async function requestRate(url: string, requests: autocannon.Request[], options: RateOptions = {}): Promise<number> {
   const connections = options.connections ?? 10;
   const run = async (duration: number) => {
     const result = await autocannon({ url, connections, duration, workers: 1, requests });
-    if (result.errors || result.non2xx || result.timeouts) {
-      throw new Error(`autocannon ${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
+    const expected = options.status;
+    const wrong = expected === undefined ? result.non2xx : result.requests.total - (result.statusCodeStats?.[`${expected}`]?.count ?? 0);
+    if (result.errors || wrong || result.timeouts) {
+      throw new Error(`autocannon ${url}: ${result.errors} errors, ${wrong} answers not ${expected ?? '2xx'}, ${result.timeouts} timeouts`);
     }
     return result.requests.total / duration;
   };
-  await run(options.warmupS ?? 1);
+  if ((options.warmupS ?? 1) > 0) await run(options.warmupS ?? 1);
   return run(options.durationS ?? 5);
 }
