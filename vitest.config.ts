@@ -6,6 +6,9 @@ export default defineConfig({
     // that Yoga and graphql-ws load, and their GraphQLError classes fail each other's instanceof.
     alias: { graphql: 'graphql/index.js' },
   },
+  // Workspace packages (packages/sdk) from their TypeScript sources, never a stale dist/; the rest is
+  // Vitest's default for Node (Vite's server conditions without 'module', which breaks @aws-sdk here).
+  ssr: { resolve: { conditions: ['@kontext-gateway/source', 'node', 'development|production'] } },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
