@@ -31,6 +31,10 @@ export function createRedisProgressBus(target: RedisTarget | RedisChannels, opti
   const owned = !(target instanceof RedisChannels);
   const channels = target instanceof RedisChannels ? target : new RedisChannels(target, options);
   const open = new Set<FrameSubscription>();
+  // One message reaches every subscription of its task in turn: parsed once, every subscriber gets
+  // the same frame object, so subscribers of one operation share its execution (shared-execution.ts).
+  let last: { payload: string; frame: ProgressFrame | undefined } | undefined;
+  const parseOnce = (payload: string) => (last?.payload === payload ? last.frame : (last = { payload, frame: parseFrame(payload) }).frame);
   return {
     publish(frame: ProgressFrame) {
       channels.publish(channelOf(frame.taskId), JSON.stringify(frame));
@@ -40,7 +44,7 @@ export function createRedisProgressBus(target: RedisTarget | RedisChannels, opti
       // Messages arrive from socket events, never within listen(): `queue` is set by then.
       const listening = channels.listen(channelOf(taskId), {
         message: (payload) => {
-          const frame = parseFrame(payload);
+          const frame = parseOnce(payload);
           if (frame) queue.push(frame);
         },
         resync: () => queue.push({ type: 'resync' }),
