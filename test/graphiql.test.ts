@@ -7,7 +7,7 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import * as bundle from '@graphql-yoga/render-graphiql/graphiql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chooseEncoding } from '../src/graphql/graphiql.js';
+import { chooseEncoding } from '../src/http/static-files.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
 /** A GET whose body stays as sent (fetch would decompress it). */

@@ -5,6 +5,7 @@
  * names, cached for a year, compressed once per encoding (brotli or gzip, as the client accepts).
  * The bundle is loaded on the first GraphiQL request, so a service that nobody browses never holds it.
  */
+import { chooseEncoding, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
@@ -33,7 +34,6 @@ interface Asset {
   encoded: Map<Encoding, Promise<Buffer>>;
 }
 
-type Encoding = 'br' | 'gzip';
 
 /** The content-hashed asset names the page links. */
 interface AssetNames {
@@ -43,7 +43,6 @@ interface AssetNames {
   workers: { editorWorkerService: string; json: string; graphql: string };
 }
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 const JS = 'text/javascript; charset=utf-8';
 
 const compress: Record<Encoding, (body: Buffer) => Promise<Buffer>> = {
@@ -74,7 +73,7 @@ export function createGraphiQL(options: GraphiQLAssetsOptions): GraphiQL {
             endResponse(new fetchAPI.Response('Not Found', { status: 404, headers: { 'content-type': 'text/plain' } }));
             return;
           }
-          const headers: Record<string, string> = { 'content-type': asset.type, 'cache-control': IMMUTABLE, etag: asset.etag, vary: 'Accept-Encoding' };
+          const headers: Record<string, string> = { 'content-type': asset.type, 'cache-control': IMMUTABLE_CACHE, etag: asset.etag, vary: 'Accept-Encoding' };
           if (etagMatches(request.headers.get('if-none-match'), asset.etag)) {
             endResponse(new fetchAPI.Response(null, { status: 304, headers }));
             return;
@@ -155,25 +154,6 @@ function renderPage(base: string, names: AssetNames, options: GraphiQLOptions): 
   </body>
 </html>
 `;
-}
-
-/** The client's preferred encoding among ours, honoring `q=0`; `undefined` for identity. */
-export function chooseEncoding(acceptEncoding: string | null): Encoding | undefined {
-  if (!acceptEncoding) return undefined;
-  const q = new Map<string, number>();
-  for (const part of acceptEncoding.split(',')) {
-    const [token, ...params] = part.trim().toLowerCase().split(';');
-    const weight = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)).find(Boolean);
-    if (token) q.set(token, weight ? Number(weight[1]) : 1);
-  }
-  const quality = (e: Encoding) => q.get(e) ?? q.get('*') ?? 0;
-  const best = (['br', 'gzip'] as const).filter((e) => quality(e) > 0).sort((a, b) => quality(b) - quality(a))[0];
-  return best;
-}
-
-function etagMatches(ifNoneMatch: string | null, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
 /** JSON safe inside a <script> element (no `</script>`, no `<!--`). */

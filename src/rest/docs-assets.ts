@@ -5,6 +5,7 @@
  * and compressed once per encoding (brotli or gzip, as the client accepts). Nothing is read until
  * the first docs request, so a service that nobody browses never holds the 1.8 MB bundle.
  */
+import { chooseEncoding, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -12,7 +13,6 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
-import { chooseEncoding } from '../graphql/graphiql.js';
 import { sendDetail } from './respond.js';
 
 /** URL path the assets live under. */
@@ -27,7 +27,6 @@ export interface DocsAssetUrls {
   icon: string;
 }
 
-type Encoding = 'br' | 'gzip';
 
 interface Asset {
   type: string;
@@ -37,7 +36,6 @@ interface Asset {
   encoded: Map<Encoding, Promise<Buffer>>;
 }
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 const JS = 'text/javascript; charset=utf-8';
 const CSS = 'text/css; charset=utf-8';
 
@@ -125,7 +123,7 @@ export class DocsAssets {
     if (!asset) return sendDetail(res, 404, 'Not Found');
     const headers: Record<string, string> = {
       'content-type': asset.type,
-      'cache-control': IMMUTABLE,
+      'cache-control': IMMUTABLE_CACHE,
       etag: asset.etag,
       vary: 'Accept-Encoding',
       'x-content-type-options': 'nosniff',
@@ -181,7 +179,3 @@ async function loadAssets(): Promise<{ urls: DocsAssetUrls; assets: Map<string, 
   };
 }
 
-function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}

@@ -5,12 +5,12 @@
  * their names and are cached for a year. Vite wrote each text file brotli- and gzip-compressed
  * beside itself, so nothing is compressed here. Files are read on the first request and kept.
  */
+import { chooseEncoding, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseEncoding } from '../graphql/graphiql.js';
 import { sendDetail } from './respond.js';
 
 /** URL path of the hashed files (Vite's `base` plus `assets`). */
@@ -30,7 +30,6 @@ const TYPES: Record<string, string> = {
   '.json': 'application/json',
 };
 
-type Encoding = 'br' | 'gzip';
 
 interface StaticFile {
   type: string;
@@ -87,7 +86,7 @@ export class PlaygroundAssets {
     const file = (await this.load()).assets.get(name);
     req.resume();
     if (!file) return sendDetail(res, 404, 'Not Found');
-    send(req, res, file, 'public, max-age=31536000, immutable', {});
+    send(req, res, file, IMMUTABLE_CACHE, {});
   }
 
   private load() {
@@ -148,8 +147,3 @@ async function readStatic(path: string): Promise<StaticFile | undefined> {
   };
 }
 
-/** If-None-Match against our strong ETag (weak comparison, as for GET). */
-function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}

@@ -1,0 +1,32 @@
+/**
+ * What every route serving files of its own (GraphiQL's, Swagger UI's and the playground's assets)
+ * needs the same way: the year-long cache of hashed names, the encoding a client prefers, and
+ * conditional requests.
+ */
+
+/** Cache-Control of an asset whose name changes with its content. */
+export const IMMUTABLE_CACHE = 'public, max-age=31536000, immutable';
+
+/** The encodings assets are kept in besides identity. */
+export type Encoding = 'br' | 'gzip';
+
+/** The client's preferred encoding among ours, honoring `q=0`; `undefined` for identity. */
+export function chooseEncoding(acceptEncoding: string | null | undefined): Encoding | undefined {
+  if (!acceptEncoding) return undefined;
+  const q = new Map<string, number>();
+  for (const part of acceptEncoding.split(',')) {
+    const [token, ...params] = part.trim().toLowerCase().split(';');
+    const weight = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)).find(Boolean);
+    if (token) q.set(token, weight ? Number(weight[1]) : 1);
+  }
+  const quality = (e: Encoding) => q.get(e) ?? q.get('*') ?? 0;
+  return (['br', 'gzip'] as const).filter((e) => quality(e) > 0).sort((a, b) => quality(b) - quality(a))[0];
+}
+
+/** Whether an `If-None-Match` header names `etag` (weak comparison, RFC 9110 13.1.2), or is `*`. */
+export function etagMatches(ifNoneMatch: string | null | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  if (ifNoneMatch.trim() === '*') return true;
+  const opaque = etag.replace(/^W\//, '');
+  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === opaque);
+}
