@@ -3,20 +3,38 @@ import { createContextCache } from '@pothos/core';
 import DataLoader from 'dataloader';
 import { GraphQLError } from 'graphql';
 import { ValidationError } from '../../tasks/generate-params.js';
-import type { TaskRow } from '../../db/types.js';
+import type { ImageRow, TaskRow } from '../../db/types.js';
 import type { TaskView } from '../../tasks/task-service.js';
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { withScope } from '../scopes.js';
+import { requireScope, withScope } from '../scopes.js';
+import { selectsPath } from '../selects-path.js';
 import { Image, imageFromRow, type ImageShape } from './image.js';
 
-/** A task row; `queuePosition` is set when it was read together with the row (a `TaskView`). */
-export type TaskShape = TaskRow & { queuePosition?: number | null };
+/**
+ * A task row; `queuePosition` is set when it was read together with the row (a `TaskView`), and
+ * `loadedImages` when its images were (a view, or a page whose query asks for them).
+ */
+export type TaskShape = TaskRow & { queuePosition?: number | null; loadedImages?: ImageShape[] };
 
-/** A `TaskView` as a `Task`: its queue position was read with it, so it matches its status. */
+/** A `TaskView` as a `Task`: its queue position and images were read with it, so they match its status. */
 export function taskFromView(view: TaskView): TaskShape {
-  return { ...view.task, queuePosition: view.queuePosition };
+  return { ...view.task, queuePosition: view.queuePosition, loadedImages: finishedImages(view.images) };
 }
+
+/** The finished images among a task's rows, by index. */
+function finishedImages(rows: readonly ImageRow[]): ImageShape[] {
+  return rows.flatMap((row) => imageFromRow(row) ?? []);
+}
+
+/** Images of the tasks of one request not read with their task, in one query whatever their number. */
+const imagesLoader = createContextCache(
+  (ctx: GraphQLContext) =>
+    new DataLoader<string, ImageShape[]>(async (ids) => {
+      const byTask = await ctx.service.imagesByTask(ids);
+      return ids.map((id) => finishedImages(byTask.get(id) ?? []));
+    }),
+);
 
 /** `TaskStatus`: the database's lowercase statuses as UPPERCASE enum values. */
 export const TaskStatus = builder.enumType('TaskStatus', {
@@ -51,16 +69,11 @@ export const Task = builder.objectRef<TaskShape>('Task').implement({
     steps: t.exposeInt('steps'),
     guidance: t.exposeFloat('guidance'),
     seed: t.field({ type: 'Seed', description: 'The base seed; image i uses seed + i.', resolve: (task) => task.base_seed }),
-    images: t.loadableGroup({
-      type: Image,
+    images: t.field({
+      type: [Image],
       description: 'The finished images, by index (all of them once COMPLETED).',
-      // One query for the images of every task in the request (TaskService.imagesByTask).
-      load: async (taskIds: string[], ctx) => {
-        const byTask = await ctx.service.imagesByTask(taskIds);
-        return [...byTask.values()].flat().flatMap((row) => imageFromRow(row) ?? []);
-      },
-      group: (image: ImageShape) => image.taskId,
-      resolve: (task) => task.id,
+      // Read with the task or its page when possible (no promise per task); else one query for every task in the request.
+      resolve: (task, _args, ctx) => task.loadedImages ?? imagesLoader(ctx).load(task.id),
     }),
     error: t.exposeString('error_message', { nullable: true, description: 'Why it failed.' }),
     queuePosition: t.int({
@@ -102,7 +115,9 @@ builder.queryFields((t) => ({
       after: t.arg.string({ description: 'The `endCursor` of the previous page.' }),
       status: t.arg({ type: TaskStatus, description: 'Only tasks in this status.' }),
     },
-    resolve: withScope('read', async (_root, args, ctx) => {
+    // requireScope, not withScope: this resolver needs `info` too.
+    resolve: async (_root, args, ctx, info) => {
+      requireScope(ctx, 'read');
       const first = args.first ?? TASKS_PAGE.default;
       if (!Number.isInteger(first) || first < 0 || first > TASKS_PAGE.max) {
         throw new GraphQLError(`first must be a whole number from 0 to ${TASKS_PAGE.max}`, { extensions: { code: 'BAD_USER_INPUT' } });
@@ -120,7 +135,14 @@ builder.queryFields((t) => ({
         throw err;
       }
       const { tasks, hasNextPage } = page;
-      const edges = tasks.map((row) => ({ cursor: row.id, node: row as TaskShape }));
+      const nodes: TaskShape[] = tasks;
+      // The page's images in one query now, so each task's `images` resolves at once: profiled, a
+      // promise, a DataLoader call and promiseForObject per task were ~7% of a tasks(first: 50) request.
+      if (nodes.length && selectsPath(info, ['edges', 'node', 'images'])) {
+        const byTask = await ctx.service.imagesByTask(nodes.map((t) => t.id));
+        for (const node of nodes) node.loadedImages = finishedImages(byTask.get(node.id) ?? []);
+      }
+      const edges = nodes.map((row) => ({ cursor: row.id, node: row }));
       return {
         edges,
         pageInfo: {
@@ -131,6 +153,6 @@ builder.queryFields((t) => ({
           endCursor: edges.at(-1)?.cursor ?? null,
         },
       };
-    }),
+    },
   }),
 }));
