@@ -4,6 +4,7 @@
  * (service reads and the announced progress frames) in that same order; QUEUE_POLICY=fifo keeps
  * the oldest first.
  */
+import { newTaskId } from '../src/tasks/ids.js';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { callerOfKey, type Caller } from '../src/auth/caller.js';
@@ -191,5 +192,18 @@ describe('the fair queue on the service (MAX_CONCURRENT_TASKS=1, one worker)', (
     const b = await q.queue('B', 'b1', 1);
     await until('the positions to be announced', async () => (await announced(stack!, b)) === 3, 30_000);
     expect(await q.startOrder([...a, b])).toEqual([...a, b]);
+  });
+});
+
+describe('task ids', () => {
+  it('sort in the order they were made, also many in one millisecond (UUID v7, monotonic)', () => {
+    const now = Date.UTC(2026, 11, 6, 12);
+    const ids = Array.from({ length: 5000 }, () => newTaskId(now));
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids.slice(0, 10)) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // The clock going back does not make an id sort before earlier ones.
+    const later = newTaskId(now - 1000);
+    expect(later > ids.at(-1)!).toBe(true);
   });
 });
