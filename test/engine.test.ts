@@ -8,6 +8,7 @@ import { openDatabase } from '../src/db/database.js';
 import { imagesOfTask } from '../src/db/images.js';
 import { countByStatus } from '../src/db/tasks.js';
 import type { ProgressFrame } from '../src/tasks/progress-frame.js';
+import { transitions, type Transitions } from '../src/tasks/transitions/index.js';
 import { makeImage } from './helpers/images.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
 
@@ -258,5 +259,23 @@ describe('the task engine', () => {
     const row = await stack.app.db.selectFrom('tasks').select('last_frame').where('id', '=', id).executeTakeFirstOrThrow();
     expect(JSON.parse(row.last_frame!).preview).toBeNull();
   });
-});
 
+  it('never sends progress back when step frames wait behind an image being recorded', async () => {
+    // Recording an image holds the task's chain a while; the next image's steps queue behind it. A step
+    // frame whose progress was computed when it queued came after the recorded image's, and was lower.
+    const slow: Transitions = {
+      ...transitions,
+      completeImage: async (...args) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return transitions.completeImage(...args);
+      },
+    };
+    stack = await startStack({ sim: { stepMs: 15 }, app: { ...FAST, engine: { ...FAST.engine, transitions: slow } } });
+    const id = ((await (await postGenerate(stack.app.url, { description: 'held', count: '3', steps: '30', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const frames = await collect(await stack.app.service.watch(id, OPEN_CALLER));
+    expect(frames.at(-1)).toMatchObject({ status: 'completed', progress: 100 });
+    // Steps did arrive while an image was being recorded (the case above), and progress never went back.
+    expect(frames.filter((f) => f.step !== null).length).toBeGreaterThan(10);
+    for (let i = 1; i < frames.length; i++) expect(frames[i]!.progress, `frame ${frames[i]!.seq}`).toBeGreaterThanOrEqual(frames[i - 1]!.progress);
+  });
+});

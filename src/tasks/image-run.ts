@@ -218,17 +218,21 @@ export class ImageRunner {
     if (!state) return;
     const id = task.row.id;
     const at = Date.now();
-    task.progress = Math.max(task.progress, taskProgress(task, task.done));
     const preview = takePreview(task, at, this.deps.previewIntervalMs);
     task.lastActivity = task.lastFrameAt = at;
-    const frame = {
-      ...emptyFrame(id, 'processing', task.progress),
-      imageIndex: index,
-      step: state.step,
-      totalSteps: state.total,
-      node: state.node,
-      etaSeconds: etaSeconds(task, task.done),
+    // Built when its turn in the task's chain comes, not now: a transition queued before it (an image
+    // completing) may raise the progress meanwhile, and a frame computed earlier would go back.
+    const frame = () => {
+      task.progress = Math.max(task.progress, taskProgress(task, task.done));
+      return {
+        ...emptyFrame(id, 'processing', task.progress),
+        imageIndex: index,
+        step: state.step,
+        totalSteps: state.total,
+        node: state.node,
+        etaSeconds: etaSeconds(task, task.done),
+      };
     };
-    await this.deps.publisher.run(id, () => this.deps.transitions.recordProgress(this.deps.db, frame, this.deps.instance), preview);
+    await this.deps.publisher.run(id, () => this.deps.transitions.recordProgress(this.deps.db, frame(), this.deps.instance), preview);
   }
 }
