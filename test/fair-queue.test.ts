@@ -154,7 +154,8 @@ async function expectPositions(s: Stack, q: Awaited<ReturnType<typeof keysOn>>, 
   expect(waiting.map((id) => batch.get(id))).toEqual(waiting.map((_, i) => i + 1));
 }
 
-describe('the fair queue on the service (MAX_CONCURRENT_TASKS=1, one worker)', () => {
+// Each test runs a dozen tasks one at a time: minutes on a loaded CI machine, not the default 30 s.
+describe('the fair queue on the service (MAX_CONCURRENT_TASKS=1, one worker)', { timeout: 180_000 }, () => {
   // The first task is long (100 steps) so that the rest is queued, and its positions read, while it runs.
   it("starts key B's one task right after key A's first of 8, and positions say so", async () => {
     stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 40 } });
