@@ -34,11 +34,3 @@ export function taskStatusEtag(task: Pick<TaskRow, 'id' | 'status' | 'seq' | 'up
     .slice(0, 27);
   return `W/"${digest}"`;
 }
-
-/** Whether an `If-None-Match` header names `etag` (weak comparison, RFC 9110 13.1.2), or is `*`. */
-export function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  if (ifNoneMatch.trim() === '*') return true;
-  const opaque = etag.replace(/^W\//, '');
-  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === opaque);
-}

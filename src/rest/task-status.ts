@@ -5,11 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Caller } from '../auth/caller.js';
 import type { UrlSigner } from '../auth/url-signer.js';
+import { etagMatches } from '../http/static-files.js';
 import { isFinal } from '../tasks/progress-frame.js';
 import { taskStatusBody } from '../tasks/task-status-body.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { sendDetail, sendJson } from './respond.js';
-import { etagMatches, FINISHED_TASK_HEADERS, taskStatusEtag } from './task-status-etag.js';
+import { FINISHED_TASK_HEADERS, taskStatusEtag } from './task-status-etag.js';
 
 // Moved to the tasks layer (webhooks send it too); still importable from here.
 export { taskStatusBody };
