@@ -487,6 +487,9 @@ export class ComfyWorker implements ComfyBackend {
         }
         break;
       case 'progress':
+        // A step means it runs: a prompt attached while running may send one before the reconcile that
+        // would have said so answers, and `started` must come first (its run deadline, the image's state).
+        this.markStarted(t);
         this.emit(t, { type: 'progress', value: msg.data.value, max: msg.data.max, node: msg.data.node ?? null });
         break;
       case 'executed': {
