@@ -5,10 +5,8 @@
  * names, cached for a year, compressed once per encoding (brotli or gzip, as the client accepts).
  * The bundle is loaded on the first GraphiQL request, so a service that nobody browses never holds it.
  */
-import { chooseEncoding, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
+import { chooseEncoding, encodedBody, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
-import { promisify } from 'node:util';
-import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 import type { GraphiQLOptions, Plugin } from 'graphql-yoga';
 
 /** Options of {@link createGraphiQL}. */
@@ -45,11 +43,6 @@ interface AssetNames {
 
 const JS = 'text/javascript; charset=utf-8';
 
-const compress: Record<Encoding, (body: Buffer) => Promise<Buffer>> = {
-  // Quality 9 of 11: within 10% of the smallest, at a twentieth of the time (about 1 s for all assets).
-  br: (body) => promisify(brotliCompress)(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 9, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } }),
-  gzip: (body) => promisify(gzip)(body, { level: 9 }),
-};
 
 /** GraphiQL's page and assets under `options.basePath`. */
 export function createGraphiQL(options: GraphiQLAssetsOptions): GraphiQL {
@@ -80,13 +73,8 @@ export function createGraphiQL(options: GraphiQLAssetsOptions): GraphiQL {
           }
           const encoding = chooseEncoding(request.headers.get('accept-encoding'));
           // Node's Buffers from Buffer.from and zlib are plain ArrayBuffers; lib.dom's BodyInit wants that spelled out.
-          let body = asset.body;
-          if (encoding) {
-            let encoded = asset.encoded.get(encoding);
-            if (!encoded) asset.encoded.set(encoding, (encoded = compress[encoding](asset.body)));
-            body = await encoded;
-            headers['content-encoding'] = encoding;
-          }
+          const body = await encodedBody(asset, encoding);
+          if (encoding) headers['content-encoding'] = encoding;
           headers['content-length'] = String(body.length);
           endResponse(new fetchAPI.Response(request.method === 'HEAD' ? null : (body as Uint8Array<ArrayBuffer>), { status: 200, headers }));
         });
