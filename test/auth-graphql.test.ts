@@ -413,8 +413,8 @@ describe('quotas', () => {
     expect(overRate).toMatchObject({ __typename: 'QuotaExceededError', limit: 'RATE' });
     expect(await stored()).toEqual(afterRate);
 
-    // Two images for a key with one a day: the pre-check lets it through (one would fit), the
-    // exact check as the task is stored refuses it, and the upload already stored is removed.
+    // Two images for a key with one a day: GraphQL knows the count before the upload is read, so
+    // the pre-check refuses it and nothing is stored.
     const afterDaily = await stored();
     const overDaily = await generate(base, { ...SMALL, count: 2 }, await makeImage('png', 384, 240), bearer(daily));
     expect(overDaily).toMatchObject({ __typename: 'QuotaExceededError', limit: 'IMAGES_PER_DAY' });

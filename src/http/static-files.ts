@@ -49,6 +49,13 @@ const compress: Record<Encoding, (body: Buffer) => Promise<Buffer>> = {
 export function encodedBody(asset: CompressibleAsset, encoding: Encoding | undefined): Promise<Buffer> {
   if (!encoding) return Promise.resolve(asset.body);
   let encoded = asset.encoded.get(encoding);
-  if (!encoded) asset.encoded.set(encoding, (encoded = compress[encoding](asset.body)));
+  if (!encoded) {
+    // A failure is not kept: the next request tries again.
+    encoded = compress[encoding](asset.body).catch((err: unknown) => {
+      asset.encoded.delete(encoding);
+      throw err;
+    });
+    asset.encoded.set(encoding, encoded);
+  }
   return encoded;
 }

@@ -33,6 +33,9 @@ export class Metrics {
   /** @param defaults also collect the process's default metrics (CPU, memory, event loop lag). @default true */
   constructor(sources: MetricSources, defaults = true) {
     const registers = [this.registry];
+    // Both task gauges read one count per scrape (they collect one after the other).
+    let counting: Promise<{ pending: number; processing: number }> | undefined;
+    const taskCounts = () => (counting ??= sources.taskCounts().finally(() => setImmediate(() => (counting = undefined))));
     if (defaults) collectDefaultMetrics({ register: this.registry });
     this.tasksTotal = new Counter({ name: 'kontext_tasks_total', help: 'Tasks that ended, by final status.', labelNames: ['status'], registers });
     this.imagesTotal = new Counter({ name: 'kontext_images_total', help: 'Images that ended, by status (completed or failed).', labelNames: ['status'], registers });
@@ -51,7 +54,7 @@ export class Metrics {
       help: 'Pending tasks.',
       registers,
       async collect() {
-        this.set((await sources.taskCounts()).pending);
+        this.set((await taskCounts()).pending);
       },
     });
     new Gauge({
@@ -59,7 +62,7 @@ export class Metrics {
       help: 'Tasks being processed.',
       registers,
       async collect() {
-        this.set((await sources.taskCounts()).processing);
+        this.set((await taskCounts()).processing);
       },
     });
     new Gauge({

@@ -11,6 +11,7 @@
  * and a signed answer is kept no longer than its URL works. A signature covers the image (task and
  * index), not the rendering: any variant of a signed image may be fetched with its URL.
  */
+import { etagMatches } from '../http/static-files.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -114,7 +115,7 @@ async function serveImage(
   const found = await service.imageFile(taskId, index, access.caller);
   if (!found) {
     // Only a miss pays for telling a missing task from a missing image.
-    if (!(await service.getTask(taskId, access.caller))) return sendDetail(res, 404, 'Task not found');
+    if (!(await service.visibleTask(taskId, access.caller))) return sendDetail(res, 404, 'Task not found');
     return sendDetail(res, 404, `Image ${index} of this task does not exist (yet)`);
   }
   const missing = () => sendDetail(res, 404, `Image ${index} of this task is missing from storage`);
@@ -147,7 +148,7 @@ async function serveImage(
     'cache-control': access.cacheControl,
     'accept-ranges': 'bytes',
   };
-  if (req.headers['if-none-match'] === etag) {
+  if (etagMatches(req.headers['if-none-match'], etag)) {
     res.writeHead(304, headers);
     res.end();
     return;

@@ -32,9 +32,9 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
     if (tasks.length === 0) return deleted;
     const ids = tasks.map((t) => t.id);
     // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
-    for (const f of await imageFiles(db, ids)) await deleteStored(store, f.file_path!);
-    // What else is under the task's folder: image variants (any format and width), and in a folder
-    // store what older versions downloaded there (`.0.download`).
+    // The task's folder holds its images, their variants and (folder store) older versions' downloads:
+    // one folder delete each; files recorded elsewhere (rows of older versions) one by one.
+    for (const f of await imageFiles(db, ids)) if (!f.file_path!.startsWith(`images/${f.task_id}/`)) await deleteStored(store, f.file_path!);
     for (const id of ids) await store.deleteFolder(`images/${id}`);
     await deleteTasks(db, ids);
     const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];

@@ -184,10 +184,10 @@ export class TaskService {
    * Refuses with QuotaExceededError when `caller` is over a limit now: called before an upload is
    * read, so a refused request costs no upload. createTask checks again, exactly, as it stores.
    */
-  async checkLimits(caller: Caller): Promise<void> {
+  async checkLimits(caller: Caller, images = 1): Promise<void> {
     const { db, engine } = this.options;
-    // The request's image count is not read yet: at least one image must still fit.
-    await checkQuotas(db, { ownerKeyId: caller.keyId, limits: caller.limits, maxQueuedTasks: engine.maxQueuedTasks, images: 1, now: new Date() });
+    // `images`: the request's count when known (GraphQL); on REST the form is not read yet, so at least one must fit.
+    await checkQuotas(db, { ownerKeyId: caller.keyId, limits: caller.limits, maxQueuedTasks: engine.maxQueuedTasks, images, now: new Date() });
   }
 
   /** Removes a stored upload that no task uses (a request failed after the upload was stored). */
@@ -263,9 +263,10 @@ export class TaskService {
 
   /** Cancels a task; undefined when there is no such task `caller` sees. A finished task is returned unchanged. */
   async cancelTask(id: string, caller: Caller): Promise<TaskView | undefined> {
-    const row = await findTask(this.options.db, id);
-    if (!row || !canSee(caller, row.owner_key_id)) return undefined;
-    if (!isFinal(row.status)) await this.options.engine.cancel(id);
+    const row = await this.visibleTask(id, caller);
+    if (!row) return undefined;
+    if (isFinal(row.status)) return this.viewOf(row);
+    await this.options.engine.cancel(id);
     return this.getTask(id, caller);
   }
 
@@ -274,10 +275,7 @@ export class TaskService {
    * may not see the task. (A request with a valid signed URL may see that one image: pass OPEN_CALLER.)
    */
   async imageFile(taskId: string, index: number, caller: Caller): Promise<{ key: string; image: ImageRow } | undefined> {
-    if (!caller.seesAll) {
-      const task = await findTask(this.options.db, taskId);
-      if (!task || !canSee(caller, task.owner_key_id)) return undefined;
-    }
+    if (!caller.seesAll && !(await this.visibleTask(taskId, caller))) return undefined;
     const image = await findImage(this.options.db, taskId, index);
     if (!image || image.status !== 'completed' || !image.file_path) return undefined;
     return { key: image.file_path, image };
@@ -290,8 +288,8 @@ export class TaskService {
 
   /** The current state of a task as a frame: what a new subscriber is sent first. Undefined: none `caller` sees. */
   async snapshot(id: string, caller: Caller): Promise<ProgressFrame | undefined> {
-    const task = await findTask(this.options.db, id);
-    if (!task || !canSee(caller, task.owner_key_id)) return undefined;
+    const task = await this.visibleTask(id, caller);
+    if (!task) return undefined;
     const stored = task.last_frame ? (JSON.parse(task.last_frame) as Omit<ProgressFrame, 'seq'>) : emptyFrame(id, task.status, task.progress);
     // The queue moves without this task's frames changing: compute its position now.
     const queuePosition = await this.position(task);

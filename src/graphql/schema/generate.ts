@@ -65,7 +65,7 @@ builder.mutationFields((t) => ({
         const { referenceImage: _file, ...fields } = input;
         params = parseGenerateParams(fields);
         // Before the upload is read: a request over a limit costs no upload (createTask checks again).
-        await ctx.service.checkLimits(ctx.caller);
+        await ctx.service.checkLimits(ctx.caller, params.count);
       } catch (err) {
         // Unread, the file would stall the multipart parser and with it the request.
         void drainUpload(input.referenceImage);

@@ -72,10 +72,12 @@ export async function checkQuotas(db: Db, check: QuotaCheck): Promise<void> {
     const since = new Date(now.getTime() - DAY_MS).toISOString();
     const { images } = await createdSince(db, owner, since);
     if (images + check.images > limit) {
-      // Fits once enough of the window's oldest images have left it (each task has at least one: `limit` rows suffice).
+      // Fits once enough of the window's oldest images have left it; each task has at least one, so
+      // that many tasks suffice (never a scan of the whole day under the quota lock).
+      const excess = images + check.images - limit;
       let freed = 0;
       let retry = DAY_MS / 1000;
-      for (const row of await oldestCreatedSince(db, owner, since, limit)) {
+      for (const row of await oldestCreatedSince(db, owner, since, excess)) {
         freed += row.images;
         if (images - freed + check.images <= limit) {
           retry = secondsUntil(row.createdAt, DAY_MS, now);
