@@ -121,7 +121,7 @@ describe('the SDK with an API key', () => {
     // A wrong key: 401 over HTTP, and the socket closed with 4401 for watch.
     const wrong = client('kx_wrong');
     await expect(wrong.task(result.task.id)).rejects.toMatchObject({ status: 401 });
-    await expect(wrong.watch(result.task.id).next()).rejects.toThrow(/4401/);
+    await expect(wrong.watch(result.task.id).next()).rejects.toMatchObject({ closeCode: 4401, message: expect.stringMatching(/4401/) as unknown });
   });
 
   it('returns QuotaExceededError as a typed result', async () => {

@@ -38,10 +38,10 @@ export function isAuthError(err: unknown): boolean {
   if (!(err instanceof KontextError)) return false;
   if (err.status === 401 || err.status === 403) return true;
   const codes = err.errors.map((e) => (e.extensions as { code?: unknown } | undefined)?.code);
-  return codes.includes('UNAUTHENTICATED') || codes.includes('FORBIDDEN') || /\b440[13]\b/.test(err.message);
+  return codes.includes('UNAUTHENTICATED') || codes.includes('FORBIDDEN') || err.closeCode === 4401 || err.closeCode === 4403;
 }
 
 function authMessage(err: KontextError): string {
-  const forbidden = err.status === 403 || err.errors.some((e) => (e.extensions as { code?: unknown } | undefined)?.code === 'FORBIDDEN') || /\b4403\b/.test(err.message);
+  const forbidden = err.status === 403 || err.errors.some((e) => (e.extensions as { code?: unknown } | undefined)?.code === 'FORBIDDEN') || err.closeCode === 4403;
   return forbidden ? `This key may not do that: ${err.message}` : 'The service needs a valid API key (Authorization: Bearer kx_…).';
 }

@@ -103,6 +103,8 @@ export class KontextError extends Error {
     /** The HTTP status, when the error came over HTTP. */
     readonly status: number | undefined,
     readonly errors: readonly GraphQLFormattedError[],
+    /** The WebSocket close code, when the socket closed under a `watch` (4401: no valid key, 4403: refused). */
+    readonly closeCode?: number,
   ) {
     super(message);
   }
@@ -233,6 +235,6 @@ function asKontextError(err: unknown): Error {
     return new KontextError(errors.map((e) => e.message).join('; '), undefined, errors);
   }
   const close = err as { code?: unknown; reason?: unknown };
-  if (typeof close.code === 'number') return new KontextError(`WebSocket closed: ${close.code} ${String(close.reason ?? '')}`.trim(), undefined, []);
+  if (typeof close.code === 'number') return new KontextError(`WebSocket closed: ${close.code} ${String(close.reason ?? '')}`.trim(), undefined, [], close.code);
   return new KontextError(String(err), undefined, []);
 }
