@@ -67,6 +67,30 @@ describe('the SDK', () => {
     expect(await kontext.cancel('no-such-task')).toBeNull();
   });
 
+  it('watches over SSE: the same frames in seq order to COMPLETED; an unknown task throws; the signal ends the watch', async () => {
+    const result = await kontext.generate({ referenceImage: ref, description: 'over sse', count: 2, size: '256x256', steps: 4 });
+    if (result.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(result)}`);
+    const frames: TaskProgress[] = [];
+    for await (const frame of kontext.watch(result.task.id, { transport: 'sse' })) frames.push(frame);
+    expect(frames.at(-1)).toMatchObject({ taskId: result.task.id, status: 'COMPLETED', progress: 100 });
+    expect(frames.filter((f) => f.image !== null).map((f) => f.image!.index)).toEqual([0, 1]);
+    for (let i = 1; i < frames.length; i++) expect(frames[i]!.seq).toBeGreaterThan(frames[i - 1]!.seq);
+
+    await expect(kontext.watch('no-such-task', { transport: 'sse' }).next()).rejects.toMatchObject({ name: 'KontextError', message: expect.stringMatching(/not found/) as unknown });
+
+    // A long task: aborting the signal ends the loop without an error, and the server sees the stream go.
+    const slow = await kontext.generate({ referenceImage: ref, description: 'slow over sse', count: 1, size: '256x256', steps: 100 });
+    if (slow.__typename !== 'GenerateSuccess') throw new Error(`generate: ${JSON.stringify(slow)}`);
+    const stop = new AbortController();
+    const seen: TaskProgress[] = [];
+    for await (const frame of kontext.watch(slow.task.id, { transport: 'sse', signal: stop.signal })) {
+      seen.push(frame);
+      if (frame.step !== null) stop.abort();
+    }
+    expect(seen.at(-1)!.status).toBe('PROCESSING');
+    expect(await kontext.cancel(slow.task.id)).toMatchObject({ status: 'CANCELLED' });
+  });
+
   it('reports limits as typed results and protocol errors as KontextError', async () => {
     const refused = await kontext.generate({ referenceImage: ref, description: 'x', steps: 101 });
     expect(refused).toMatchObject({ __typename: 'ValidationError', field: 'steps' });
@@ -122,6 +146,11 @@ describe('the SDK with an API key', () => {
     const wrong = client('kx_wrong');
     await expect(wrong.task(result.task.id)).rejects.toMatchObject({ status: 401 });
     await expect(wrong.watch(result.task.id).next()).rejects.toMatchObject({ closeCode: 4401, message: expect.stringMatching(/4401/) as unknown });
+    await expect(wrong.watch(result.task.id, { transport: 'sse' }).next()).rejects.toMatchObject({ status: 401, errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
+    // The key works over SSE as over graphql-ws.
+    const overSse: string[] = [];
+    for await (const frame of kontext.watch(result.task.id, { transport: 'sse' })) overSse.push(frame.status);
+    expect(overSse.at(-1)).toBe('COMPLETED');
   });
 
   it('returns QuotaExceededError as a typed result', async () => {

@@ -9,6 +9,9 @@ import { GenerateForm } from './generate-form';
 import { RecentTasks } from './recent-tasks';
 import { RunView } from './run-view';
 
+/** How long the API key field must be still before a new client uses the key. */
+const KEY_SETTLE_MS = 300;
+
 /** The task id in `#task=<id>`, or null. */
 function taskInHash(): string | null {
   const match = /^#task=([\w-]+)$/.exec(location.hash);
@@ -22,7 +25,13 @@ export function App() {
   const [keyError, setKeyError] = useState<string | undefined>(undefined);
   const [taskId, setTaskId] = useState(taskInHash);
   const [version, setVersion] = useState(0);
-  const client = useMemo(() => makeClient(apiKey), [apiKey]);
+  // The client (and its socket) follows the key once typing pauses, not at every keystroke.
+  const [clientKey, setClientKey] = useState(apiKey);
+  useEffect(() => {
+    const settle = setTimeout(() => setClientKey(apiKey), KEY_SETTLE_MS);
+    return () => clearTimeout(settle);
+  }, [apiKey]);
+  const client = useMemo(() => makeClient(clientKey), [clientKey]);
 
   useEffect(() => () => void client.close(), [client]);
   useEffect(() => {
@@ -68,7 +77,7 @@ export function App() {
         </div>
         <div class="main">
           {taskId ? (
-            <RunView client={client} apiKey={apiKey} taskId={taskId} onEnded={refresh} onAuthError={authFailed} />
+            <RunView client={client} taskId={taskId} onEnded={refresh} onAuthError={authFailed} />
           ) : (
             <section class="card run empty">
               <p class="muted">Drop a photo, say what to change, and watch each image being painted, step by step.</p>

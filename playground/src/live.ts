@@ -5,7 +5,6 @@
  * (a bad key, an unknown task) are errors either way, never a reason to switch.
  */
 import { KontextError, type KontextClient, type TaskProgress } from '@kontext-gateway/sdk';
-import { watchOverSse } from './sse-watch';
 
 /** How frames reach the page. */
 export type Transport = 'graphql-ws' | 'sse';
@@ -23,7 +22,7 @@ export interface ReceivedFrame {
 }
 
 /** The task's frames until the final one; leaving the loop (or `signal`) unsubscribes. */
-export async function* watchTask(client: KontextClient, apiKey: string, taskId: string, signal: AbortSignal): AsyncGenerator<ReceivedFrame, void, undefined> {
+export async function* watchTask(client: KontextClient, taskId: string, signal: AbortSignal): AsyncGenerator<ReceivedFrame, void, undefined> {
   let last = -1;
   if (preferred === 'graphql-ws') {
     const frames = client.watch(taskId);
@@ -50,7 +49,7 @@ export async function* watchTask(client: KontextClient, apiKey: string, taskId: 
     stop(); // the socket may still be retrying in the background
   }
   // SSE starts again from the task's current state: frames already shown are skipped by seq.
-  for await (const frame of watchOverSse(taskId, apiKey, signal)) {
+  for await (const frame of client.watch(taskId, { transport: 'sse', signal })) {
     if (frame.seq <= last) continue;
     last = frame.seq;
     yield { frame, receivedAt: performance.now(), transport: 'sse' };
@@ -65,5 +64,5 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | 'late'> {
 
 /** The server answered and said no (GraphQL errors, or graphql-ws close 4400-4499): not a transport failure. */
 function isRefusal(err: unknown): boolean {
-  return err instanceof KontextError && (err.errors.length > 0 || /\b44\d\d\b/.test(err.message));
+  return err instanceof KontextError && (err.errors.length > 0 || (err.closeCode !== undefined && err.closeCode >= 4400 && err.closeCode < 4500));
 }

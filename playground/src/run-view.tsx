@@ -13,8 +13,8 @@ import { applyFrame, formatSeconds, isFinal, mergeTask, runFromTask, type RunSta
 
 /** Props of {@link RunView}. */
 export interface RunViewProps {
+  /** The SDK client; a new one (another API key) starts the watch again. */
   client: KontextClient;
-  apiKey: string;
   taskId: string;
   /** The task changed in a way the recent list shows (it ended). */
   onEnded: () => void;
@@ -31,7 +31,7 @@ const STATUS_TEXT: Record<string, string> = {
 };
 
 /** The live view of one task. */
-export function RunView({ client, apiKey, taskId, onEnded, onAuthError }: RunViewProps) {
+export function RunView({ client, taskId, onEnded, onAuthError }: RunViewProps) {
   const [run, setRun] = useState<RunState | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [transport, setTransport] = useState<Transport | null>(null);
@@ -53,7 +53,7 @@ export function RunView({ client, apiKey, taskId, onEnded, onAuthError }: RunVie
       let state = runFromTask(task);
       setRun(state);
       if (isFinal(task.status)) return;
-      for await (const { frame, receivedAt, transport: via } of watchTask(client, apiKey, taskId, stop.signal)) {
+      for await (const { frame, receivedAt, transport: via } of watchTask(client, taskId, stop.signal)) {
         if (stop.signal.aborted) return;
         state = applyFrame(state, frame, receivedAt);
         setRun(state);
@@ -71,7 +71,7 @@ export function RunView({ client, apiKey, taskId, onEnded, onAuthError }: RunVie
       setProblem(err instanceof Error ? err.message : String(err));
     });
     return () => stop.abort();
-  }, [client, apiKey, taskId]);
+  }, [client, taskId]);
 
   const cancel = async () => {
     setCancelling(true);

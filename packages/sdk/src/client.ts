@@ -1,7 +1,7 @@
 /**
  * A small typed client for Kontext Gateway, usable in Node (20+) and browsers: `generate` with a
  * reference image (a GraphQL multipart request), `task`, `tasks`, `cancel`, and `watch`, an async
- * iterator of a task's progress over graphql-ws.
+ * iterator of a task's progress over graphql-ws (or Server-Sent Events with `transport: 'sse'`).
  *
  * Once the service has API keys, pass one as `apiKey`: it is sent as `Authorization: Bearer <key>`
  * on every HTTP request and in the graphql-ws `connection_init` payload (a refused key makes
@@ -32,6 +32,7 @@ import type {
   WebhookEvent,
 } from './gql/graphql.js';
 import { CancelTaskDocument, GenerateDocument, TaskDocument, TaskProgressDocument, TasksDocument } from './operations.js';
+import { SseRefusal, subscribeOverSse, type StreamedResult } from './sse.js';
 
 /** PENDING, PROCESSING, COMPLETED, FAILED or CANCELLED. */
 export type { TaskStatus };
@@ -95,6 +96,17 @@ export interface GenerateOptions {
   webhookEvents?: WebhookEvent[];
 }
 
+/** Options of `watch`. */
+export interface WatchOptions {
+  /**
+   * How frames come: over the client's one graphql-ws socket, or over Server-Sent Events (one HTTP
+   * request per watch; for networks that drop WebSocket upgrades). @default 'graphql-ws'
+   */
+  transport?: 'graphql-ws' | 'sse';
+  /** Ends the watch early (the loop then ends without an error). @default none */
+  signal?: AbortSignal;
+}
+
 /** A request the server refused, or GraphQL errors in its reply. */
 export class KontextError extends Error {
   override readonly name = 'KontextError';
@@ -125,7 +137,7 @@ export interface KontextClient {
    * FAILED or CANCELLED), where the iteration ends. Leaving the loop early unsubscribes. Throws a
    * KontextError for an unknown task.
    */
-  watch(taskId: string): AsyncGenerator<TaskProgress, void, undefined>;
+  watch(taskId: string, options?: WatchOptions): AsyncGenerator<TaskProgress, void, undefined>;
   /** Closes the WebSocket, if `watch` opened one. */
   close(): Promise<void>;
 }
@@ -190,8 +202,10 @@ export function createKontextClient(options: KontextClientOptions): KontextClien
     async cancel(id) {
       return (await execute(CancelTaskDocument, { id })).cancelTask;
     },
-    async *watch(taskId) {
-      const results = socket().iterate<TaskProgressSubscription>({ query: TaskProgressDocument.toString(), variables: { taskId } });
+    async *watch(taskId, { transport = 'graphql-ws', signal } = {}) {
+      const request = { query: TaskProgressDocument.toString(), variables: { taskId } };
+      const results: AsyncIterable<StreamedResult<TaskProgressSubscription>> =
+        transport === 'sse' ? subscribeOverSse(fetchImpl, options.url, headers, request, signal) : socket().iterate<TaskProgressSubscription>(request);
       let last = -1;
       try {
         for await (const result of results) {
@@ -203,6 +217,7 @@ export function createKontextClient(options: KontextClientOptions): KontextClien
           yield frame;
         }
       } catch (err) {
+        if (signal?.aborted) return;
         throw asKontextError(err);
       }
     },
@@ -229,6 +244,7 @@ function toBlob(value: Blob | Uint8Array): Blob {
 
 /** graphql-ws rejects with the GraphQL errors of an `error` message, or with the socket's CloseEvent. */
 function asKontextError(err: unknown): Error {
+  if (err instanceof SseRefusal) return new KontextError(err.message, err.status, err.errors);
   if (err instanceof Error) return err;
   if (Array.isArray(err)) {
     const errors = err as GraphQLFormattedError[];

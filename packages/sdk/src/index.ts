@@ -15,5 +15,6 @@ export {
   type TaskPage,
   type TaskProgress,
   type TaskStatus,
+  type WatchOptions,
   type WebhookEvent,
 } from './client.js';
