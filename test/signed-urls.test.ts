@@ -29,6 +29,21 @@ describe('UrlSigner', () => {
     expect(signer.check('task-1', 2, null, sig, now)).toBe('invalid');
   });
 
+  it('signs the same image the same way within a step, from kept signatures that never cross images or steps', () => {
+    const many = new UrlSigner(randomBytes(32), 600);
+    // More images than it keeps: every signature, kept or made again, still checks.
+    const queries = Array.from({ length: 10_050 }, (_, i) => many.sign(`task-${i % 5025}`, i % 2, now));
+    queries.forEach((query, i) => {
+      const { exp, sig } = parts(query);
+      expect(many.check(`task-${i % 5025}`, i % 2, exp, sig, now)).toBe('valid');
+    });
+    expect(many.sign('task-7', 1, now + 60_000)).toBe(many.sign('task-7', 1, now + 61_000)); // one 5-minute step
+    expect(many.sign('task-7', 1, now)).not.toBe(many.sign('task-7', 0, now));
+    const later = parts(many.sign('task-7', 1, now + 600_000));
+    expect(Number(later.exp)).toBeGreaterThan(Number(parts(many.sign('task-7', 1, now)).exp));
+    expect(many.check('task-7', 1, later.exp, later.sig, now)).toBe('valid');
+  });
+
   it('a signer with another secret does not accept it', () => {
     const { exp, sig } = parts(signer.sign('task-1', 0, now));
     expect(new UrlSigner(randomBytes(32), 60).check('task-1', 0, exp, sig, now)).toBe('invalid');
