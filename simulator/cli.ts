@@ -21,6 +21,11 @@ Options:
   --fail-on-text <s>         prompts whose text contains <s> fail halfway through sampling
   --base-dir <dir>           folder holding input/, output/, temp/ (default: a temporary folder)
   --max-upload-size <mb>     largest request body in MB (default 100)
+  --result-images <m>        derived | photo (default derived; photo: real-size photographic
+                             PNGs, 1024x1024 ~1.4-1.6 MB, a few cached pictures per size)
+  --link-rtt-ms <ms>         simulated link: round trip added to every request, answer and
+                             WebSocket message (default 0; for machines without tc netem)
+  --link-mbit <n>            simulated link: bandwidth per direction in Mbit/s (default unlimited)
   -h, --help                 show this help`;
 
 /** Thrown for a bad command line; the message is the one line printed before exiting with 2. */
@@ -57,6 +62,9 @@ export function parseCli(argv: string[]): { help: true } | { help: false; option
         'fail-on-text': { type: 'string' },
         'base-dir': { type: 'string' },
         'max-upload-size': { type: 'string' },
+        'result-images': { type: 'string' },
+        'link-rtt-ms': { type: 'string' },
+        'link-mbit': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -76,6 +84,10 @@ export function parseCli(argv: string[]): { help: true } | { help: false; option
   const previewSize = nonNegativeInt('preview-size', v['preview-size']);
   if (previewSize === 0) throw new UsageError('--preview-size must be at least 1');
   const uploadMb = positiveNumber('max-upload-size', v['max-upload-size']);
+  const results = v['result-images'];
+  if (results !== undefined && results !== 'derived' && results !== 'photo') {
+    throw new UsageError(`--result-images must be derived or photo, got '${results}'`);
+  }
   return {
     help: false,
     options: {
@@ -88,6 +100,9 @@ export function parseCli(argv: string[]): { help: true } | { help: false; option
       failOnText: v['fail-on-text'],
       baseDir: v['base-dir'],
       maxUploadSize: uploadMb === undefined ? undefined : Math.floor(uploadMb * 1024 * 1024),
+      resultImages: results as 'derived' | 'photo' | undefined,
+      linkRttMs: nonNegativeInt('link-rtt-ms', v['link-rtt-ms']),
+      linkMbit: positiveNumber('link-mbit', v['link-mbit']),
     },
   };
 }

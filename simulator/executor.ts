@@ -31,6 +31,7 @@ export interface ExecutorOptions {
   failOnText: string | undefined;
   previewMethod: 'none' | 'auto';
   previewSize: number;
+  resultImages: 'derived' | 'photo';
 }
 
 /** What the history entry of a finished prompt is made of. */
@@ -347,6 +348,7 @@ export class PromptExecutor {
       loadMs: this.options.loadMs,
       failOnText: this.options.failOnText,
       previewSize: this.options.previewSize,
+      resultImages: this.options.resultImages,
       sleep: this.sleep,
       wantsPreview: () => this.options.previewMethod !== 'none' && this.sink.hasRecipient(sid),
       progress: (value, max, preview) => {

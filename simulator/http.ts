@@ -4,6 +4,7 @@
  * pages, ComfyUI's Host/Origin check and cache-control middleware.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Link } from './link.js';
 import { PyException, pyDumps } from './py.js';
 
 /** A complete HTTP answer. */
@@ -103,24 +104,30 @@ export class Router {
 
   /**
    * Answers one request (never throws). `beforeReply` is awaited before anything is written
-   * (a paused simulator holds its answers). @default none
+   * (a paused simulator holds its answers); `link` delays and paces the request and the answer
+   * (simulator/link.ts). @default none, none
    */
-  async handle(req: IncomingMessage, res: ServerResponse, maxBody: number, beforeReply?: () => Promise<void>): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, maxBody: number, beforeReply?: () => Promise<void>, link?: Link): Promise<void> {
     let reply: Reply;
     const url = new URL(req.url ?? '/', 'http://localhost');
+    const paced = link && !link.transparent ? link : undefined;
     try {
-      reply = await this.dispatch(req, url, maxBody);
+      if (paced) await paced.arrive();
+      reply = await this.dispatch(req, url, maxBody, paced);
     } catch (err) {
       reply = err instanceof BodyTooLarge ? text(413, err.message) : SERVER_ERROR();
     }
     applyCacheControl(url.pathname, reply);
     if (beforeReply) await beforeReply();
     const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : reply.body;
-    res.writeHead(reply.status, { ...reply.headers, 'Content-Length': String(body.length) });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    const headers = { ...reply.headers, 'Content-Length': String(body.length) };
+    const sent = req.method === 'HEAD' ? undefined : body;
+    if (paced) return paced.reply(res, reply.status, headers, sent).catch(() => undefined);
+    res.writeHead(reply.status, headers);
+    res.end(sent);
   }
 
-  private async dispatch(req: IncomingMessage, url: URL, maxBody: number): Promise<Reply> {
+  private async dispatch(req: IncomingMessage, url: URL, maxBody: number, link?: Link): Promise<Reply> {
     if (originRejected(req)) return empty(403);
     const method = req.method ?? 'GET';
     if (method === 'OPTIONS') return empty(200);
@@ -137,9 +144,12 @@ export class Router {
       }
       return text(404, '404: Not Found');
     }
-    let cached: Buffer | null = null;
-    const body = async (): Promise<Buffer> => {
-      cached ??= await readBody(req, maxBody);
+    let cached: Promise<Buffer> | null = null;
+    const body = (): Promise<Buffer> => {
+      cached ??= readBody(req, maxBody).then(async (b) => {
+        await link?.upload(b.length);
+        return b;
+      });
       return cached;
     };
     const request: Request = {

@@ -319,6 +319,11 @@ function textChunk(keyword: string, text: string): Buffer {
 /** PNG of a frame at zlib `level`, with tEXt chunks (ComfyUI's "prompt" and extra_pnginfo keys) after IHDR. */
 export async function encodePng(img: RawImage, level: number, texts: Array<[string, string]>): Promise<Buffer> {
   const png = await sharp(img.data, rawInput(img)).png({ compressionLevel: level, adaptiveFiltering: false }).toBuffer();
+  return withTextChunks(png, texts);
+}
+
+/** `png` with tEXt chunks inserted after IHDR (where PIL writes them). */
+export function withTextChunks(png: Buffer, texts: Array<[string, string]>): Buffer {
   if (texts.length === 0) return png;
   const ihdrEnd = 8 + 8 + png.readUInt32BE(8) + 4;
   return Buffer.concat([png.subarray(0, ihdrEnd), ...texts.map(([k, v]) => textChunk(k, v)), png.subarray(ihdrEnd)]);

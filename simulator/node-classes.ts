@@ -23,6 +23,7 @@ import {
   resizeFill,
   solid,
 } from './images.js';
+import { photoFrame, photoPng } from './photo.js';
 import { PyException, PyFloat, type PyDict, type PyValue, isDict, pyDumps, pyRepr, pyTypeName, toJsNumber, pyBool } from './py.js';
 import type { ClipValue, ConditioningValue, ImageValue, LatentValue, MaskValue, ModelValue, SimValue, VaeValue } from './values.js';
 import { isSimValue } from './values.js';
@@ -64,6 +65,8 @@ export interface NodeRuntime {
   loadMs: number;
   failOnText: string | undefined;
   previewSize: number;
+  /** 'derived' results (from the reference) or cached 'photo' ones of real size (photo.ts). */
+  resultImages: 'derived' | 'photo';
   sleep(ms: number): Promise<void>;
   /** True when a sampler preview would reach someone (preview method on, a recipient connected). */
   wantsPreview(): boolean;
@@ -216,7 +219,8 @@ async function saveImages(
   for (let batch = 0; batch < images.frames.length; batch++) {
     const frame = images.frames[batch] as RawImage;
     const name = `${target.filename.replaceAll('%batch_num%', String(batch))}_${String(counter).padStart(5, '0')}_.png`;
-    await fsp.writeFile(pyJoin(target.fullOutputFolder, name), await encodePng(frame, level, texts));
+    const png = rt.resultImages === 'photo' ? await photoPng(frame, level, texts) : await encodePng(frame, level, texts);
+    await fsp.writeFile(pyJoin(target.fullOutputFolder, name), png);
     results.push(new Map<string, PyValue>([['filename', name], ['subfolder', target.subfolder], ['type', type]]));
     counter++;
   }
@@ -340,14 +344,15 @@ const VAEDecode: NodeClass = {
       ['vae', spec('VAE', { tooltip: 'The VAE model used for decoding the latent.' })],
     ]),
   }),
-  async execute(args) {
+  async execute(args, rt) {
     const latent = need(args, 'samples', 'LATENT');
     need(args, 'vae', 'VAE');
     const frames: RawImage[] = [];
     for (let i = 0; i < latent.batch; i++) {
       if (latent.sampled) {
         const s = latent.sampled;
-        frames.push(await renderEdit(s.base, latent.width, latent.height, recipeForIndex(makeRecipe(s.text, s.recipeParts), i)));
+        const recipe = recipeForIndex(makeRecipe(s.text, s.recipeParts), i);
+        frames.push(rt.resultImages === 'photo' ? photoFrame(latent.width, latent.height, recipe.key) : await renderEdit(s.base, latent.width, latent.height, recipe));
       } else if (latent.source && latent.source.length > 0) {
         const src = latent.source[Math.min(i, latent.source.length - 1)] as RawImage;
         frames.push(await resizeCover(src, latent.width, latent.height));

@@ -15,6 +15,7 @@ import { PromptExecutor } from './executor.js';
 import { codepointCompare, type Folders } from './files.js';
 import { originRejected, Router, text } from './http.js';
 import type { ClassContext, ModelLists } from './node-classes.js';
+import { Link } from './link.js';
 import { PauseGate } from './pause.js';
 import { PromptQueue } from './prompt-queue.js';
 import { PyFloat, type PyDict, type PyValue } from './py.js';
@@ -49,6 +50,15 @@ export interface SimulatorOptions {
    * not for the greeting a new socket gets, nor for a message no socket received. Default none.
    */
   onMessageSent?: (text: string) => void;
+  /**
+   * Result images: 'derived' (default: the reference recolored per prompt and seed, small PNGs) or
+   * 'photo' (photographic pictures the size of real results, 1024x1024 ~1.4-1.6 MB; simulator/photo.ts).
+   */
+  resultImages?: 'derived' | 'photo';
+  /** Round trip of the simulated link to the clients, ms (simulator/link.ts); default 0. */
+  linkRttMs?: number;
+  /** Bandwidth of the simulated link per direction, Mbit/s; default unlimited. */
+  linkMbit?: number;
 }
 
 /** A running simulator. */
@@ -127,6 +137,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const gate = new PauseGate();
   const sleep = (ms: number): Promise<void> => gate.sleep(ms);
 
+  const link = new Link({ rttMs: options.linkRttMs, mbit: options.linkMbit });
   const outputCache = new OutputCache();
   const objectCache = new ObjectCache();
   let executor: PromptExecutor | null = null;
@@ -135,11 +146,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     queueRemaining: queue.remaining(),
     runningClientId: executor?.clientId ?? null,
     lastNodeId: executor?.lastNodeId ?? null,
-  }), options.onMessageSent);
+  }), options.onMessageSent, link);
   executor = new PromptExecutor(
     hub,
     classCtx,
-    { stepMs: options.stepMs ?? 50, loadMs: options.loadMs ?? 0, failOnText: options.failOnText, previewMethod, previewSize: options.previewSize ?? 512 },
+    { stepMs: options.stepMs ?? 50, loadMs: options.loadMs ?? 0, failOnText: options.failOnText, previewMethod, previewSize: options.previewSize ?? 512, resultImages: options.resultImages ?? 'derived' },
     outputCache,
     objectCache,
     sleep,
@@ -173,13 +184,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   router.add('GET', '/ws', () => text(400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".'));
 
   const server = http.createServer((req, res) => {
-    void router.handle(req, res, maxUpload, () => gate.whenRunning());
+    void router.handle(req, res, maxUpload, () => gate.whenRunning(), link);
   });
   server.keepAliveTimeout = 75_000;
   server.on('connection', (socket) => gate.track(socket));
   gate.onResume(() => hub.hold(false));
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
   server.on('upgrade', async (req, socket, head) => {
+    // Over a link the handshake takes a round trip (the request there, the 101 back).
+    if (link.oneWayMs > 0) await new Promise((r) => setTimeout(r, 2 * link.oneWayMs));
     // A handshake read just before a pause is answered after the resume.
     await gate.whenRunning();
     const url = new URL(req.url ?? '/', 'http://localhost');

@@ -4,9 +4,10 @@
  * routing (targeted to the prompt's client_id, dropped without a socket, broadcast without one).
  */
 import { randomUUID } from 'node:crypto';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { BinaryEvent, encodePreviewFrame } from '../src/comfyui/protocol.js';
 import type { MessageSink } from './executor.js';
+import type { Link } from './link.js';
 import { type PyDict, type PyValue, isDict, pyDumps, pyLoads } from './py.js';
 
 interface Outgoing {
@@ -31,6 +32,8 @@ export class SocketHub implements MessageSink {
     private readonly connectInfo: () => { queueRemaining: number; runningClientId: PyValue; lastNodeId: string | null },
     /** Called with the text of each JSON message routed through `sendSync`, right after it went out to its socket(s); not for messages no socket received. */
     private readonly onSent?: (text: string) => void,
+    /** Delays and paces every message (simulator/link.ts); default none. */
+    private readonly link?: Link,
   ) {}
 
   /** Registers a new connection and runs its protocol until it closes. */
@@ -52,7 +55,13 @@ export class SocketHub implements MessageSink {
     }
 
     let first = true;
+    const delayMs = this.link?.oneWayMs ?? 0;
     ws.on('message', (data, isBinary) => {
+      // Over a link the message reaches the server one-way delay after the client sent it.
+      if (delayMs > 0) setTimeout(() => onMessage(data, isBinary), delayMs);
+      else onMessage(data, isBinary);
+    });
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       if (isBinary) return;
       let msg: PyValue;
       try {
@@ -66,7 +75,7 @@ export class SocketHub implements MessageSink {
         this.sendDirect(ws, 'feature_flags', this.serverFeatures());
       }
       first = false;
-    });
+    };
     ws.on('close', () => {
       // As in ComfyUI: removes whatever is registered under this id now, even a newer socket.
       this.sockets.delete(sid);
@@ -156,16 +165,24 @@ export class SocketHub implements MessageSink {
   private deliver(m: Outgoing): void {
     let sent = false;
     if (m.sid === null) {
-      for (const ws of [...this.sockets.values()]) sent = safeSend(ws, m.payload) || sent;
+      for (const ws of [...this.sockets.values()]) sent = this.send(ws, m.payload) || sent;
     } else if (typeof m.sid === 'string') {
       const ws = this.sockets.get(m.sid);
-      if (ws) sent = safeSend(ws, m.payload);
+      if (ws) sent = this.send(ws, m.payload);
     }
     if (sent && this.onSent && typeof m.payload === 'string') this.onSent(m.payload);
   }
 
   private sendDirect(ws: WebSocket, type: string, data: PyDict): void {
-    safeSend(ws, pyDumps({ type, data }));
+    this.send(ws, pyDumps({ type, data }));
+  }
+
+  /** Hands a message to the socket, over the link when there is one; true when it was taken. */
+  private send(ws: WebSocket, payload: string | Buffer): boolean {
+    if (!this.link || this.link.transparent) return safeSend(ws, payload);
+    if (ws.readyState !== 1) return false;
+    this.link.sendWs(ws, payload);
+    return true;
   }
 }
 
