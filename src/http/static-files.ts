@@ -3,6 +3,7 @@
  * needs the same way: the year-long cache of hashed names, the encoding a client prefers, and
  * conditional requests.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 
@@ -58,4 +59,41 @@ export function encodedBody(asset: CompressibleAsset, encoding: Encoding | undef
     asset.encoded.set(encoding, encoded);
   }
   return encoded;
+}
+
+/** A file as `sendStaticFile` answers it. */
+export interface StaticFile {
+  type: string;
+  etag: string;
+  /** The body in `encoding` (undefined: not available in it, the identity body is sent). */
+  body(encoding: Encoding | undefined): Buffer | undefined | Promise<Buffer | undefined>;
+  /** Whether compressing it is worth it (not for images). @default true */
+  compressible?: boolean;
+}
+
+/**
+ * Answers GET/HEAD with `file`: 304 when If-None-Match names its ETag, else 200 in the client's
+ * preferred encoding when `file` has it, with `cacheControl` and the `extra` headers.
+ */
+export async function sendStaticFile(req: IncomingMessage, res: ServerResponse, file: StaticFile, cacheControl: string, extra: Record<string, string> = {}): Promise<void> {
+  const headers: Record<string, string> = {
+    'content-type': file.type,
+    'cache-control': cacheControl,
+    etag: file.etag,
+    vary: 'Accept-Encoding',
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  };
+  if (etagMatches(req.headers['if-none-match'], file.etag)) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  const encoding = file.compressible === false ? undefined : chooseEncoding(req.headers['accept-encoding']);
+  const encoded = encoding ? await file.body(encoding) : undefined;
+  const body = encoded ?? (await file.body(undefined))!;
+  if (encoded) headers['content-encoding'] = encoding!;
+  headers['content-length'] = String(body.length);
+  res.writeHead(200, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
 }

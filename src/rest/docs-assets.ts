@@ -5,7 +5,7 @@
  * and compressed once per encoding (brotli or gzip, as the client accepts). Nothing is read until
  * the first docs request, so a service that nobody browses never holds the 1.8 MB bundle.
  */
-import { chooseEncoding, encodedBody, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
+import { encodedBody, IMMUTABLE_CACHE, sendStaticFile, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -114,25 +114,13 @@ export class DocsAssets {
     const asset = (await this.load()).assets.get(name);
     req.resume();
     if (!asset) return sendDetail(res, 404, 'Not Found');
-    const headers: Record<string, string> = {
-      'content-type': asset.type,
-      'cache-control': IMMUTABLE_CACHE,
+    await sendStaticFile(req, res, {
+      type: asset.type,
       etag: asset.etag,
-      vary: 'Accept-Encoding',
-      'x-content-type-options': 'nosniff',
-    };
-    if (etagMatches(req.headers['if-none-match'], asset.etag)) {
-      res.writeHead(304, headers);
-      res.end();
-      return;
-    }
-    // Images are compressed already; text is worth it (the bundle goes from 1.8 MB to about 0.4).
-    const encoding = asset.type.startsWith('image/') ? undefined : chooseEncoding(req.headers['accept-encoding'] ?? null);
-    const body = await encodedBody(asset, encoding);
-    if (encoding) headers['content-encoding'] = encoding;
-    headers['content-length'] = String(body.length);
-    res.writeHead(200, headers);
-    res.end(req.method === 'HEAD' ? undefined : body);
+      body: (encoding) => encodedBody(asset, encoding),
+      // Images are compressed already; text is worth it (the bundle goes from 1.8 MB to about 0.4).
+      compressible: !asset.type.startsWith('image/'),
+    }, IMMUTABLE_CACHE);
   }
 
   private load() {

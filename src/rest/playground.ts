@@ -5,7 +5,7 @@
  * their names and are cached for a year. Vite wrote each text file brotli- and gzip-compressed
  * beside itself, so nothing is compressed here. Files are read on the first request and kept.
  */
-import { chooseEncoding, etagMatches, IMMUTABLE_CACHE, type Encoding } from '../http/static-files.js';
+import { IMMUTABLE_CACHE, sendStaticFile, type Encoding } from '../http/static-files.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -31,7 +31,8 @@ const TYPES: Record<string, string> = {
 };
 
 
-interface StaticFile {
+/** A built file, read once. */
+interface BuiltFile {
   type: string;
   etag: string;
   body: Buffer;
@@ -60,7 +61,7 @@ export function playgroundCsp(publicUrl: string | undefined): string {
 
 /** Serves the built playground; `dir` is for tests. @default playground/dist next to src/ */
 export class PlaygroundAssets {
-  private loaded: Promise<{ page: StaticFile | undefined; assets: Map<string, StaticFile> }> | undefined;
+  private loaded: Promise<{ page: BuiltFile | undefined; assets: Map<string, BuiltFile> }> | undefined;
 
   constructor(private readonly dir = DIST) {}
 
@@ -74,7 +75,7 @@ export class PlaygroundAssets {
       res.end('The playground is not built: run `npm run build:playground` (npm ci and npm install run it too).\n');
       return;
     }
-    send(req, res, page, 'no-cache', {
+    await send(req, res, page, 'no-cache', {
       'content-security-policy': playgroundCsp(publicUrl),
       'referrer-policy': 'no-referrer',
       'x-frame-options': 'DENY',
@@ -86,7 +87,7 @@ export class PlaygroundAssets {
     const file = (await this.load()).assets.get(name);
     req.resume();
     if (!file) return sendDetail(res, 404, 'Not Found');
-    send(req, res, file, IMMUTABLE_CACHE, {});
+    await send(req, res, file, IMMUTABLE_CACHE, {});
   }
 
   private load() {
@@ -99,31 +100,12 @@ export class PlaygroundAssets {
   }
 }
 
-function send(req: IncomingMessage, res: ServerResponse, file: StaticFile, cacheControl: string, extra: Record<string, string>): void {
-  const headers: Record<string, string> = {
-    'content-type': file.type,
-    'cache-control': cacheControl,
-    etag: file.etag,
-    vary: 'Accept-Encoding',
-    'x-content-type-options': 'nosniff',
-    ...extra,
-  };
-  if (etagMatches(req.headers['if-none-match'], file.etag)) {
-    res.writeHead(304, headers);
-    res.end();
-    return;
-  }
-  const encoding = chooseEncoding(req.headers['accept-encoding'] ?? null);
-  const encoded = encoding ? file.encoded[encoding] : undefined;
-  if (encoded) headers['content-encoding'] = encoding!;
-  const body = encoded ?? file.body;
-  headers['content-length'] = String(body.length);
-  res.writeHead(200, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
+function send(req: IncomingMessage, res: ServerResponse, file: BuiltFile, cacheControl: string, extra: Record<string, string>): Promise<void> {
+  return sendStaticFile(req, res, { type: file.type, etag: file.etag, body: (encoding) => (encoding ? file.encoded[encoding] : file.body) }, cacheControl, extra);
 }
 
-async function loadDist(dir: string): Promise<{ page: StaticFile | undefined; assets: Map<string, StaticFile> }> {
-  const assets = new Map<string, StaticFile>();
+async function loadDist(dir: string): Promise<{ page: BuiltFile | undefined; assets: Map<string, BuiltFile> }> {
+  const assets = new Map<string, BuiltFile>();
   const page = await readStatic(join(dir, 'index.html'));
   const names = await readdir(join(dir, 'assets')).catch(() => [] as string[]);
   for (const name of names) {
@@ -135,7 +117,7 @@ async function loadDist(dir: string): Promise<{ page: StaticFile | undefined; as
 }
 
 /** A file and its precompressed siblings; undefined when it does not exist. */
-async function readStatic(path: string): Promise<StaticFile | undefined> {
+async function readStatic(path: string): Promise<BuiltFile | undefined> {
   const read = (p: string) => readFile(p).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
   const [body, br, gzip] = await Promise.all([read(path), read(`${path}.br`), read(`${path}.gz`)]);
   if (!body) return undefined;
