@@ -125,6 +125,31 @@ describe('docs and conventions', () => {
     expect((await fetch(`${stack.app.url}/docs/assets/x.js`, { method: 'POST' })).status).toBe(405);
   });
 
+  it('serves the built playground: the page revalidated, its hashed assets precompressed, cached a year, 304 on a match, HEAD without a body', async () => {
+    const page = await fetch(`${stack.app.url}/`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    const script = /src="(\/playground\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    const br = await fetch(`${stack.app.url}${script!}`, { headers: { 'accept-encoding': 'gzip;q=0.5, br' } });
+    expect(br.headers.get('content-encoding')).toBe('br');
+    expect(br.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    const compressedLength = Number(br.headers.get('content-length'));
+    await br.arrayBuffer();
+    const plain = await fetch(`${stack.app.url}${script!}`, { headers: { 'accept-encoding': 'identity' } });
+    expect(plain.headers.get('content-encoding')).toBeNull();
+    expect((await plain.arrayBuffer()).byteLength).toBeGreaterThan(compressedLength);
+    const again = await fetch(`${stack.app.url}${script!}`, { headers: { 'if-none-match': `W/${plain.headers.get('etag')!}` } });
+    expect(again.status).toBe(304);
+    const head = await fetch(`${stack.app.url}${script!}`, { method: 'HEAD', headers: { 'accept-encoding': 'gzip' } });
+    expect(head.headers.get('content-encoding')).toBe('gzip');
+    expect(Number(head.headers.get('content-length'))).toBeGreaterThan(0);
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
+    expect((await fetch(`${stack.app.url}/playground/assets/none.js`)).status).toBe(404);
+  });
+
   it('the OpenAPI document names the key schemes, the scope and the refusals of each protected route', async () => {
     type Op = { security?: Record<string, string[]>[]; 'x-required-scope'?: string; responses: Record<string, { headers?: Record<string, unknown> }> };
     const doc = (await (await fetch(`${stack.app.url}/openapi.json`)).json()) as {
