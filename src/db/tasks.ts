@@ -7,7 +7,7 @@ import type { Db } from './database.js';
 import { dialectOf } from './dialect.js';
 import { fairOrder, type QueueOwner, type QueuePolicy } from '../tasks/fair-order.js';
 import { ReusedQuery } from './reused-query.js';
-import type { KeyPriority, NewTask, TaskRow, TaskStatus, TaskUpdate } from './types.js';
+import { FINAL_TASK_STATUSES, type KeyPriority, type NewTask, type TaskRow, type TaskStatus, type TaskUpdate } from './types.js';
 
 /** Inserts a new task. */
 export async function insertTask(db: Db, task: NewTask): Promise<TaskRow> {
@@ -298,16 +298,31 @@ export async function countByStatus(db: Db): Promise<Record<TaskStatus, number>>
   return counts;
 }
 
-/** Finished tasks that finished at or before `cutoff`, oldest first. */
+/**
+ * Up to `limit` finished tasks that finished at or before `cutoff`, oldest first. One walk of the
+ * tasks_queue index (status, created_at, id) per final status, bounded by `cutoff` on created_at
+ * (a task is created before it finishes, so none is missed), each stopping after `limit` rows:
+ * filtering on coalesce(finished_at, updated_at) and sorting, as before, read and sorted every
+ * finished task on each batch (50-400 ms with 100 000 stored, blocking the event loop on SQLite).
+ */
 export async function findFinishedBefore(db: Db, cutoff: string, limit: number): Promise<Pick<TaskRow, 'id' | 'upload_sha256'>[]> {
-  return db
-    .selectFrom('tasks')
-    .select(['id', 'upload_sha256'])
-    .where('status', 'in', ['completed', 'failed', 'cancelled'])
-    .where(sql<string>`coalesce(finished_at, updated_at)`, '<=', cutoff)
-    .orderBy('updated_at')
-    .limit(limit)
-    .execute();
+  const found: Pick<TaskRow, 'id' | 'upload_sha256' | 'created_at'>[] = [];
+  for (const status of FINAL_TASK_STATUSES) {
+    found.push(
+      ...(await db
+        .selectFrom('tasks')
+        .select(['id', 'upload_sha256', 'created_at'])
+        .where('status', '=', status)
+        .where('created_at', '<=', cutoff)
+        .where(sql<string>`coalesce(finished_at, updated_at)`, '<=', cutoff)
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(limit)
+        .execute()),
+    );
+  }
+  found.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1));
+  return found.slice(0, limit).map(({ id, upload_sha256 }) => ({ id, upload_sha256 }));
 }
 
 /** Deletes tasks; their image rows go with them (foreign key cascade). */
