@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { insertImages } from '../src/db/images.js';
 import { findFinishedBefore, insertTask } from '../src/db/tasks.js';
-import type { TaskStatus } from '../src/db/types.js';
+import { FINAL_TASK_STATUSES, type TaskStatus } from '../src/db/types.js';
 import { FileStore } from '../src/storage/file-store.js';
 import { deleteOldTasks } from '../src/tasks/cleanup.js';
 import { forEachDialect } from './helpers/databases.js';
@@ -45,7 +45,7 @@ forEachDialect('cleanup in batches', (ctx) => {
 
   it('deletes every expired task with its rows and folder over several batches, and keeps the rest', async () => {
     const expired: string[] = [];
-    for (let i = 0; i < 23; i++) expired.push(await stored((['completed', 'failed', 'cancelled'] as const)[i % 3], 40 - i / 10, 30 - i / 10));
+    for (let i = 0; i < 23; i++) expired.push(await stored(FINAL_TASK_STATUSES[i % 3]!, 40 - i / 10, 30 - i / 10));
     const kept = [
       await stored('completed', 1, 1), // recent
       await stored('completed', 40, 2), // created long ago, finished recently
