@@ -4,6 +4,7 @@
  * and a failure is either retried (the image goes back to the queue under the same prompt id) or
  * ends the task.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PromptEvent, PromptResult } from '../comfyui/backend.js';
 import {
   ComfyError,
@@ -54,21 +55,37 @@ export interface ImageRunDeps extends EngineContext {
   wake: () => void;
 }
 
+/** Longest wait for the previous prompt on a server to be queued before the next is posted anyway. */
+const SUBMIT_ORDER_WAIT_MS = 2000;
+
 export class ImageRunner {
   private readonly running = new Set<Promise<void>>();
+
+  /**
+   * Per server: settles once the prompt last handed to it is in its queue (or its run ended). The
+   * next prompt for that server is posted after it, so each server runs its images in queue order,
+   * while prompts for different servers go out together: over a link with latency, waiting for
+   * one server's answer before posting to the next left the last servers idle for hundreds of ms.
+   */
+  private readonly lastQueued = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: ImageRunDeps) {}
 
   /**
-   * Starts an image's run on `member` (whose slot it holds, and releases at the end); resolves once
-   * ComfyUI has queued its prompt or the run has ended, so prompts are posted in queue order.
+   * Starts an image's run on `member` (whose slot it holds, and releases at the end). Resolves at
+   * once: its prompt is posted after the one handed to the same server before it is queued there.
    */
   start(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach'): Promise<void> {
     const { log, pool, events } = this.deps;
     let accepted!: () => void;
     const queued = new Promise<void>((resolve) => (accepted = resolve));
+    const before = this.lastQueued.get(member.url);
+    this.lastQueued.set(member.url, queued);
+    void queued.then(() => {
+      if (this.lastQueued.get(member.url) === queued) this.lastQueued.delete(member.url);
+    });
     events.emit('image.submitted', { taskId: task.row.id, index: image.idx, worker: member.url, promptId: image.prompt_id, attempt: image.attempts, mode });
-    const p = this.run(task, image, member, mode, accepted)
+    const p = this.run(task, image, member, mode, accepted, before)
       .catch((err: unknown) => log.error('image run ended unexpectedly', { task: task.row.id, index: image.idx, error: String(err) }))
       .finally(() => {
         accepted();
@@ -77,7 +94,7 @@ export class ImageRunner {
         this.deps.wake();
       });
     this.running.add(p);
-    return queued;
+    return Promise.resolve();
   }
 
   /** Waits until every run started so far has settled. */
@@ -85,7 +102,7 @@ export class ImageRunner {
     while (this.running.size) await Promise.allSettled([...this.running]);
   }
 
-  private async run(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach', accepted: () => void): Promise<void> {
+  private async run(task: ActiveTask, image: ImageRow, member: PoolMember, mode: 'run' | 'attach', accepted: () => void, before?: Promise<void>): Promise<void> {
     const { workflow } = this.deps;
     const id = task.row.id;
     task.running.set(image.idx, { step: 0, total: task.row.steps, node: null, lastStepAt: 0, member, promptId: image.prompt_id });
@@ -108,6 +125,8 @@ export class ImageRunner {
           referenceImage: await this.deps.references.nameOn(member.worker, task.row.upload_sha256),
           filenamePrefix: `kontext/${id}_${image.idx}`,
         });
+        // In queue order on this server, but not stuck behind a submission that hangs.
+        if (before) await Promise.race([before, sleep(SUBMIT_ORDER_WAIT_MS, undefined, { ref: false })]);
         if (task.stopping) return; // cancelled while the reference was uploading
         result = await member.worker.run(image.prompt_id, prompt, options);
       }
