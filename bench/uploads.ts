@@ -1,55 +1,34 @@
 /**
- * Uploads: 20 concurrent 10 MB uploads through `POST /generate-image`. Reports the service's peak
- * RSS growth (it streams, so it must stay far below the 200 MB sent) and its throughput against a
- * plain HTTP server that pipes each request body to disk, measured the same way in the same run.
- * Both servers run as child processes so their memory is theirs alone.
+ * Uploads: rounds of 20 concurrent ~10 MB uploads, each with different bytes. Every round posts a
+ * batch to each server, in a rotating order so a burst of load on the shared machine spoils one
+ * round rather than one side; the throughput ratios are the median round's:
+ * - the service through REST (`POST /generate-image`, busboy) and through GraphQL multipart
+ *   (`generate`, graphql-upload-minimal), each upload received, checked and stored, a task queued;
+ * - the checked baseline: plain node:http + busboy + pipeline with the same checks (size limit, type
+ *   sniff, SHA-256, fdatasync per file), see bench/plain-upload-server.ts;
+ * - the bare baseline: the body piped to a file, nothing else (the figure earlier rounds compared with).
+ * Also the service's peak RSS growth over all rounds against the checked baseline's. Every server is
+ * a child process, so its memory and CPU are its own.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
 import { processMemory } from './process-memory.js';
+import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
+import { bigPng, uploadAll, variant, type UploadForm } from './upload-bodies.js';
 
 const UPLOADS = 20;
+const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? 5);
 
-/** A PNG of random pixels just under 10 MiB: incompressible, so the file really is that big. */
-async function bigPng(): Promise<Buffer> {
-  const side = 1800;
-  return sharp(randomBytes(side * side * 3), { raw: { width: side, height: side, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
-}
-
-async function uploadAll(url: string, png: Buffer): Promise<number> {
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: UPLOADS }, async (_, i) => {
-      const form = new FormData();
-      form.set('description', `upload ${i}`);
-      // Blob's typings (lib.dom, which Yoga's types pull in) want a plain ArrayBuffer; Node's Buffers from sharp/readFile are.
-      form.set('referenceImage', new Blob([png as Uint8Array<ArrayBuffer>], { type: 'image/png' }), 'big.png');
-      const res = await fetch(url, { method: 'POST', body: form });
-      if (res.status !== 200) throw new Error(`upload ${i}: ${res.status} ${await res.text()}`);
-      await res.arrayBuffer();
-    }),
-  );
-  return performance.now() - start;
-}
-
-/** The baseline: a bare node:http server writing each body to a file. */
-async function startPlainServer(dir: string): Promise<Child> {
-  const code = `
-    const http = require('node:http'); const fs = require('node:fs'); const path = require('node:path');
-    let n = 0;
-    const server = http.createServer((req, res) => {
-      const out = fs.createWriteStream(path.join(${JSON.stringify(dir)}, 'upload-' + n++));
-      req.pipe(out).on('finish', () => { res.end('{}'); });
-    });
-    server.listen(0, '127.0.0.1', () => console.log('plain listening on http://127.0.0.1:' + server.address().port));`;
-  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve) => {
+/** A baseline server of bench/plain-upload-server.ts writing into `dir`. */
+async function startPlainServer(dir: string, mode: 'checked' | 'bare'): Promise<Child> {
+  const entry = new URL('./plain-upload-server.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`plain-upload-server ${mode} exited with ${code}`)));
     child.stdout.on('data', (c: Buffer) => {
       const m = /listening on (\S+)/.exec(c.toString());
       if (m) resolve(m[1]!);
@@ -59,46 +38,87 @@ async function startPlainServer(dir: string): Promise<Child> {
   return { url, process: child, output: () => '', kill: async () => void (child.kill('SIGKILL'), await exited) };
 }
 
-/** The upload rows: the service's peak RSS growth and throughput against a plain server piping to disk. */
+interface Side {
+  name: string;
+  url: string;
+  form: UploadForm;
+  /** Emptied after each round (baselines only: the service keeps what it stored, as it would). */
+  dir?: string;
+  ms: number[];
+}
+
+/** The upload rows: throughput of REST and GraphQL uploads against both baselines, and the service's memory. */
 export async function benchUploads(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-up-'));
   const png = await bigPng();
+  const children: Child[] = [];
   try {
     // No ComfyUI: the tasks only queue, so the measurement is the upload path alone.
-    const service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: 'http://127.0.0.1:9' });
-    const before = await processMemory(service.process.pid!);
-    const serviceMs = await uploadAll(`${service.url}/generate-image`, png);
-    const after = await processMemory(service.process.pid!);
-    await service.kill('SIGKILL');
-
-    const plain = await startPlainServer(dir);
-    const plainBefore = await processMemory(plain.process.pid!);
-    const plainMs = await uploadAll(plain.url, png);
-    const plainAfter = await processMemory(plain.process.pid!);
-    await plain.kill();
-
-    const mb = (UPLOADS * png.length) / 1e6;
-    const growth = (after.peak - before.rss) / 1e6;
-    const plainGrowth = (plainAfter.peak - plainBefore.rss) / 1e6;
-    return [
-      {
-        name: `Uploads: ${UPLOADS} concurrent ${(png.length / 1e6).toFixed(1)} MB, service peak RSS growth`,
-        figure: `${growth.toFixed(0)} MB for ${mb.toFixed(0)} MB sent`,
-        baseline: `${plainGrowth.toFixed(0)} MB plain pipe-to-disk server`,
-        ratio: growth / Math.max(1, plainGrowth),
-        ratioLabel: 'x the baseline growth',
-        note: 'streaming: memory follows the socket buffers, not the file sizes; the header check reads only the header',
-      },
-      {
-        name: `Uploads: ${UPLOADS} concurrent ${(png.length / 1e6).toFixed(1)} MB, throughput`,
-        figure: `${(mb / (serviceMs / 1000)).toFixed(0)} MB/s`,
-        baseline: `${(mb / (plainMs / 1000)).toFixed(0)} MB/s plain pipe-to-disk server`,
-        ratio: plainMs / serviceMs,
-        ratioLabel: 'of the baseline',
-        note: 'SHA-256 of every byte, the multipart parser and an fsync per file; disk and one core bound',
-      },
+    const service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: 'http://127.0.0.1:9', MAX_QUEUED_TASKS: '100000' });
+    children.push(service);
+    const checkedDir = join(dir, 'checked');
+    const bareDir = join(dir, 'bare');
+    await Promise.all([mkdir(checkedDir), mkdir(bareDir)]);
+    const checked = await startPlainServer(checkedDir, 'checked');
+    const bare = await startPlainServer(bareDir, 'bare');
+    children.push(checked, bare);
+    const sides: Side[] = [
+      { name: 'rest', url: `${service.url}/generate-image`, form: 'rest', ms: [] },
+      { name: 'graphql', url: `${service.url}/graphql`, form: 'graphql', ms: [] },
+      { name: 'checked', url: checked.url, form: 'rest', dir: checkedDir, ms: [] },
+      { name: 'bare', url: bare.url, form: 'rest', dir: bareDir, ms: [] },
     ];
+    const before = await processMemory(service.process.pid!);
+    const checkedBefore = await processMemory(checked.process.pid!);
+    let sent = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < sides.length; k++) {
+        const side = sides[(round + k) % sides.length]!;
+        const bodies = Array.from({ length: UPLOADS }, () => variant(png, `upload ${sent++}`));
+        side.ms.push(await uploadAll(side.url, bodies, side.form));
+        if (side.dir) await rm(side.dir, { recursive: true, force: true }).then(() => mkdir(side.dir!));
+      }
+    }
+    const after = await processMemory(service.process.pid!);
+    const checkedAfter = await processMemory(checked.process.pid!);
+
+    const [rest, graphql, checkedSide, bareSide] = sides as [Side, Side, Side, Side];
+    const mb = (UPLOADS * png.length) / 1e6;
+    const rate = (ms: number) => `${(mb / (ms / 1000)).toFixed(0)} MB/s`;
+    const median = (values: number[]) => percentile(values, 50);
+    /** The median round's ratio of `side` to `base` (time of the base over time of the side), and their spread. */
+    const ratioOf = (side: Side, base: Side) => {
+      const ratios = side.ms.map((ms, i) => base.ms[i]! / ms);
+      return { ratio: median(ratios), spread: `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}` };
+    };
+    const rounds = `${ROUNDS} alternating rounds, medians`;
+    const rows: BenchRow[] = [];
+    for (const side of [rest, graphql]) {
+      const route = side === rest ? 'REST POST /generate-image (busboy)' : 'GraphQL multipart generate (graphql-upload-minimal)';
+      const vsChecked = ratioOf(side, checkedSide);
+      const vsBare = ratioOf(side, bareSide);
+      rows.push({
+        name: `Uploads: ${UPLOADS} concurrent ${(png.length / 1e6).toFixed(1)} MB, ${route}, throughput`,
+        figure: rate(median(side.ms)),
+        baseline: `${rate(median(checkedSide.ms))} plain node:http + busboy + pipeline with the same checks (size, type sniff, SHA-256, fdatasync)`,
+        ratio: vsChecked.ratio,
+        ratioLabel: 'of the baseline',
+        note: `${rounds}, ratio spread ${vsChecked.spread}; ${vsBare.ratio.toFixed(2)} of a bare pipe-to-disk server (${rate(median(bareSide.ms))}, no parsing, hash or fsync); the service also checks the image's end and header, renames it under its hash and records the upload and a task`,
+      });
+    }
+    const growth = (after.peak - before.rss) / 1e6;
+    const checkedGrowth = (checkedAfter.peak - checkedBefore.rss) / 1e6;
+    rows.push({
+      name: `Uploads: ${UPLOADS} concurrent ${(png.length / 1e6).toFixed(1)} MB, service peak RSS growth`,
+      figure: `${growth.toFixed(0)} MB for batches of ${mb.toFixed(0)} MB`,
+      baseline: `${checkedGrowth.toFixed(0)} MB checked plain server`,
+      ratio: growth / Math.max(1, checkedGrowth),
+      ratioLabel: 'x the baseline growth',
+      note: 'streaming: memory follows the socket buffers, not the file sizes; the header check reads only the header',
+    });
+    return rows;
   } finally {
+    for (const child of children) await child.kill();
     await rm(dir, { recursive: true, force: true });
   }
 }
