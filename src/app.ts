@@ -18,6 +18,7 @@ import { DiskSpace } from './db/disk-space.js';
 import { beat } from './db/heartbeats.js';
 import { describeWriteError, isStorageUnavailable, WriteHealth } from './db/write-health.js';
 import { LiveConnections, wantsEventStream } from './graphql/live-connections.js';
+import { serveGraphQL } from './graphql/node-handler.js';
 import { BusyTracker } from './metrics/busy-tracker.js';
 import { observeEngine } from './metrics/engine-metrics.js';
 import { routeLabel } from './metrics/http-route.js';
@@ -247,7 +248,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
             sseOpen++;
             res.once('close', () => sseOpen--);
           }
-          await yoga(req, res);
+          await serveGraphQL(yoga, req, res);
         }
       })
       .catch((err: unknown) => {

@@ -6,9 +6,16 @@
  * once: the bus hands the same frame object to every listener, so the result is cached on that
  * object (a WeakMap, gone with the frame) and marked shared, to be serialised once
  * (shared-payload.ts). A late subscriber's snapshot is its own object, executed for it alone.
+ *
+ * When the transport offers a sink (live-sink.ts: graphql-ws and SSE do) and the source is a task's
+ * watch, the frames skip the per-subscriber iterators altogether: the watch hands each frame over
+ * synchronously and the sink writes the shared payload to the connection (direct-subscriber.ts).
  */
 import { createSourceEventStream, execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
+import { TaskWatch } from '../tasks/task-watch.js';
+import { directSubscriber } from './direct-subscriber.js';
+import type { LiveSink } from './live-sink.js';
 import { markShared } from './shared-payload.js';
 import { sharedGroupKey } from './shared-group-key.js';
 
@@ -43,10 +50,12 @@ async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: 
     return source; // the resolver's error (NOT_FOUND, FORBIDDEN), located as the engine locates it
   }
   const operation = getOperationAST(args.document, args.operationName);
-  return mapEvents(source, (event) => resultFor(cache, key, event, args), (err) =>
-    // As the engine does: a failing source becomes an error of the operation.
-    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null }),
-  );
+  // As the engine does: a failing source becomes an error of the operation.
+  const wrapError = (err: unknown) =>
+    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null });
+  const sink = (args.contextValue as { liveSink?: LiveSink } | undefined)?.liveSink;
+  if (source instanceof TaskWatch && sink?.claim()) return directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, args), wrapError);
+  return mapEvents(source, (event) => resultFor(cache, key, event, args), wrapError);
 }
 
 /** The result of `event` for group `key`: executed by the first subscriber that reaches it. */

@@ -3,10 +3,12 @@
  * for every stream, and one keep-alive timer for all streams instead of one each. Everything else is
  * as Yoga writes it (graphql-yoga's result-processor/sse.js): a `:` comment first (some browsers
  * wait for a first chunk), `event: next` per result, `event: complete` at the end, a `:` ping every
- * 12 s (300 ms under NODE_ENV=test) while the stream is not backed up.
+ * 12 s (300 ms under NODE_ENV=test) while the stream is not backed up. A subscription whose
+ * frames an SseSink writes straight to the Node response (direct-sse.ts) gets that sink's answer instead.
  */
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import type { ExecutionResult } from 'graphql';
+import { acceptsSse, SseSink } from './direct-sse.js';
 import { sharedSseEvent } from './shared-payload.js';
 
 /** The Fetch API Yoga hands to a result processor. */
@@ -51,10 +53,18 @@ function stopPinger(): void {
 /** The plugin: takes over Yoga's SSE answer for streamed results (subscriptions). */
 export function useSharedSse(): Plugin {
   return {
-    onResultProcess({ request, result, setResultProcessor }) {
-      const accept = request.headers.get('accept') ?? '';
-      if (!isAsyncIterable(result) || !accept.includes('text/event-stream') || accept.includes('multipart/mixed')) return;
-      setResultProcessor((res, fetchAPI) => sseResponse(res as AsyncIterable<ExecutionResult>, fetchAPI as FetchApi), 'text/event-stream');
+    onResultProcess({ request, result, setResultProcessor, serverContext }) {
+      if (!isAsyncIterable(result) || !acceptsSse(request.headers.get('accept') ?? '')) return;
+      // A sink that took the subscription (direct-sse.ts, through node-handler.ts) writes it to the Node response itself.
+      const sink = (serverContext as { liveSink?: unknown }).liveSink;
+      const direct = sink instanceof SseSink && sink.claimed ? sink : undefined;
+      setResultProcessor(
+        (res, fetchAPI) =>
+          direct
+            ? direct.answer(res as AsyncIterable<ExecutionResult>, stringifyResult, fetchAPI as FetchApi)
+            : sseResponse(res as AsyncIterable<ExecutionResult>, fetchAPI as FetchApi),
+        'text/event-stream',
+      );
     },
   };
 }

@@ -26,6 +26,7 @@ import type { Caller } from '../auth/caller.js';
 import { graphqlRefusalBody, type RequestGuard } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import { LiveConnections } from './live-connections.js';
+import { WsSink } from './live-sink.js';
 import { sharedJson } from './shared-payload.js';
 import type { GraphQLServer } from './yoga.js';
 
@@ -118,7 +119,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     },
     execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
     subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
-    onSubscribe: async (ctx, _id, payload) => {
+    onSubscribe: async (ctx, id, payload) => {
       // graphql-ws has already entered this operation in ctx.subscriptions.
       if (Object.keys(ctx.subscriptions).length > maxSubscriptions) {
         return [
@@ -133,6 +134,8 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
         req: ctx.extra.request,
         socket: ctx.extra.socket,
         params: payload,
+        // Shared results of this operation may be written straight to the socket (direct-subscriber.ts).
+        liveSink: new WsSink(ctx.extra.socket, id),
       });
       let document;
       try {
@@ -177,19 +180,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       reported = true;
       if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
     });
-    let pongWait: NodeJS.Timeout | undefined;
-    const pinger =
-      keepAlive > 0 && Number.isFinite(keepAlive)
-        ? setInterval(() => {
-            if (socket.readyState !== socket.OPEN) return;
-            pongWait ??= setTimeout(() => socket.terminate(), keepAlive);
-            socket.once('pong', () => {
-              clearTimeout(pongWait);
-              pongWait = undefined;
-            });
-            socket.ping();
-          }, keepAlive)
-        : undefined;
+    socket.on('pong', onPong);
     const closed = graphqlWs.opened(
       {
         protocol: socket.protocol,
@@ -215,17 +206,39 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       { socket, request },
     );
     socket.once('close', (code, reason) => {
-      clearTimeout(pongWait);
-      clearInterval(pinger);
+      awaitingPong.delete(socket);
       closed(code, String(reason)).catch((err: unknown) => log.error('graphql-ws: ending subscriptions failed', { error: err instanceof Error ? err.message : String(err) }));
     });
   };
+
+  // One keep-alive for every socket (a timer per socket costs each subscriber memory): a socket
+  // pinged at the last tick that has not answered since is terminated, every open one is pinged.
+  const awaitingPong = new Set<WebSocket>();
+  function onPong(this: WebSocket) {
+    awaitingPong.delete(this);
+  }
+  const pinger =
+    keepAlive > 0 && Number.isFinite(keepAlive)
+      ? setInterval(() => {
+          for (const client of wss.clients) {
+            if (client.readyState !== client.OPEN) continue;
+            if (awaitingPong.has(client)) {
+              awaitingPong.delete(client);
+              client.terminate();
+              continue;
+            }
+            awaitingPong.add(client);
+            client.ping();
+          }
+        }, keepAlive).unref()
+      : undefined;
 
   server.on('upgrade', onUpgrade);
   return {
     wss,
     dispose: async () => {
       server.off('upgrade', onUpgrade);
+      clearInterval(pinger);
       for (const client of wss.clients) client.close(1001, 'Going away');
       // A peer that never answers the close frame would hold shutdown for ws' 30 s closing timeout.
       const timer = setTimeout(() => {

@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { canSee, type Caller } from '../auth/caller.js';
+import { canSee, OPEN_CALLER, type Caller } from '../auth/caller.js';
 import type { Db } from '../db/database.js';
 import { findImage, imagesOfTask, imagesOfTasks } from '../db/images.js';
 import { countByStatus, findTask, findTaskByIdempotencyKey, listTasks, pendingTaskIds, queuePosition } from '../db/tasks.js';
@@ -18,9 +18,11 @@ import { receiveUpload, type StoredUpload } from '../uploads/upload-sink.js';
 import type { TaskEngine } from './engine.js';
 import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
 import { newTaskId, promptIdFor } from './ids.js';
-import { isResync, type ProgressBus } from './progress-bus.js';
+import type { ProgressBus } from './progress-bus.js';
 import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
 import { publicResultPaths } from './public-result-paths.js';
+import { TaskWatch } from './task-watch.js';
+import { TaskWatchHub } from './task-watch-hub.js';
 import { checkQuotas } from './transitions/enqueue-task.js';
 import { storeEvents } from '../webhooks/events.js';
 import { checkWebhookTarget, WebhookTargetError, type TargetPolicy } from '../webhooks/target-check.js';
@@ -71,10 +73,13 @@ export class TaskService {
   /** Where uploads and images live, for routes that serve them. */
   readonly store: BlobStore;
   private readonly tmpDir: string;
+  /** Every watch of a task shares its one bus subscription; after a re-sync notice the stored state is read once for all. */
+  private readonly hub: TaskWatchHub;
 
   constructor(private readonly options: TaskServiceOptions) {
     this.store = options.store ?? new FileStore(options.dataDir);
     this.tmpDir = options.tmpDir ?? join(options.dataDir, 'tmp');
+    this.hub = new TaskWatchHub(options.bus, (id) => this.snapshot(id, OPEN_CALLER));
   }
 
   /**
@@ -298,50 +303,31 @@ export class TaskService {
 
   /**
    * The task's progress: first its current state, then every later frame in `seq` order, ending
-   * after the final one. Undefined for an unknown task or one `caller` may not see. Listens before
-   * reading the snapshot, so no frame published in between is lost.
+   * after the final one (a TaskWatch: iterate it, or `listen` to it). Undefined for an unknown task
+   * or one `caller` may not see. Listens before reading the snapshot, so no frame published in
+   * between is lost; every watch of a task in this process shares one bus subscription (the hub).
    */
-  async watch(id: string, caller: Caller): Promise<AsyncGenerator<ProgressFrame> | undefined> {
-    const live = this.options.bus.subscribe(id);
+  async watch(id: string, caller: Caller): Promise<TaskWatch | undefined> {
+    const watch = new TaskWatch(id, this.hub);
     let first: ProgressFrame | undefined;
     try {
-      await live.ready; // a broker-backed bus listens only after a round trip
+      await this.hub.add(id, watch); // a broker-backed bus listens only after a round trip
       first = await this.snapshot(id, caller);
     } catch (err) {
-      live.close();
+      watch.close();
       throw err;
     }
     if (!first) {
-      live.close();
+      watch.close();
       return undefined;
     }
-    const snapshot = first;
-    const reread = () => this.snapshot(id, caller);
-    const frames = (async function* stream() {
-      try {
-        let last = snapshot.seq;
-        yield snapshot;
-        if (isFinal(snapshot.status)) return;
-        for await (const event of live) {
-          // Frames may have been lost (a broker reconnect): the stored state fills the gap.
-          const frame = isResync(event) ? await reread() : event;
-          if (!frame || frame.seq <= last) continue; // already covered by the snapshot
-          last = frame.seq;
-          yield frame;
-          if (isFinal(frame.status)) return;
-        }
-      } finally {
-        live.close();
-      }
-    })();
-    // A generator waiting for a frame handles return() only once that frame arrives, which for a quiet
-    // (say, queued) task can take minutes; closing the subscription first ends the wait at once.
-    const finish = frames.return.bind(frames);
-    frames.return = (value) => {
-      live.close();
-      return finish(value);
-    };
-    return frames;
+    watch.start(first);
+    return watch;
+  }
+
+  /** Watches open now in this process, over every task (they share one bus subscription per task). */
+  watchers(): number {
+    return this.hub.watchers;
   }
 
   /** 1 = next to start, as in progress frames; null when not pending. */

@@ -1,0 +1,144 @@
+/**
+ * SSE subscriptions written straight to the Node response: the live-sink.ts sink of one SSE
+ * request. Shared results are written as the bytes shared-payload.ts made once for every stream;
+ * what the sink does not take (results with errors) and the end come from the operation's iterator
+ * (`pump`). The format is Yoga's (graphql-yoga's result-processor/sse.js): a `:` comment first
+ * (some browsers wait for a first chunk), `event: next` per result, `event: complete` at the end, a
+ * `:` ping every 12 s (300 ms under NODE_ENV=test) while the stream is not backed up. Until the
+ * response's head is written (node-handler.ts, once Yoga has answered), writes wait in order.
+ */
+import type { ServerResponse } from 'node:http';
+import type { ExecutionResult } from 'graphql';
+import { MAX_BEHIND_BYTES, type LiveSink } from './live-sink.js';
+import { sharedSseEvent } from './shared-payload.js';
+
+const encoder = new TextEncoder();
+export const PING = encoder.encode(':\n\n');
+export const COMPLETE = encoder.encode('event: complete\ndata:\n\n');
+
+/** The head of every SSE answer, as Yoga writes it. */
+export const SSE_HEADERS = { 'Content-Type': 'text/event-stream', Connection: 'keep-alive', 'Cache-Control': 'no-cache', 'Content-Encoding': 'none' } as const;
+
+/** Whether a request with this Accept header gets an SSE stream for a subscription (not multipart). */
+export function acceptsSse(accept: string): boolean {
+  return accept.includes('text/event-stream') && !accept.includes('multipart/mixed');
+}
+
+/** The open sinks the shared keep-alive pings. */
+const pinged = new Set<SseSink>();
+let pinger: NodeJS.Timeout | undefined;
+
+/** The sink of one SSE request; see the file comment. */
+export class SseSink implements LiveSink {
+  #claimed = false;
+  /** Writes made before the head; undefined once open. `null` stands for the end. */
+  #pending: (Uint8Array | null)[] | undefined = [];
+  #closed = false;
+  #onClose: (() => void) | undefined;
+  /** The answer Yoga gave for this request when it is this sink's stream. */
+  #response: Response | undefined;
+
+  constructor(private readonly res: ServerResponse) {
+    res.once('close', () => {
+      this.#closed = true;
+      pinged.delete(this);
+      this.#onClose?.();
+    });
+  }
+
+  /** Whether a subscription took this sink. */
+  get claimed(): boolean {
+    return this.#claimed;
+  }
+
+  claim(): boolean {
+    if (this.#claimed) return false;
+    return (this.#claimed = true);
+  }
+
+  write(result: ExecutionResult, final: boolean): boolean {
+    const bytes = sharedSseEvent(result);
+    if (bytes === undefined) return false;
+    this.#write(bytes, final);
+    return true;
+  }
+
+  /**
+   * Yoga's answer when this sink carries the stream: a head without a body (node-handler.ts writes
+   * it and `open`s the sink), and `results` (the operation's iterator) pumped for what the sink did
+   * not take and for the end.
+   */
+  answer(results: AsyncIterable<ExecutionResult>, stringify: (result: ExecutionResult) => string, fetchAPI: { Response: typeof Response }): Response {
+    void this.#pump(results, stringify);
+    return (this.#response = new fetchAPI.Response(null, { status: 200, headers: SSE_HEADERS }));
+  }
+
+  /** True when `response` is this sink's stream (see `answer`). */
+  carries(response: Response): boolean {
+    return this.#claimed && response === this.#response;
+  }
+
+  /** Writes the head of `response` (Yoga's, with its CORS headers), then every write so far. */
+  open(response: Response): void {
+    if (this.#closed) return;
+    const socket = this.res.socket;
+    // As @whatwg-node/server does for a streamed body: no idle timeout, no Nagle delay.
+    socket?.setTimeout(0);
+    socket?.setNoDelay(true);
+    socket?.setKeepAlive(true);
+    const head: Record<string, string> = {};
+    response.headers.forEach((value, key) => (head[key] = value));
+    this.res.writeHead(response.status, head);
+    this.res.write(PING);
+    const pending = this.#pending ?? [];
+    this.#pending = undefined;
+    for (const item of pending) this.#write(item, true);
+    if (!this.res.writableEnded) keepAlive(this);
+  }
+
+  async #pump(results: AsyncIterable<ExecutionResult>, stringify: (result: ExecutionResult) => string): Promise<void> {
+    const iterator = results[Symbol.asyncIterator]();
+    this.#onClose = () => void iterator.return?.();
+    if (this.#closed) return this.#onClose();
+    try {
+      for (;;) {
+        const step = await iterator.next();
+        if (step.done) break;
+        this.#write(sharedSseEvent(step.value) ?? encoder.encode(`event: next\ndata: ${stringify(step.value)}\n\n`), true);
+      }
+      this.#write(COMPLETE, true);
+      this.#write(null, true);
+    } catch {
+      this.res.destroy(); // as a failing web stream ends Yoga's response
+    }
+  }
+
+  /** Writes `bytes` (null: ends the response); one that is behind skips what is not `must`. */
+  #write(bytes: Uint8Array | null, must: boolean): void {
+    if (this.#pending) return void this.#pending.push(bytes);
+    if (this.#closed || this.res.writableEnded) return;
+    if (bytes === null) {
+      pinged.delete(this);
+      this.res.end();
+    } else if (must || this.res.writableLength <= MAX_BEHIND_BYTES) this.res.write(bytes);
+  }
+
+  /** The keep-alive comment, unless the stream is backed up. */
+  ping(): void {
+    if (this.res.writableLength === 0) this.res.write(PING);
+  }
+}
+
+function keepAlive(sink: SseSink): void {
+  pinged.add(sink);
+  pinger ??= setInterval(
+    () => {
+      for (const s of pinged) s.ping();
+      if (pinged.size === 0) {
+        clearInterval(pinger);
+        pinger = undefined;
+      }
+    },
+    process.env['NODE_ENV'] === 'test' ? 300 : 12_000,
+  ).unref();
+}

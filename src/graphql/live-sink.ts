@@ -1,0 +1,53 @@
+/**
+ * Where a transport lets shared subscription results be written straight to its connection
+ * (direct-subscriber.ts), one write per subscriber per frame, instead of each result travelling
+ * through that subscriber's own chain of async iterators and message handlers. The graphql-ws sink
+ * is here; the SSE one is in direct-sse.ts.
+ */
+import type { ExecutionResult } from 'graphql';
+import type { WebSocket } from 'ws';
+import { sharedJson } from './shared-payload.js';
+
+/** A connection that takes shared results directly. */
+export interface LiveSink {
+  /** True the first time: one subscription per sink (a graphql-ws operation, an SSE request). */
+  claim(): boolean;
+  /**
+   * Writes `result` if it is a shared one (shared-payload.ts); false when it is not (the caller
+   * sends it the ordinary way). A connection that is behind may skip a frame that is not `final`.
+   */
+  write(result: ExecutionResult, final: boolean): boolean;
+}
+
+/** Bytes a connection may have queued before plain frames are skipped for it (frames are absolute). @default 1 MiB */
+export const MAX_BEHIND_BYTES = 1024 * 1024;
+
+/** The sink of one graphql-ws operation: `{"id":…,"type":"next","payload":…}` messages on its socket. */
+export class WsSink implements LiveSink {
+  #claimed = false;
+  /** The message up to its payload; only the payload changes per frame. */
+  readonly #head: string;
+
+  constructor(
+    private readonly socket: WebSocket,
+    id: string,
+  ) {
+    // As graphql-ws's stringifyMessage writes it.
+    this.#head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  }
+
+  claim(): boolean {
+    if (this.#claimed) return false;
+    return (this.#claimed = true);
+  }
+
+  write(result: ExecutionResult, final: boolean): boolean {
+    const json = sharedJson(result);
+    if (json === undefined) return false;
+    const socket = this.socket;
+    if (socket.readyState !== socket.OPEN) return true; // it is closing: its operations end with it
+    if (!final && socket.bufferedAmount > MAX_BEHIND_BYTES) return true;
+    socket.send(`${this.#head}${json}}`);
+    return true;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Live fan-out (issue 15): every watch of a task shares one bus subscription (TaskWatchHub); a
+ * subscriber whose results its transport writes directly (direct-subscriber.ts) still gets, in
+ * `seq` order, whatever the sink cannot write, and completes after the final frame; the graphql-ws
+ * keep-alive is one timer for all sockets and still ends a socket that stops answering.
+ */
+import { createServer } from 'node:http';
+import type { ExecutionResult } from 'graphql';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { OPEN_CALLER } from '../src/auth/caller.js';
+import { directSubscriber } from '../src/graphql/direct-subscriber.js';
+import type { LiveSink } from '../src/graphql/live-sink.js';
+import { attachGraphQLWs } from '../src/graphql/ws.js';
+import { createGraphQLServer } from '../src/graphql/yoga.js';
+import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
+import { emptyFrame, type ProgressFrame } from '../src/tasks/progress-frame.js';
+import { TaskWatch } from '../src/tasks/task-watch.js';
+import { TaskWatchHub } from '../src/tasks/task-watch-hub.js';
+import { generateTask } from './helpers/graphql.js';
+import { makeImage } from './helpers/images.js';
+import { startStack, type Stack } from './helpers/stack.js';
+
+const frame = (seq: number, status: ProgressFrame['status'] = 'processing'): ProgressFrame => ({ ...emptyFrame('t1', status, seq), seq });
+
+describe('a task watched by many subscribers', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ sim: { stepMs: 25 } });
+  });
+  afterAll(async () => stack?.close());
+
+  it('holds one bus subscription for all its watches, released with the last one', async () => {
+    stack.sims[0]!.pause(); // the task cannot finish while the watches open
+    try {
+      const id = await generateTask(stack.app.url, { description: 'one channel', count: 1, size: '256x256', steps: 4 }, await makeImage('png', 320, 240));
+      const watches = await Promise.all(Array.from({ length: 5 }, () => stack.app.service.watch(id, OPEN_CALLER)));
+      expect(stack.app.service.watchers()).toBe(5);
+      expect(stack.app.bus.subscriberCount()).toBe(1);
+      for (const w of watches.slice(0, 4)) await w!.return();
+      expect(stack.app.bus.subscriberCount()).toBe(1);
+      const last = watches[4]!;
+      expect((await last.next()).value).toMatchObject({ taskId: id, status: expect.stringMatching(/^(pending|processing)$/) });
+      stack.sims[0]!.resume();
+      const seen: ProgressFrame[] = [];
+      for await (const f of last) seen.push(f);
+      expect(seen.at(-1)).toMatchObject({ status: 'completed' });
+      expect(seen.map((f) => f.seq)).toEqual([...seen.map((f) => f.seq)].sort((a, b) => a - b));
+      expect(stack.app.service.watchers()).toBe(0);
+      expect(stack.app.bus.subscriberCount()).toBe(0);
+    } finally {
+      stack.sims[0]!.resume();
+    }
+  });
+
+  it('a socket that stops answering pings is terminated; one that answers stays', async () => {
+    const { service, auth, signer } = stack.app;
+    const yoga = createGraphQLServer({ service, auth, signer, maxFileSize: 1 << 20, publicUrl: undefined, corsOrigins: [] });
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const ws = attachGraphQLWs(server, { yoga, auth, keepAlive: 100 });
+    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
+    try {
+      const silent = new WebSocket(url, 'graphql-transport-ws', { autoPong: false });
+      const answering = new WebSocket(url, 'graphql-transport-ws');
+      const closed = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+      await Promise.all([silent, answering].map((s) => new Promise((resolve) => s.once('open', resolve))));
+      for (const s of [silent, answering]) s.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+      await closed;
+      expect(answering.readyState).toBe(WebSocket.OPEN);
+      answering.close();
+    } finally {
+      await ws.dispose();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('a directly written subscriber', () => {
+  /** A watch fed by hand through a hub on an in-process bus; `sink` takes what `accepts` says. */
+  async function setUp(accepts: (seq: number) => boolean) {
+    const bus = createMemoryProgressBus();
+    const hub = new TaskWatchHub(bus, async () => undefined);
+    const watch = new TaskWatch('t1', hub);
+    await hub.add('t1', watch);
+    watch.start(frame(1));
+    const written: number[] = [];
+    const sink: LiveSink = {
+      claim: () => true,
+      write: (result, _final) => {
+        const seq = (result.data as { seq: number }).seq;
+        if (!accepts(seq)) return false;
+        written.push(seq);
+        return true;
+      },
+    };
+    const results = directSubscriber(watch, sink, (f): ExecutionResult => ({ data: { seq: f.seq } }), (err) => err);
+    return { bus, hub, results, written };
+  }
+
+  it('writes the snapshot and frames through the sink, then the iterator completes after the final one', async () => {
+    const { bus, hub, results, written } = await setUp(() => true);
+    for (const seq of [2, 2, 3]) bus.publish(frame(seq)); // a repeated seq is dropped
+    bus.publish(frame(4, 'completed'));
+    bus.publish(frame(5)); // after the final frame: nothing
+    expect(await results.next()).toEqual({ value: undefined, done: true });
+    expect(written).toEqual([1, 2, 3, 4]);
+    expect(hub.watchers).toBe(0);
+  });
+
+  it('what the sink refuses, and every frame after it, comes through the iterator in seq order', async () => {
+    const { bus, results, written } = await setUp((seq) => seq !== 3);
+    for (const seq of [2, 3, 4]) bus.publish(frame(seq));
+    bus.publish(frame(5, 'failed'));
+    const carried: unknown[] = [];
+    for await (const r of results) carried.push(r.data);
+    expect(written).toEqual([1, 2]);
+    expect(carried).toEqual([{ seq: 3 }, { seq: 4 }, { seq: 5 }]);
+  });
+
+  it('return() stops the frames and releases the bus subscription', async () => {
+    const { bus, hub, results, written } = await setUp(() => true);
+    await results.return();
+    bus.publish(frame(2));
+    expect(written).toEqual([1]);
+    expect(hub.watchers).toBe(0);
+    expect(bus.subscriberCount()).toBe(0);
+  });
+});
