@@ -2,11 +2,13 @@
  * A {@link BlobStore} over a folder: DATA_DIR by default, or `STORAGE_URL=file:///path` (a volume
  * every replica mounts). An object is written to a temporary file next to its final name, synced,
  * then renamed over it, so a reader opens either the old file or the new one, whole; the folder is
- * synced too, so the new name survives a crash.
+ * synced too, so the new name survives a crash. A crash between the write and the rename leaves the
+ * temporary `.part` file: `check()` (once at start) removes those old enough that no put of another
+ * replica on the same folder can still be writing them.
  */
 import { randomUUID } from 'node:crypto';
 import { constants, type BigIntStats } from 'node:fs';
-import { access, copyFile, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { assertBlobKey } from './blob-key.js';
@@ -19,13 +21,19 @@ export interface FileStoreOptions {
   variable?: string;
   /** Its value, as the user wrote it. @default the folder's file:// URL */
   value?: string;
+  /** `check()` removes `.part` files older than this (by modification time) in the folder and the folders directly in it. @default 600000 (10 minutes) */
+  partMaxAgeMs?: number;
 }
+
+/** The temporary name `put` writes to: `.<final name>.<uuid>.part`. */
+const PART_NAME = /^\..+\.[0-9a-f-]{36}\.part$/;
 
 export class FileStore implements BlobStore {
   readonly location: string;
   private readonly root: string;
   private readonly variable: string;
   private readonly value: string;
+  private readonly partMaxAgeMs: number;
 
   /** @param root the folder; a relative path resolves against the working directory */
   constructor(root: string, options: FileStoreOptions = {}) {
@@ -33,6 +41,7 @@ export class FileStore implements BlobStore {
     this.location = `file://${this.root}`;
     this.variable = options.variable ?? 'STORAGE_URL';
     this.value = options.value ?? this.location;
+    this.partMaxAgeMs = options.partMaxAgeMs ?? 10 * 60_000;
   }
 
   async check(): Promise<void> {
@@ -43,6 +52,28 @@ export class FileStore implements BlobStore {
       const e = err as NodeJS.ErrnoException;
       throw new StorageError(this.variable, this.value, `cannot use the folder ${this.root} (${e.code ?? e.message})`, { cause: err });
     }
+    await this.sweepParts();
+  }
+
+  /**
+   * Removes stale `.part` files a crash left in the folder and the folders directly in it (uploads/;
+   * a task's images/<task>/ goes with its task). Best effort: a sweep that fails never stops a start.
+   */
+  private async sweepParts(): Promise<void> {
+    const before = Date.now() - this.partMaxAgeMs;
+    const sweep = async (dir: string, depth: number): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      await Promise.all(
+        entries.map(async (e) => {
+          const path = join(dir, e.name);
+          if (e.isDirectory() && depth > 0) return sweep(path, depth - 1);
+          if (!e.isFile() || !PART_NAME.test(e.name)) return;
+          const s = await stat(path).catch(() => undefined);
+          if (s && s.mtimeMs < before) await unlink(path).catch(() => undefined);
+        }),
+      );
+    };
+    await sweep(this.root, 1);
   }
 
   close(): void {

@@ -3,6 +3,7 @@
  * (a volume every replica mounts), `s3://bucket/prefix` a bucket. Call `check()` on the result
  * before serving, so a bad value stops the start with one line.
  */
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { BlobStore } from './blob-store.js';
@@ -16,6 +17,8 @@ export interface OpenStoreOptions {
   s3?: S3ClientConfig;
   /** For `s3://`: longest wait of `check()`, in ms. @default 5000 */
   checkTimeoutMs?: number;
+  /** For `s3://`: where streams are spooled before a put (the service passes its per-replica temp folder). @default `dataDir`/tmp */
+  tmpDir?: string;
 }
 
 /** The store for STORAGE_URL (`storageUrl`), or the folder `dataDir` when it is unset; throws a StorageError for a URL it cannot use. */
@@ -43,6 +46,7 @@ export function openStore(storageUrl: string | undefined, dataDir: string, optio
       prefix: decodeURIComponent(url.pathname),
       ...(options.s3 ? { client: options.s3 } : {}),
       ...(options.checkTimeoutMs !== undefined ? { checkTimeoutMs: options.checkTimeoutMs } : {}),
+      tmpDir: options.tmpDir ?? join(dataDir, 'tmp'),
     });
   }
   throw new StorageError('STORAGE_URL', storageUrl, `unknown scheme ${url.protocol} (use file:///absolute/path or s3://bucket/prefix)`);

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -32,6 +32,8 @@ export interface S3StoreOptions {
   putAttempts?: number;
   /** The variable named in `check()` errors. @default 'STORAGE_URL' */
   variable?: string;
+  /** Where a put of a stream is spooled before it is sent (created when missing): the service's DATA_DIR/tmp, not the system's. @default os.tmpdir() */
+  tmpDir?: string;
 }
 
 export class S3Store implements BlobStore {
@@ -79,7 +81,7 @@ export class S3Store implements BlobStore {
   async put(key: string, source: string | Readable, options: PutOptions = {}): Promise<PutResult> {
     const objectKey = this.keyOf(key);
     // PutObject needs the length before the first byte: a stream is spooled to a temporary file first.
-    const spool = typeof source === 'string' ? undefined : await spoolToFile(source);
+    const spool = typeof source === 'string' ? undefined : await spoolToFile(source, this.options.tmpDir ?? tmpdir());
     const path = spool ? spool.path : (source as string);
     try {
       const { size } = await stat(path);
@@ -171,9 +173,10 @@ export class S3Store implements BlobStore {
   }
 }
 
-/** Writes `source` to a new private temporary file; the caller calls `remove()`. */
-async function spoolToFile(source: Readable): Promise<{ path: string; remove: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'kontext-s3-'));
+/** Writes `source` to a new private temporary file below `tmpDir`; the caller calls `remove()`. */
+async function spoolToFile(source: Readable, tmpDir: string): Promise<{ path: string; remove: () => Promise<void> }> {
+  await mkdir(tmpDir, { recursive: true });
+  const dir = await mkdtemp(join(tmpDir, 'kontext-s3-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   const path = join(dir, randomUUID());
   try {
