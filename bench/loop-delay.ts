@@ -12,6 +12,8 @@ export interface LoopDelay<T> {
   p99Ms: number;
   /** How long `work` took, in ms. */
   totalMs: number;
+  /** CPU time this process used (all threads) during the longest block, in ms: far less than the block means it waited (descheduled on a busy machine, or a synchronous disk wait). */
+  maxCpuMs: number;
 }
 
 const TICK_MS = 5;
@@ -21,9 +23,16 @@ export async function measureLoopDelay<T>(work: () => Promise<T>): Promise<LoopD
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   let last = performance.now();
   let worst = 0;
+  let worstCpu = 0;
+  let lastCpu = process.cpuUsage();
   const timer = setInterval(() => {
     const now = performance.now();
-    worst = Math.max(worst, now - last - TICK_MS);
+    const cpu = process.cpuUsage(lastCpu);
+    lastCpu = process.cpuUsage();
+    if (now - last - TICK_MS > worst) {
+      worst = now - last - TICK_MS;
+      worstCpu = (cpu.user + cpu.system) / 1000;
+    }
     last = now;
   }, TICK_MS);
   histogram.enable();
@@ -31,7 +40,7 @@ export async function measureLoopDelay<T>(work: () => Promise<T>): Promise<LoopD
   try {
     const result = await work();
     const totalMs = performance.now() - started;
-    return { result, totalMs, maxMs: Math.max(worst, histogram.max / 1e6), p99Ms: histogram.percentile(99) / 1e6 };
+    return { result, totalMs, maxMs: Math.max(worst, histogram.max / 1e6), p99Ms: histogram.percentile(99) / 1e6, maxCpuMs: worstCpu };
   } finally {
     histogram.disable();
     clearInterval(timer);

@@ -41,6 +41,9 @@ export class Scheduler {
   /** Queue positions last announced, to publish only changes. */
   private readonly announced = new Map<string, number>();
   private noWorkerSince: number | undefined;
+  /** The announcement running, and the one that runs after it for everyone who asked meanwhile. */
+  private announcing: Promise<void> | undefined;
+  private nextAnnouncement: Promise<void> | undefined;
 
   constructor(private readonly deps: SchedulerDeps) {}
 
@@ -95,10 +98,29 @@ export class Scheduler {
     }
   }
 
-  /** Publishes the queue positions of pending tasks that changed since last time. */
-  async announceQueue(): Promise<void> {
+  /**
+   * Publishes the queue positions of pending tasks that changed since last time. Calls while one
+   * runs share the next one (a burst of enqueues or claims reads the queue and rewrites the
+   * positions twice, not once per call); each caller's change is seen by the one it waits for.
+   */
+  announceQueue(): Promise<void> {
+    if (this.nextAnnouncement) return this.nextAnnouncement;
+    const next = (this.announcing ?? Promise.resolve()).then(() => {
+      this.nextAnnouncement = undefined;
+      return this.announceNow();
+    });
+    this.nextAnnouncement = next;
+    const settled = next.catch(() => undefined);
+    this.announcing = settled;
+    void settled.then(() => {
+      if (this.announcing === settled) this.announcing = undefined;
+    });
+    return next;
+  }
+
+  private async announceNow(): Promise<void> {
     const { db, transitions, publisher } = this.deps;
-    const ids = await pendingTaskIds(db, this.deps.queuePolicy);
+    const ids = await pendingTaskIds(db, this.deps.queuePolicy, { fresh: true });
     const waiting = new Set(ids);
     for (const [id] of this.announced) if (!waiting.has(id)) this.announced.delete(id);
     for (const [i, id] of ids.slice(0, ANNOUNCED_POSITIONS).entries()) {
