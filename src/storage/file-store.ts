@@ -223,8 +223,39 @@ function etagOf(s: BigIntStats): string {
   return `"${s.ino.toString(36)}-${s.size.toString(36)}-${s.mtimeNs.toString(36)}"`;
 }
 
-/** Makes a rename in `dir` durable; not every platform can sync a folder, which is then left to the OS. */
-async function syncFolder(dir: string): Promise<void> {
+/** Per folder: the fsync running now, and the one queued behind it (for renames made since it started). */
+const folderSyncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+
+/**
+ * Makes the renames done so far in `dir` durable, sharing fsyncs: a call while one runs waits for
+ * the next, which all such calls share (the running one may have missed their rename). Twenty
+ * uploads finishing together cost two or three folder fsyncs, not twenty.
+ */
+function syncFolder(dir: string): Promise<void> {
+  const state = folderSyncs.get(dir);
+  if (!state) {
+    const running: Promise<void> = fsyncFolder(dir).finally(() => folderSynced(dir, running));
+    folderSyncs.set(dir, { running });
+    return running;
+  }
+  // Queued behind the running one, so it starts after every rename made before this call.
+  if (!state.next) {
+    const next: Promise<void> = state.running.then(() => fsyncFolder(dir)).finally(() => folderSynced(dir, next));
+    state.next = next;
+  }
+  return state.next;
+}
+
+/** The fsync `finished` of `dir` is done: the queued one becomes the running one. */
+function folderSynced(dir: string, finished: Promise<void>): void {
+  const state = folderSyncs.get(dir);
+  if (state?.running !== finished) return;
+  if (state.next) folderSyncs.set(dir, { running: state.next });
+  else folderSyncs.delete(dir);
+}
+
+/** One fsync of a folder; not every platform can sync a folder, which is then left to the OS. */
+async function fsyncFolder(dir: string): Promise<void> {
   let handle;
   try {
     handle = await open(dir, 'r');
