@@ -145,7 +145,7 @@ export class PromptExecutor {
     private readonly options: ExecutorOptions,
     private readonly outputCache: OutputCache,
     private readonly objectCache: ObjectCache,
-    private readonly sleep: (ms: number) => Promise<void>,
+    private readonly sleep: (ms: number) => Promise<number>,
   ) {}
 
   interrupt(): void {

@@ -67,7 +67,8 @@ export interface NodeRuntime {
   previewSize: number;
   /** 'derived' results (from the reference) or cached 'photo' ones of real size (photo.ts). */
   resultImages: 'derived' | 'photo';
-  sleep(ms: number): Promise<void>;
+  /** Waits `ms` (standing still while paused); resolves with how many ms late it woke. */
+  sleep(ms: number): Promise<number>;
   /** True when a sampler preview would reach someone (preview method on, a recipient connected). */
   wantsPreview(): boolean;
   /** The progress hook: checks the interrupt flag, then sends progress_state/progress/previews. */
@@ -282,8 +283,12 @@ const KSampler: NodeClass = {
     const failAt = fail && [...positive.texts, ...negative.texts].some((t) => t.includes(fail)) ? Math.ceil(total / 2) : -1;
     let small: RawImage | null = null;
     const recipe = makeRecipe(text, recipeParts);
+    // A GPU's steps take their time whatever the host's CPU does: a step that woke late (a busy
+    // event loop) makes the next ones shorter, so a prompt takes steps x stepMs, not more.
+    let late = 0;
     for (let i = 0; i < total; i++) {
-      await rt.sleep(rt.stepMs);
+      const ask = Math.max(0, rt.stepMs - late);
+      late = Math.max(0, late + ask + (await rt.sleep(ask)) - rt.stepMs);
       if (failAt === i + 1) {
         throw new PyException('RuntimeError', `FAKE_FAIL_ON_TEXT: prompt contains ${pyRepr(fail)}; simulated sampler failure at step ${i + 1}/${total}`);
       }

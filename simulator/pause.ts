@@ -53,7 +53,7 @@ export class PauseGate {
     if (this.paused || this.released) return;
     this.paused = true;
     for (const socket of this.sockets) this.stopReading(socket);
-    const now = Date.now();
+    const now = performance.now();
     for (const s of this.sleepers) {
       if (s.timer === undefined) continue;
       clearTimeout(s.timer);
@@ -81,10 +81,13 @@ export class PauseGate {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** A timer of `ms` that does not advance while paused; resolves at once after `release()`. */
-  sleep(ms: number): Promise<void> {
+  /**
+   * A timer of `ms` that does not advance while paused; resolves with how many ms late it fired
+   * (a busy event loop; paused time does not count), or with 0 at once after `release()`.
+   */
+  sleep(ms: number): Promise<number> {
     return new Promise((resolve) => {
-      if (this.released) return resolve();
+      if (this.released) return resolve(0);
       const s: Sleeper = {
         left: Math.max(0, ms),
         startedAt: 0,
@@ -92,7 +95,7 @@ export class PauseGate {
         done: () => {
           clearTimeout(s.timer);
           this.sleepers.delete(s);
-          resolve();
+          resolve(this.released ? 0 : Math.max(0, performance.now() - s.startedAt - s.left));
         },
       };
       this.sleepers.add(s);
@@ -115,7 +118,7 @@ export class PauseGate {
   }
 
   private run(s: Sleeper): void {
-    s.startedAt = Date.now();
+    s.startedAt = performance.now();
     s.timer = setTimeout(s.done, s.left);
   }
 

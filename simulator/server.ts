@@ -50,6 +50,8 @@ export interface SimulatorOptions {
    * not for the greeting a new socket gets, nor for a message no socket received. Default none.
    */
   onMessageSent?: (text: string) => void;
+  /** Observer for benchmarks: called with each HTTP request's method and path (with query) when it arrives, before the link delays it. Default none. */
+  onRequest?: (method: string, path: string) => void;
   /**
    * Result images: 'derived' (default: the reference recolored per prompt and seed, small PNGs) or
    * 'photo' (photographic pictures the size of real results, 1024x1024 ~1.4-1.6 MB; simulator/photo.ts).
@@ -135,7 +137,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   let closed = false;
   // Every timer of the executor goes through the gate, so a pause freezes execution.
   const gate = new PauseGate();
-  const sleep = (ms: number): Promise<void> => gate.sleep(ms);
+  const sleep = (ms: number): Promise<number> => gate.sleep(ms);
 
   const link = new Link({ rttMs: options.linkRttMs, mbit: options.linkMbit });
   const outputCache = new OutputCache();
@@ -184,6 +186,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   router.add('GET', '/ws', () => text(400, 'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".'));
 
   const server = http.createServer((req, res) => {
+    options.onRequest?.(req.method ?? 'GET', req.url ?? '/');
     void router.handle(req, res, maxUpload, () => gate.whenRunning(), link);
   });
   server.keepAliveTimeout = 75_000;
