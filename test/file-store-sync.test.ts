@@ -1,6 +1,7 @@
 /**
  * The folder store makes each rename durable with an fsync of its folder; puts that finish together
- * share those fsyncs (a put waits for one that started after its rename) instead of one each.
+ * share those fsyncs (a put waits for one that started after its rename) instead of one each. A file
+ * moved in that its caller already synced (`synced`) is not synced again.
  */
 import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -44,5 +45,22 @@ describe('FileStore folder fsyncs', () => {
     const names = await readdir(join(dir, 'store', 'uploads'));
     expect(names).toHaveLength(25);
     for (let i = 0; i < 20; i++) expect((await store.stat(`uploads/${i}.png`))?.size).toBe(`content ${i}`.length);
+  });
+
+  it('syncs a moved file unless the caller says it is synced already', async () => {
+    const store = openStore(pathToFileURL(join(dir, 'store')).href, dir);
+    const probe = await open(dir, 'r');
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const datasync = vi.spyOn(proto, 'datasync');
+    await writeFile(join(dir, 'a'), 'a');
+    await store.put('uploads/a.png', join(dir, 'a'), { move: true });
+    expect(datasync).toHaveBeenCalledTimes(1);
+    await writeFile(join(dir, 'b'), 'bb');
+    const put = await store.put('uploads/b.png', join(dir, 'b'), { move: true, synced: true });
+    expect(datasync).toHaveBeenCalledTimes(1);
+    expect(put.size).toBe(2);
+    expect(put.etag).toBe((await store.stat('uploads/b.png'))?.etag);
+    expect(await readdir(dir)).not.toContain('b');
   });
 });

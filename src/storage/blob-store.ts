@@ -39,6 +39,11 @@ export interface PutOptions {
    * failure the source stays. @default false (the source file is copied and left as it is)
    */
   move?: boolean;
+  /**
+   * The source file (a path source only) is already on disk for good (fsync'ed, as receiveUpload
+   * leaves it): a folder store that moves it skips syncing it again. @default false
+   */
+  synced?: boolean;
 }
 
 /** A byte range, inclusive at both ends, as in HTTP `Range: bytes=start-end`. */

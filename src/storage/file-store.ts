@@ -88,7 +88,7 @@ export class FileStore implements BlobStore {
   async put(key: string, source: string | Readable, options: PutOptions = {}): Promise<PutResult> {
     const path = this.localPath(key);
     if (typeof source === 'string' && options.move) {
-      const moved = await this.moveIntoPlace(source, path);
+      const moved = await this.moveIntoPlace(source, path, options.synced ?? false);
       if (moved) return moved;
     }
     const tmp = join(dirname(path), `.${key.replace(/^.*\//, '')}.${randomUUID()}.part`);
@@ -166,15 +166,19 @@ export class FileStore implements BlobStore {
   }
 
   /** Renames `source` to `path`; undefined when they are on different file systems (the caller copies). */
-  private async moveIntoPlace(source: string, path: string): Promise<PutResult | undefined> {
-    // The caller may not have synced it: a crash must not leave a short file under a final name.
-    const file = await open(source, 'r+');
+  private async moveIntoPlace(source: string, path: string, synced: boolean): Promise<PutResult | undefined> {
     let s: BigIntStats;
-    try {
-      await file.datasync();
-      s = await file.stat({ bigint: true });
-    } finally {
-      await file.close();
+    if (synced) {
+      s = await stat(source, { bigint: true });
+    } else {
+      // The caller may not have synced it: a crash must not leave a short file under a final name.
+      const file = await open(source, 'r+');
+      try {
+        await file.datasync();
+        s = await file.stat({ bigint: true });
+      } finally {
+        await file.close();
+      }
     }
     try {
       await this.inFolder(path, () => rename(source, path));
