@@ -123,12 +123,17 @@ export class Scheduler {
     const ids = await pendingTaskIds(db, this.deps.queuePolicy, { fresh: true });
     const waiting = new Set(ids);
     for (const [id] of this.announced) if (!waiting.has(id)) this.announced.delete(id);
+    const changed: [string, number][] = [];
     for (const [i, id] of ids.slice(0, ANNOUNCED_POSITIONS).entries()) {
-      const position = i + 1;
-      if (this.announced.get(id) === position) continue;
-      this.announced.set(id, position);
-      await publisher.run(id, () => transitions.announcePosition(db, id, position));
+      if (this.announced.get(id) === i + 1) continue;
+      this.announced.set(id, i + 1);
+      changed.push([id, i + 1]);
     }
+    if (changed.length === 0) return;
+    // One transaction for all; each frame is then published in its task's chain. A transition of
+    // that task written meanwhile has a higher seq, and watchers drop the older frame behind it.
+    const frames = await transitions.announcePositions(db, changed);
+    await Promise.all(frames.map((frame) => publisher.run(frame.taskId, async () => frame)));
   }
 
   /**

@@ -3,7 +3,7 @@
  * also writes the progress frame it causes and returns it for publishing. The engine, the service
  * layer and the CLI call these; nothing else writes the `tasks` and `images` tables' states.
  */
-import { announcePosition } from './announce-position.js';
+import { announcePosition, announcePositions } from './announce-position.js';
 import { cancelPendingTask } from './cancel-pending-task.js';
 import { claimTask } from './claim-task.js';
 import { completeImage } from './complete-image.js';
@@ -20,6 +20,7 @@ import { submitImage } from './submit-image.js';
 export const transitions = {
   enqueueTask,
   announcePosition,
+  announcePositions,
   claimTask,
   cancelPendingTask,
   requestCancel,
