@@ -69,7 +69,8 @@ export interface GraphQLWsServer {
 /** What graphql-ws hands to every hook besides its own context. */
 interface Extra {
   socket: WebSocket;
-  request: IncomingMessage;
+  /** The upgrade request; let go once the connection is accepted (a subscriber need not hold its headers). */
+  request: IncomingMessage | undefined;
   /** Who the connection is: set once at `connection_init`, used by every operation on it. */
   caller?: Caller;
 }
@@ -108,6 +109,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
         return false;
       }
       ctx.extra.caller = result.caller;
+      ctx.extra.request = undefined;
       return true;
     },
     // A shared result goes to graphql-ws unchanged (its default copies it), to be known by the replacer.

@@ -11,7 +11,9 @@ import type { FrameWatcher, TaskWatchHub } from './task-watch-hub.js';
 const MAX_BUFFERED = 256;
 
 /** Receives a watch's frames: the snapshot first; `final` on the last one, after which nothing comes. */
-export type FrameListener = (frame: ProgressFrame, final: boolean) => void;
+export interface FrameListener {
+  deliver(frame: ProgressFrame, final: boolean): void;
+}
 
 /** A task's frames for one subscriber; see the file comment. */
 export class TaskWatch implements FrameWatcher, AsyncIterableIterator<ProgressFrame> {
@@ -51,7 +53,7 @@ export class TaskWatch implements FrameWatcher, AsyncIterableIterator<ProgressFr
     this.#last = frame.seq;
     const final = isFinal(frame.status);
     if (final) this.#end();
-    if (this.#listener) return this.#listener(frame, final);
+    if (this.#listener) return this.#listener.deliver(frame, final);
     if (this.#waiting) {
       const w = this.#waiting;
       this.#waiting = undefined;
@@ -70,7 +72,7 @@ export class TaskWatch implements FrameWatcher, AsyncIterableIterator<ProgressFr
     const pending = this.#buffered;
     this.#buffered = [];
     const last = pending.length - 1;
-    pending.forEach((frame, i) => listener(frame, this.#ended && i === last));
+    pending.forEach((frame, i) => listener.deliver(frame, this.#ended && i === last));
     if (!this.#ended) this.#listener = listener;
   }
 
