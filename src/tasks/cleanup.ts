@@ -11,6 +11,7 @@ import { imageFiles } from '../db/images.js';
 import { deleteTasks, findFinishedBefore } from '../db/tasks.js';
 import { deleteUnreferenced } from '../db/uploads.js';
 import { silentLogger, type Logger } from '../log.js';
+import { backgroundCheckpoints } from './background-checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 /** Options of `deleteOldTasks`. */
@@ -33,24 +34,29 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
   const log = options.log ?? silentLogger;
   const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
   const concurrency = options.concurrency ?? 16;
+  const checkpoints = await backgroundCheckpoints(db);
   let deleted = 0;
-  for (;;) {
-    const tasks = await findFinishedBefore(db, cutoff, options.batch ?? 50);
-    if (tasks.length === 0) return deleted;
-    const ids = tasks.map((t) => t.id);
-    // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
-    // The task's folder holds its images, their variants and (folder store) older versions' downloads:
-    // one folder delete each; files recorded elsewhere (rows of older versions) one by one.
-    const elsewhere = (await imageFiles(db, ids)).filter((f) => !f.file_path!.startsWith(`images/${f.task_id}/`)).map((f) => f.file_path!);
-    await eachLimited(elsewhere, concurrency, (key) => deleteStored(store, key));
-    await eachLimited(ids, concurrency, (id) => store.deleteFolder(`images/${id}`));
-    await deleteTasks(db, ids);
-    const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
-    await eachLimited(await deleteUnreferenced(db, shas), concurrency, (u) => deleteStored(store, u.file_path));
-    deleted += ids.length;
-    log.info('old tasks deleted', { count: ids.length, older_than_days: days });
-    // Requests waiting behind this batch go first.
-    await yieldToLoop();
+  try {
+    for (;;) {
+      const tasks = await findFinishedBefore(db, cutoff, options.batch ?? 50);
+      if (tasks.length === 0) return deleted;
+      const ids = tasks.map((t) => t.id);
+      // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
+      // The task's folder holds its images, their variants and (folder store) older versions' downloads:
+      // one folder delete each; files recorded elsewhere (rows of older versions) one by one.
+      const elsewhere = (await imageFiles(db, ids)).filter((f) => !f.file_path!.startsWith(`images/${f.task_id}/`)).map((f) => f.file_path!);
+      await eachLimited(elsewhere, concurrency, (key) => deleteStored(store, key));
+      await eachLimited(ids, concurrency, (id) => store.deleteFolder(`images/${id}`));
+      await deleteTasks(db, ids);
+      const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
+      await eachLimited(await deleteUnreferenced(db, shas), concurrency, (u) => deleteStored(store, u.file_path));
+      deleted += ids.length;
+      log.info('old tasks deleted', { count: ids.length, older_than_days: days });
+      // Requests waiting behind this batch go first, while the WAL it wrote is checkpointed elsewhere.
+      await Promise.all([checkpoints.after(), yieldToLoop()]);
+    }
+  } finally {
+    await checkpoints.close();
   }
 }
 
