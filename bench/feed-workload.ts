@@ -1,11 +1,16 @@
 /**
- * The GPU-feed workload (12 tasks of 4 images, 20 steps of 25 ms, 256x256) for bench/gpu-feed.ts
- * and bench/replica-feed.ts, so their rows compare: posted to the service, or its prompts put
- * straight into the simulators' queues (all at once, the ideal where the GPU never idles; or one
- * by one, the old service's strategy).
+ * The GPU-feed workload (12 tasks of 4 images, 20 steps of 25 ms) for bench/gpu-feed.ts and
+ * bench/replica-feed.ts, so their rows compare: posted to the service, or its prompts put straight
+ * into the simulators' queues (all at once, the ideal where the GPU never idles; or one by one, the
+ * old service's strategy). Results are the size real ones are (1024x1024 photographic PNGs of
+ * ~1.4-1.6 MB) and each simulator sits behind a 20 ms, 200 Mbit/s link that it simulates itself
+ * (simulator/link.ts: tc netem is not available here).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startSimulator, type Simulator } from '../simulator/server.js';
+import { preparePhotos } from '../simulator/photo.js';
+import { startSimulator, type Simulator, type SimulatorOptions } from '../simulator/server.js';
 import type { App } from '../src/app.js';
 import { OPEN_CALLER } from '../src/auth/caller.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
@@ -21,17 +26,29 @@ export const IMAGES = 4;
 export const STEPS = 20;
 /** The simulator's time per step, ms. */
 export const STEP_MS = 25;
-/** Output size. */
-export const SIZE = { width: 256, height: 256 };
+/** Output size: a real result's. */
+export const SIZE = { width: 1024, height: 1024 };
+/** The link between the service and each simulator: round trip ms and Mbit/s, simulated by the simulator. */
+export const LINK = { rttMs: 20, mbit: 200 };
+
+/** What the simulators are started with: photo results behind the link. */
+const SIM_OPTIONS: SimulatorOptions = { stepMs: STEP_MS, resultImages: 'photo', linkRttMs: LINK.rttMs, linkMbit: LINK.mbit };
 
 /** A short label of the workload for row names. */
 export function workloadLabel(workers: number): string {
-  return `${TASKS}x${IMAGES} images, ${STEPS} steps x ${STEP_MS} ms, ${workers} worker${workers > 1 ? 's' : ''}`;
+  return `${TASKS}x${IMAGES} images of ${SIZE.width}x${SIZE.height}, ${STEPS} steps x ${STEP_MS} ms, ${workers} worker${workers > 1 ? 's' : ''}`;
+}
+
+/** The link and result sizes, for row notes; paints the simulators' pictures first, so no run pays for it. */
+export async function linkNote(): Promise<string> {
+  const sizes = await preparePhotos(SIZE.width, SIZE.height);
+  const mb = (n: number) => (n / 1e6).toFixed(2);
+  return `results ${mb(Math.min(...sizes))}-${mb(Math.max(...sizes))} MB PNGs over a ${LINK.rttMs} ms, ${LINK.mbit} Mbit/s link per simulator (the simulator throttles itself: tc netem is not available here)`;
 }
 
 /** Runs `fn` with `n` fresh simulators (under `dir`), closed after. */
 export async function withSimulators<T>(n: number, dir: string, fn: (sims: Simulator[]) => Promise<T>): Promise<T> {
-  const sims = await Promise.all(Array.from({ length: n }, (_, i) => startSimulator({ port: 0, stepMs: STEP_MS, baseDir: join(dir, `sim-${n}-${i}-${Date.now()}`) })));
+  const sims = await Promise.all(Array.from({ length: n }, (_, i) => startSimulator({ ...SIM_OPTIONS, port: 0, baseDir: join(dir, `sim-${n}-${i}-${Date.now()}`) })));
   try {
     return await fn(sims);
   } finally {
@@ -41,8 +58,8 @@ export async function withSimulators<T>(n: number, dir: string, fn: (sims: Simul
 
 /**
  * How the prompts go straight to the simulators: `all-at-once` queues every prompt at once (the
- * ideal: the GPU never idles); `one-by-one` submits one, waits for its result, then the next, per
- * worker (the old service's strategy).
+ * ideal: the GPU never idles); `one-by-one` submits one, waits for its result and downloads it,
+ * then the next, per worker (the old service's strategy). Both download every result.
  */
 export type DirectMode = 'all-at-once' | 'one-by-one';
 
@@ -50,13 +67,14 @@ export type DirectMode = 'all-at-once' | 'one-by-one';
 export async function direct(sims: Simulator[], reference: Buffer, mode: DirectMode): Promise<Timed> {
   const workflow = await loadWorkflow();
   const workers = sims.map((s) => new ComfyWorker(s.url));
+  const downloads = await mkdtemp(join(tmpdir(), 'kontext-bench-direct-'));
   await Promise.all(workers.map((w) => w.start()));
   try {
     const names = await Promise.all(workers.map((w) => w.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
     const run = `bench-${mode}-${sims.length}-${Date.now()}`;
     const jobs = Array.from({ length: TASKS * IMAGES }, (_, i) => ({ i, w: i % workers.length }));
-    const runOne = ({ i, w }: { i: number; w: number }) =>
-      workers[w]!.run(
+    const runOne = async ({ i, w }: { i: number; w: number }): Promise<void> => {
+      const result = await workers[w]!.run(
         promptIdFor(run, i),
         bindWorkflow(workflow, {
           description: 'benchmark',
@@ -69,6 +87,10 @@ export async function direct(sims: Simulator[], reference: Buffer, mode: DirectM
         }),
         { outputNode: workflow.binding.outputNode, timeoutMs: 600_000 },
       );
+      const file = result.images[0];
+      if (!file) throw new Error(`prompt ${i} finished without an image`);
+      await workers[w]!.download(file, join(downloads, `${i}.png`));
+    };
     const startedAt = Date.now();
     const start = performance.now();
     if (mode === 'all-at-once') {
@@ -83,6 +105,7 @@ export async function direct(sims: Simulator[], reference: Buffer, mode: DirectM
     return { ms: performance.now() - start, startedAt, endedAt: Date.now() };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
+    await rm(downloads, { recursive: true, force: true });
   }
 }
 
@@ -91,11 +114,11 @@ export function allQueuedAtOnce(sims: Simulator[], reference: Buffer): Promise<T
   return direct(sims, reference, 'all-at-once');
 }
 
-/** Posts one task of the workload to `baseUrl` (the legacy form route); returns its id. */
-export async function postWorkloadTask(baseUrl: string, reference: Buffer, t: number): Promise<string> {
+/** Posts task `t` of the workload to `baseUrl` (the legacy form route), of `count` images (default IMAGES); returns its id. */
+export async function postWorkloadTask(baseUrl: string, reference: Buffer, t: number | string, count = IMAGES): Promise<string> {
   const form = new FormData();
   form.set('description', `benchmark ${t}`);
-  form.set('count', String(IMAGES));
+  form.set('count', String(count));
   form.set('steps', String(STEPS));
   form.set('size', `${SIZE.width}x${SIZE.height}`);
   // Blob's typings (lib.dom, which Yoga's types pull in) want a plain ArrayBuffer; Node's Buffers from sharp/readFile are.

@@ -1,5 +1,6 @@
 /**
- * GPU feed with 3 replicas and 2 workers: the GPU-feed workload (bench/feed-workload.ts) posted
+ * GPU feed with 3 replicas and 2 workers: the GPU-feed workload (bench/feed-workload.ts: real-size
+ * results over a simulated 20 ms, 200 Mbit/s link) posted
  * round robin to 3 replicas (in this process) on one PostgreSQL database and Redis, each task
  * watched on the replica that received it, until the last one completes. The baseline is the same
  * prompts queued on the 2 simulators at once (the GPU never idles), measured in the same run.
@@ -11,7 +12,7 @@ import type { Simulator } from '../simulator/server.js';
 import { startApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { makeImage } from '../test/helpers/images.js';
-import { allQueuedAtOnce, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
+import { allQueuedAtOnce, linkNote, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
 import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
 import type { BenchRow } from './table.js';
 import { headAndTail, workerTimeline, type Timed, type WorkerTimeline } from './worker-idle.js';
@@ -50,6 +51,7 @@ async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string
 export async function benchReplicaFeed(): Promise<BenchRow> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-replica-feed-'));
   const reference = await makeImage('png', 320, 240);
+  const link = await linkNote();
   try {
     const idealRun = await withSimulators(WORKERS, dir, async (sims) => ({
       ...(await allQueuedAtOnce(sims, reference)),
@@ -67,7 +69,7 @@ export async function benchReplicaFeed(): Promise<BenchRow> {
       baseline: `${(ideal / 1000).toFixed(2)} s all queued at once`,
       ratio: ideal / service,
       ratioLabel: 'utilization',
-      note: `the slots of each server are counted in the database, so the next prompt waits in ComfyUI whichever replica submits it: the workers idled ${idleOf(serviceRun.workers)} ms in all between prompts (${idleOf(idealRun.workers)} ms with all queued at once; from their histories); what is left is at the ends: the first prompt started ${ends.head.toFixed(0)} ms after the posts began (upload, claim, submission; ${idealEnds.head.toFixed(0)} ms for the baseline's submission) and the last task completed ${ends.tail.toFixed(0)} ms after its last prompt (download, store, final frame over Redis; ${idealEnds.tail.toFixed(0)} ms for the baseline's result); images per worker ${serviceRun.workers.map((w) => w.prompts).join(' + ')}`,
+      note: `the slots of each server are counted in the database, so the next prompt waits in ComfyUI whichever replica submits it: the workers idled ${idleOf(serviceRun.workers)} ms in all between prompts (${idleOf(idealRun.workers)} ms with all queued at once; from their histories); what is left is at the ends: the first prompt started ${ends.head.toFixed(0)} ms after the posts began (upload, claim, submission; ${idealEnds.head.toFixed(0)} ms for the baseline's submission) and the last task completed ${ends.tail.toFixed(0)} ms after its last prompt (download, store, final frame over Redis; ${idealEnds.tail.toFixed(0)} ms for the baseline's result); images per worker ${serviceRun.workers.map((w) => w.prompts).join(' + ')}; ${link}`,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
