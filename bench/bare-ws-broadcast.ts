@@ -32,16 +32,26 @@ export interface BroadcastOptions {
   steps: number;
   /** Ms between frames. */
   stepMs: number;
+  /** Rooms the sockets are spread over (socket i in room i % rooms); frames go to room 0 only. @default 1 */
+  rooms?: number;
 }
 
-/** Broadcasts `steps` frames like `sampleFrame`, one every `stepMs`, to `sockets` sockets. */
-export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs }: BroadcastOptions): Promise<BroadcastResult> {
+/** Broadcasts `steps` frames like `sampleFrame`, one every `stepMs`, to the sockets of room 0 (all of them with one room). */
+export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs, rooms = 1 }: BroadcastOptions): Promise<BroadcastResult> {
   // CommonJS in a child: `ws` resolves from the repository's node_modules (the working directory).
   const code = `
     const { WebSocketServer } = require('ws');
     const frame = JSON.parse(process.env.FRAME);
     const steps = Number(process.env.STEPS), stepMs = Number(process.env.STEP_MS);
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 }, () => console.log('bare ws listening on ws://127.0.0.1:' + wss.address().port));
+    // A room per socket, from its URL (/?room=N), as a chat server keeps them; frames go to room 0.
+    const rooms = new Map();
+    wss.on('connection', (ws, req) => {
+      const room = new URL(req.url, 'http://x').searchParams.get('room') ?? '0';
+      if (!rooms.has(room)) rooms.set(room, new Set());
+      rooms.get(room).add(ws);
+      ws.once('close', () => rooms.get(room).delete(ws));
+    });
     process.stdin.once('data', () => {
       let step = 0;
       const tick = () => {
@@ -50,7 +60,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
         progress.step = step;
         progress.sentAt = performance.timeOrigin + performance.now();
         const text = JSON.stringify(frame);
-        for (const ws of wss.clients) ws.send(text);
+        for (const ws of rooms.get('0') ?? []) ws.send(text);
         if (step < steps) setTimeout(tick, stepMs);
       };
       tick();
@@ -72,11 +82,12 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
     });
     const before = (await processMemory(child.pid!)).rss;
     const received: number[] = [];
-    let remaining = count;
+    const measured = Math.ceil(count / rooms);
+    let remaining = measured;
     let allDone!: () => void;
     const done = new Promise<void>((resolve) => (allDone = resolve));
-    const open = async (): Promise<void> => {
-      const ws = new WebSocket(url);
+    const open = async (i: number): Promise<void> => {
+      const ws = new WebSocket(`${url}/?room=${i % rooms}`);
       sockets.push(ws);
       ws.on('message', (data: Buffer) => {
         const at = wallNow();
@@ -95,7 +106,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
     child.stdin.write('go\n');
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('bare ws: not every socket got every frame')), steps * stepMs + 30_000).unref());
     await Promise.race([done, timeout]);
-    if (received.length !== count * steps) throw new Error(`bare ws: ${received.length} frames received, expected ${count * steps}`);
+    if (received.length !== measured * steps) throw new Error(`bare ws: ${received.length} frames received, expected ${measured * steps}`);
     const clientBusy = eventLoop.eventLoopUtilization(busyFrom).utilization;
     return { delays: received, rssPerSocket: (after - before) / count, clientBusy };
   } finally {

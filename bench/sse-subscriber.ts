@@ -29,9 +29,9 @@ export async function sseSubscriber(url: string, taskId: string): Promise<Subscr
         while ((end = buffer.indexOf('\n\n')) !== -1) {
           const event = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          if (!/^event: next$/m.test(event)) continue;
-          const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-          const frame = (JSON.parse(data) as { data?: { taskProgress?: FrameData } }).data?.taskProgress;
+          // `event: next\ndata: <json>` as the service writes it: one slice and one parse, as a bare client's.
+          if (!event.startsWith('event: next\ndata: ')) continue;
+          const frame = (JSON.parse(event.slice(18)) as { data?: { taskProgress?: FrameData } }).data?.taskProgress;
           if (!frame) continue;
           resolve();
           rec.onFrame(frame, at);

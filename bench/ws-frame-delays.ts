@@ -5,8 +5,8 @@
  * subscriber receiving its frame. Times are `performance.timeOrigin + performance.now()`,
  * wall-clock based, so comparable across processes.
  */
+import { randomUUID } from 'node:crypto';
 import { performance as eventLoop } from 'node:perf_hooks';
-import { createClient, type Client as GraphQLWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
 /** The subscription each subscriber runs. */
@@ -55,34 +55,42 @@ export function frameRecorder(): { frames: [number, number][]; onFrame: (f: Fram
 
 /**
  * A graphql-ws subscriber on `wsUrl` (its own socket); resolves once the first frame (the
- * snapshot) arrived, which `onFirst` receives (default: ignored).
+ * snapshot) arrived, which `onFirst` receives (default: ignored). It speaks the protocol
+ * (`graphql-transport-ws`) on a bare `ws` socket and parses each message once, as the baseline's
+ * sockets do (bench/bare-ws-broadcast.ts): the graphql-ws client library does several times that
+ * work per message, which on one shared bench process would be measured as the service's delay.
  */
 export async function wsSubscriber(wsUrl: string, taskId: string, onFirst: (data: unknown) => void = () => undefined): Promise<Subscriber> {
   const rec = frameRecorder();
-  let client: GraphQLWsClient | undefined;
+  const socket = new WebSocket(wsUrl, 'graphql-transport-ws');
   await new Promise<void>((resolve, reject) => {
-    client = createClient({ url: wsUrl, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, onNonLazyError: reject });
     let got = false;
-    client.subscribe<{ taskProgress: FrameData }>(
-      { query: SUBSCRIPTION, variables: { taskId } },
-      {
-        next: (result) => {
-          const at = wallNow();
-          const f = result.data?.taskProgress;
-          if (!f) return reject(new Error(`subscription error: ${JSON.stringify(result.errors)}`));
-          if (!got) {
-            got = true;
-            onFirst(result.data);
-            resolve();
-          }
-          rec.onFrame(f, at);
-        },
-        error: reject,
-        complete: () => undefined,
-      },
-    );
+    socket.once('error', reject);
+    socket.once('close', (code, reason) => reject(new Error(`socket closed before the first frame: ${code} ${String(reason)}`)));
+    socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: {} })));
+    socket.on('message', (data: Buffer) => {
+      const at = wallNow();
+      const message = JSON.parse(data.toString()) as { type: string; payload?: { data?: { taskProgress?: FrameData }; errors?: unknown } };
+      if (message.type === 'connection_ack') {
+        // A UUID per operation, as the graphql-ws client makes.
+        socket.send(JSON.stringify({ id: randomUUID(), type: 'subscribe', payload: { query: SUBSCRIPTION, variables: { taskId } } }));
+        return;
+      }
+      if (message.type === 'ping') return socket.send('{"type":"pong"}');
+      if (message.type === 'error') return reject(new Error(`subscription error: ${JSON.stringify(message.payload)}`));
+      if (message.type !== 'next') return;
+      const f = message.payload?.data?.taskProgress;
+      if (!f) return reject(new Error(`subscription error: ${JSON.stringify(message.payload?.errors)}`));
+      if (!got) {
+        got = true;
+        onFirst(message.payload!.data);
+        resolve();
+      }
+      rec.onFrame(f, at);
+    });
   });
-  return { frames: rec.frames, done: rec.done, close: () => void client?.dispose() };
+  socket.on('error', () => undefined); // terminated by close()
+  return { frames: rec.frames, done: rec.done, close: () => socket.terminate() };
 }
 
 /** Opens `n` subscribers, `CONNECT_BATCH` at a time; `open(i)` opens the i-th. */

@@ -1,0 +1,112 @@
+/**
+ * Fan-out at scale: 10 000 graphql-ws subscribers spread over 100 tasks (100 each, one socket per
+ * subscriber), against a bare `ws` server holding 10 000 sockets in 100 rooms. Memory: the service's
+ * RSS growth per subscriber (every one subscribed, each with its own snapshot) against the bare
+ * server's per socket. Delay: the first task runs while all 10 000 are held, its 100 subscribers
+ * receive its frames (simulator progress to frame, as bench/fanout.ts measures it); the bare server
+ * broadcasts frames of the same size at the same pace to the 100 sockets of one room.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { createKontextClient, type KontextClient } from '@kontext-gateway/sdk';
+import { promptIdFor } from '../src/tasks/ids.js';
+import { makeImage } from '../test/helpers/images.js';
+import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { bareBroadcast } from './bare-ws-broadcast.js';
+import { startBlocker, type Blocker } from './blocker-prompt.js';
+import { generateTask } from './generate-task.js';
+import { processMemory } from './process-memory.js';
+import { startStampingSimulator } from './progress-stamps.js';
+import { percentile } from './stats.js';
+import type { BenchRow } from './table.js';
+import { delays, openAll, releaseAndWait, wsSubscriber, type Subscriber } from './ws-frame-delays.js';
+
+const TASKS = 100;
+const PER_TASK = 100;
+const STEPS = 20;
+const STEP_MS = 100;
+
+interface ServiceResult {
+  values: number[];
+  rssPerSubscriber: number;
+  clientBusy: number;
+  sampleFrame: string;
+}
+
+async function throughService(dir: string): Promise<ServiceResult> {
+  const { sim, measure } = await startStampingSimulator(dir, STEP_MS);
+  let blocker: Blocker | undefined;
+  let service: Child | undefined;
+  let subs: Subscriber[] = [];
+  let client: KontextClient | undefined;
+  try {
+    // Room for every subscriber besides the bench's own client (MAX_LIVE_CONNECTIONS is 10 000 by default).
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100) });
+    const pid = service.process.pid!;
+    client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
+    const reference = await makeImage('png', 320, 240);
+    for await (const f of client.watch(await generateTask(client, reference, 'fan-out warm-up', 2, 1))) if (f.status !== 'PENDING' && f.status !== 'PROCESSING') break;
+
+    blocker = await startBlocker(sim, reference);
+    const release = await blocker.hold(2);
+    // The first task runs first once the blocker goes; the others wait in the queue with their subscribers.
+    const tasks: string[] = [];
+    for (let i = 0; i < TASKS; i++) tasks.push(await generateTask(client, reference, `fan-out ${i}`, STEPS, 3 + i));
+    const sentAt = measure(promptIdFor(tasks[0]!, 0));
+
+    const before = (await processMemory(pid)).rss;
+    const wsUrl = `${service.url}/graphql`.replace(/^http/, 'ws');
+    let sampleFrame = '';
+    // Subscriber i watches task i % TASKS, so the measured task's subscribers are spread over the connecting.
+    const all = await openAll(TASKS * PER_TASK, (i) =>
+      wsSubscriber(wsUrl, tasks[i % TASKS]!, (data) => (sampleFrame ||= JSON.stringify({ id: randomUUID(), type: 'next', payload: { data } }))),
+    );
+    subs = all;
+    const after = (await processMemory(pid)).rss;
+    const measured = all.filter((_, i) => i % TASKS === 0);
+    const clientBusy = await releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks');
+    if (sentAt.size !== STEPS) throw new Error(`fan-out over many tasks: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
+    return { values: delays(measured, sentAt).values, rssPerSubscriber: (after - before) / all.length, clientBusy, sampleFrame };
+  } finally {
+    for (const s of subs) s.close();
+    await client?.close();
+    await blocker?.stop();
+    await service?.kill('SIGKILL');
+    await sim.close();
+  }
+}
+
+/** The 10 000-subscriber rows: delay p99 and RSS per subscriber, against the bare ws server with 100 rooms. */
+export async function benchFanoutManyTasks(): Promise<BenchRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-fanout-many-'));
+  try {
+    const svc = await throughService(dir);
+    const bare = await bareBroadcast({ sampleFrame: svc.sampleFrame, sockets: TASKS * PER_TASK, steps: STEPS, stepMs: STEP_MS, rooms: TASKS });
+    const ms = (x: number) => `${x.toFixed(1)} ms`;
+    const pair = (v: number[]) => `p50 ${ms(percentile(v, 50))}, p99 ${ms(percentile(v, 99))}`;
+    const load = `${TASKS * PER_TASK} graphql-ws subscribers over ${TASKS} tasks, ${STEPS} steps x ${STEP_MS} ms of one running task`;
+    return [
+      {
+        name: `Fan-out at scale: graphql-ws delay (${load})`,
+        figure: pair(svc.values),
+        baseline: `bare ws, ${TASKS * PER_TASK} sockets in ${TASKS} rooms, one room's ${PER_TASK} sent to: ${pair(bare.delays)}`,
+        ratio: percentile(svc.values, 99) / percentile(bare.delays, 99),
+        ratioLabel: 'x the baseline p99 delay',
+        note: `a task's frames go to its own watchers only (one bus subscription and one watcher set per task, task-watch-hub.ts); the bench process's event loop ${(svc.clientBusy * 100).toFixed(0)}% busy (${(bare.clientBusy * 100).toFixed(0)}% for the baseline)`,
+      },
+      {
+        name: `Fan-out at scale: service RSS per subscriber (${TASKS * PER_TASK} over ${TASKS} tasks)`,
+        figure: `${(svc.rssPerSubscriber / 1024).toFixed(1)} KB`,
+        baseline: `${(bare.rssPerSocket / 1024).toFixed(1)} KB per socket, bare ws server with rooms`,
+        ratio: svc.rssPerSubscriber / bare.rssPerSocket,
+        ratioLabel: 'x the baseline',
+        note: 'per subscriber: its socket, its graphql-ws operation (Yoga envelope and context), its TaskWatch and the records of its direct sink; RSS growth includes heap not yet collected',
+      },
+    ];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
