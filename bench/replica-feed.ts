@@ -28,6 +28,9 @@ async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string
     // One DATA_DIR for all, as a shared volume; production defaults otherwise (1 s tick, 2 slots per server).
     const config = { ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir: join(dir, 'replicas'), comfyuiUrls: sims.map((s) => s.url), databaseUrl: urlOf(database.target), redisUrl: REDIS_URL };
     for (let r = 0; r < REPLICAS; r++) apps.push(await startApp(config, { instance: `bench-replica-${r}` }));
+    // Running replicas are warm: one 1-image task through each first (as bench/gpu-feed.ts does), then clean histories.
+    await Promise.all(apps.map(async (app, r) => untilCompleted(app, await postWorkloadTask(app.url, reference, `warm-up ${r}`, 1))));
+    await Promise.all(sims.map((s) => fetch(`${s.url}/history`, { method: 'POST', body: JSON.stringify({ clear: true }) })));
     const startedAt = Date.now();
     const start = performance.now();
     const posted = await Promise.all(
