@@ -7,7 +7,9 @@ import { cpus } from 'node:os';
 import { benchAuth } from './auth.js';
 import { benchFairQueue } from './fair-queue.js';
 import { benchFanout } from './fanout.js';
+import { benchFanoutManyTasks } from './fanout-many-tasks.js';
 import { benchGpuFeed } from './gpu-feed.js';
+import { benchGrowth } from './growth.js';
 import { benchThumbnails } from './thumbnails.js';
 import { benchWebhooks } from './webhooks.js';
 import { benchOverhead } from './overhead.js';
@@ -24,6 +26,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['GPU feed', benchGpuFeed],
   ['overhead', benchOverhead],
   ['fan-out', benchFanout],
+  ['fan-out many tasks', benchFanoutManyTasks],
   ['uploads', benchUploads],
   ['reads', benchReads],
   ['replicas', benchReplicas],
@@ -31,6 +34,7 @@ const all: [string, () => Promise<BenchRow[]>][] = [
   ['fair queue', benchFairQueue],
   ['thumbnails', benchThumbnails],
   ['webhooks', benchWebhooks],
+  ['growth', benchGrowth],
 ];
 const benches = all.filter(([name]) => !only || name.toLowerCase().includes(only));
 for (const [name, run] of benches) {

@@ -110,7 +110,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   // replica starting next to another on the same DATA_DIR sweeps only what its own crash left.
   const tmpDir = join(dataDir, 'tmp', instance.replace(/[^A-Za-z0-9_-]/g, '_'));
   try {
-    store = openStore(config.storageUrl, dataDir);
+    store = openStore(config.storageUrl, dataDir, { tmpDir });
     await store.check();
     await rm(tmpDir, { recursive: true, force: true });
     // Where earlier versions received uploads.

@@ -86,7 +86,7 @@ async function watchFromQueue<T>(subscribers: number, watch: (id: string) => Pro
   for (let i = 0; i < 3; i++) blockers.push(await generateTask(url, { ...FAST_TASK, count: 1, steps: 100 }, ref));
   const id = await generateTask(url, { ...FAST_TASK, count: 2 }, ref);
   const watching = watch(id);
-  await until('every watcher to listen', () => stack.app.bus.subscriberCount() >= subscribers);
+  await until('every watcher to listen', () => stack.app.service.watchers() >= subscribers);
   for (const blocker of blockers) await gqlData(url, CANCEL, { id: blocker });
   return { id, watched: await watching };
 }

@@ -95,7 +95,7 @@ export class TaskService {
     try {
       // Two identical uploads at once may both store it (same bytes, atomic puts) and both report `created`.
       created = !(await this.store.exists(key));
-      if (created) await this.store.put(key, received.path, { move: true, contentType: received.contentType });
+      if (created) await this.store.put(key, received.path, { move: true, synced: true, contentType: received.contentType });
     } finally {
       await rm(received.path, { force: true });
     }
