@@ -27,7 +27,7 @@ export function processScope(prefix: string): ProcessScope {
   });
   afterEach(async () => {
     await Promise.all(children.splice(0).map((c) => c.kill('SIGKILL')));
-    await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }); // a killed child's last writes may still land
   });
   return {
     get dir() {

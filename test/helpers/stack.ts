@@ -60,7 +60,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     async close() {
       await stack.app.close();
       await Promise.all(stack.sims.map((s) => s.close()));
-      await rm(dir, { recursive: true, force: true });
+      // Retried: a simulator closed mid-run (as a killed ComfyUI) may still finish writing an image in its folder.
+      await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     },
   };
   return stack;
