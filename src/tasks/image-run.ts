@@ -79,11 +79,14 @@ export class ImageRunner {
     const { log, pool, events } = this.deps;
     let accepted!: () => void;
     const queued = new Promise<void>((resolve) => (accepted = resolve));
-    const before = this.lastQueued.get(member.url);
-    this.lastQueued.set(member.url, queued);
-    void queued.then(() => {
-      if (this.lastQueued.get(member.url) === queued) this.lastQueued.delete(member.url);
-    });
+    // Re-attaching posts nothing, so it neither waits nor holds up the next post.
+    const before = mode === 'run' ? this.lastQueued.get(member.url) : undefined;
+    if (mode === 'run') {
+      this.lastQueued.set(member.url, queued);
+      void queued.then(() => {
+        if (this.lastQueued.get(member.url) === queued) this.lastQueued.delete(member.url);
+      });
+    }
     events.emit('image.submitted', { taskId: task.row.id, index: image.idx, worker: member.url, promptId: image.prompt_id, attempt: image.attempts, mode });
     const p = this.run(task, image, member, mode, accepted, before)
       .catch((err: unknown) => log.error('image run ended unexpectedly', { task: task.row.id, index: image.idx, error: String(err) }))
