@@ -6,9 +6,12 @@
  * crosses the limit. Either way: 413, a GraphQL error naming the limit, and the connection closed.
  *
  * It wraps whichever parser the plugins before it chose, so it must come after useStreamingUploads.
+ * A multipart body that parser takes from Node (node-multipart-body.ts) is counted by a Node
+ * Transform on the IncomingMessage, not by a TransformStream on Yoga's web stream of it.
  */
 import type { ServerResponse } from 'node:http';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import { countNodeBody, isNodeBodyParser, putNodeBody, unreadNodeRequest } from './node-multipart-body.js';
 
 /** Largest GraphQL request body that is not multipart (JSON, GraphQL strings, forms), in bytes. */
 export const JSON_BODY_LIMIT = 1024 * 1024;
@@ -46,6 +49,14 @@ export function useBodyLimits(options: BodyLimitsOptions): Plugin {
       if (!requestParser || !request.body) return;
 
       const parse = requestParser;
+      const nodeReq = multipart && isNodeBodyParser(parse) ? unreadNodeRequest(serverContext) : undefined;
+      if (nodeReq) {
+        setRequestParser((req) => {
+          putNodeBody(req, countNodeBody(nodeReq, limit, () => tooLarge('')));
+          return parse(req);
+        });
+        return;
+      }
       setRequestParser((req) => {
         if (!req.body) return parse(req);
         let seen = 0;
