@@ -1,7 +1,8 @@
 /**
  * Uploads: rounds of 20 concurrent ~10 MB uploads, each with different bytes. Every round posts a
- * batch to each server, in a rotating order so a burst of load on the shared machine spoils one
- * round rather than one side; the throughput ratios are the median round's:
+ * batch to each server, in an order that changes every round (each side in every place, after every
+ * other side) so a burst of load on the shared machine spoils one round rather than one side, with
+ * a `sync` after each batch; the throughput ratios are the median round's:
  * - the service through REST (`POST /generate-image`, busboy) and through GraphQL multipart
  *   (`generate`, graphql-upload-minimal), each upload received, checked and stored, a task queued;
  * - the checked baseline: plain node:http + busboy + pipeline with the same checks (size limit, type
@@ -11,7 +12,8 @@
  * are served by two service processes (same configuration), so each growth is its route's own. Every
  * server is a child process, so its memory and CPU are its own.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
 import { bigPng, uploadAll, variant, type UploadForm } from './upload-bodies.js';
 
+const execFileAsync = promisify(execFile);
 const UPLOADS = 20;
 const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? 8);
 
@@ -77,11 +80,17 @@ export async function benchUploads(): Promise<BenchRow[]> {
     const checkedBefore = await processMemory(checked.process.pid!);
     let sent = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < sides.length; k++) {
-        const side = sides[(round + k) % sides.length]!;
+      // Rotated every other round and reversed on odd rounds: each side takes every place and follows
+      // each other side (a plain rotation always put REST right after the bare server).
+      const order = sides.map((_, k) => sides[(Math.floor(round / 2) + k) % sides.length]!);
+      if (round % 2 === 1) order.reverse();
+      for (const side of order) {
         const bodies = Array.from({ length: UPLOADS }, () => variant(png, `upload ${sent++}`));
         side.ms.push(await uploadAll(side.url, bodies, side.form));
         if (side.dir) await rm(side.dir, { recursive: true, force: true }).then(() => mkdir(side.dir!));
+        // Untimed: the bare server never fsyncs, and the rotation always puts REST after it, so the
+        // kernel's writeback of its 195 MB fell on REST's clock. Every batch starts with a clean disk.
+        await execFileAsync('sync');
       }
     }
     const after = await Promise.all(services.map((s) => processMemory(s.process.pid!)));
