@@ -29,7 +29,7 @@ export class WsSink implements LiveSink {
   readonly #head: string;
 
   constructor(
-    private readonly socket: WebSocket,
+    readonly socket: WebSocket,
     id: string,
   ) {
     // As graphql-ws's stringifyMessage writes it.

@@ -31,6 +31,10 @@ type ResultCache = WeakMap<object, Map<string, MaybePromise<ExecutionResult>>>;
 export function useSharedExecution(): Plugin {
   const cache: ResultCache = new WeakMap();
   return {
+    onContextBuilding({ extendContext }) {
+      // Yoga types the extension as its own fields; a symbol key is not one of them, nor meant to be.
+      extendContext({ [RESULTS]: cache } as Parameters<typeof extendContext>[0]);
+    },
     onSubscribe({ subscribeFn, setSubscribeFn }) {
       // subscribeFn is Yoga's engine, kept for what is not shared: same errors, same shapes.
       setSubscribeFn((args: ExecutionArgs) => sharedSubscribe(args, cache, subscribeFn as (args: ExecutionArgs) => unknown));
@@ -38,11 +42,26 @@ export function useSharedExecution(): Plugin {
   };
 }
 
+/**
+ * Put in a context by a transport that subscribed on its own (subscribeDirect, ws-direct-operation.ts):
+ * the source it got (answered here as a fresh one would be), or results to hand on unchanged, so
+ * that only the envelope's result hooks (masking) run on them.
+ */
+export interface Presubscribed {
+  source?: unknown;
+  results?: AsyncIterable<ExecutionResult>;
+}
+
+/** Where the plugin puts its cache in every context, for subscribeDirect. */
+const RESULTS = Symbol('shared results');
+
 /** graphql's subscribe with the per-event execution shared through `cache`. */
 async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: (args: ExecutionArgs) => unknown): Promise<unknown> {
+  const pre = (args.contextValue as { presubscribed?: Presubscribed } | undefined)?.presubscribed;
+  if (pre?.results) return pre.results;
   const key = sharedGroupKey(args);
   if (key === undefined) return engine(args);
-  const source = await createSourceEventStream(args);
+  const source = pre && 'source' in pre ? (pre.source as Awaited<ReturnType<typeof createSourceEventStream>>) : await createSourceEventStream(args);
   if (!isAsyncIterable(source)) {
     // Errors before any resolver ran (variables): the engine's own answer (it adds the HTTP status
     // and code); nothing was subscribed, so asking it again has no side effect.
@@ -56,6 +75,24 @@ async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: 
   const sink = (args.contextValue as { liveSink?: LiveSink } | undefined)?.liveSink;
   if (source instanceof TaskWatch && sink?.claim()) return directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, args), wrapError);
   return mapEvents(source, (event) => resultFor(cache, key, event, args), wrapError);
+}
+
+/**
+ * Subscribes `args` (a context this plugin built) without the envelope: when the source is a task's
+ * watch and `sink` takes it, `direct` carries what the sink does not take and the end (its results
+ * have not been through the envelope's hooks: pass them on as `presubscribed.results`); otherwise
+ * `source` is for the envelope's subscribe (`presubscribed.source`); neither when not shareable.
+ */
+export async function subscribeDirect(args: ExecutionArgs, sink: LiveSink): Promise<{ direct?: AsyncGenerator<ExecutionResult, void, void>; presubscribed?: Presubscribed }> {
+  const cache = (args.contextValue as { [RESULTS]?: ResultCache } | undefined)?.[RESULTS];
+  const key = sharedGroupKey(args);
+  if (!cache || key === undefined) return {};
+  const source = await createSourceEventStream(args);
+  if (!(source instanceof TaskWatch) || !sink.claim()) return { presubscribed: { source } };
+  const operation = getOperationAST(args.document, args.operationName);
+  const wrapError = (err: unknown) =>
+    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null });
+  return { direct: directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, args), wrapError) };
 }
 
 /** The result of `event` for group `key`: executed by the first subscriber that reaches it. */

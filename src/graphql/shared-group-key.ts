@@ -35,5 +35,17 @@ export function sharedGroupKey(args: ExecutionArgs): string | undefined {
     return undefined; // a cycle or a BigInt: not worth sharing
   }
   // Fields joined by NUL: none of them can contain one unescaped (JSON and printed GraphQL escape it).
-  return [document, args.operationName ?? '', variables, callerKey(caller)].join('\u0000');
+  return intern([document, args.operationName ?? '', variables, callerKey(caller)].join('\u0000'));
+}
+
+/** Keys handed out: every subscriber holds its key for its life, one copy serves a group. */
+const interned = new Map<string, string>();
+
+/** The first copy of `key` (a bounded table: past 10 000 keys it starts over). */
+function intern(key: string): string {
+  const known = interned.get(key);
+  if (known !== undefined) return known;
+  if (interned.size >= 10_000) interned.clear();
+  interned.set(key, key);
+  return key;
 }

@@ -28,6 +28,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { LiveConnections } from './live-connections.js';
 import { WsSink } from './live-sink.js';
 import { sharedJson } from './shared-payload.js';
+import { SharedSubscriptions, type ConnectionState } from './ws-shared-subscriptions.js';
 import type { GraphQLServer } from './yoga.js';
 
 /** Options of {@link attachGraphQLWs}. */
@@ -73,6 +74,8 @@ interface Extra {
   request: IncomingMessage | undefined;
   /** Who the connection is: set once at `connection_init`, used by every operation on it. */
   caller?: Caller;
+  /** graphql-ws's state of the connection, once it is accepted: shared subscriptions enter theirs in it. */
+  state?: ConnectionState;
 }
 
 /** Close code for a missing, wrong or revoked key at `connection_init` (graphql-ws' Unauthorized). */
@@ -98,6 +101,8 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   // A shared result's JSON (shared-payload.ts), taken by the replacer while graphql-ws stringifies a
   // `next` message and spliced in by `send`, which graphql-ws calls right after, synchronously.
   let splice: string | undefined;
+  // Shareable subscriptions skip graphql-ws's per-operation machinery (ws-shared-subscriptions.ts).
+  const shared = new SharedSubscriptions(yoga, maxSubscriptions);
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 64 * 1024, handleProtocols: (protocols) => handleProtocols(protocols) });
   const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
     connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
@@ -110,6 +115,8 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       }
       ctx.extra.caller = result.caller;
       ctx.extra.request = undefined;
+      // graphql-ws types its table narrower than what it accepts (it only calls `return` on an entry).
+      ctx.extra.state = ctx as unknown as ConnectionState;
       return true;
     },
     // A shared result goes to graphql-ws unchanged (its default copies it), to be known by the replacer.
@@ -161,8 +168,9 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   });
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    // Until ws owns it, a reset by the peer must not become an unhandled 'error'.
-    socket.on('error', () => socket.destroy());
+    // Until ws owns it, a reset by the peer must not become an unhandled 'error'. A function of its
+    // own: a closure here would share this scope and keep the upgrade request for the socket's life.
+    socket.on('error', destroyOnError);
     if ((request.url ?? '/').split('?', 1)[0] !== path) return refuseUpgrade(socket, 404, { detail: 'Not Found' });
     const refusal = options.guard?.(request);
     if (refusal) return refuseUpgrade(socket, refusal.status, graphqlRefusalBody(refusal));
@@ -183,6 +191,11 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
       if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
     });
     socket.on('pong', onPong);
+    const extra: Extra = { socket, request };
+    const fail = (err: unknown) => {
+      log.error('graphql-ws: message handling failed', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      socket.close(CloseCode.InternalServerError, 'Internal server error');
+    };
     const closed = graphqlWs.opened(
       {
         protocol: socket.protocol,
@@ -199,13 +212,13 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
         close: (code, reason) => socket.close(code, reason),
         onMessage: (cb) =>
           socket.on('message', (data) => {
-            cb(String(data)).catch((err: unknown) => {
-              log.error('graphql-ws: message handling failed', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-              socket.close(CloseCode.InternalServerError, 'Internal server error');
-            });
+            const text = String(data);
+            const delegate = () => void cb(text).catch(fail);
+            if (extra.state && shared.handle(extra.state, socket, extra.caller, text, delegate, fail)) return;
+            delegate();
           }),
       },
-      { socket, request },
+      extra,
     );
     socket.once('close', (code, reason) => {
       awaitingPong.delete(socket);
@@ -269,6 +282,11 @@ function keyOfConnection(params: Readonly<Record<string, unknown>> | undefined):
   const apiKey = params?.['apiKey'];
   if ((authorization !== undefined && typeof authorization !== 'string') || (apiKey !== undefined && typeof apiKey !== 'string')) return '';
   return presentedKey(authorization, apiKey);
+}
+
+/** The upgrade socket's 'error' listener until ws owns it: the socket is gone. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /** Answers an upgrade request with a plain HTTP status and a JSON body, and closes the connection. */

@@ -1,0 +1,139 @@
+/**
+ * One subscriber of a shared graphql-ws group (ws-shared-subscriptions.ts): its socket and
+ * operation id, its sink (live-sink.ts: shared results written straight to the socket), and the
+ * operation's run, which answers as graphql-ws's own does: the result's `next` then `complete`
+ * for an operation that failed before it streamed (NOT_FOUND, FORBIDDEN, bad variables), a `next`
+ * for each result the sink did not take, `error` when the stream throws, `complete` at its end
+ * unless the client completed it. It sits in graphql-ws's table of the connection's operations as
+ * an async generator (what graphql-ws calls `return()` on for a `complete` or a close).
+ */
+import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { isAsyncIterable } from 'graphql-yoga';
+import { WsSink } from './live-sink.js';
+import { subscribeDirect, type Presubscribed } from './shared-execution.js';
+
+/** graphql-ws's operations of one connection, by id (null while its own are being set up). */
+export type OperationTable = Record<string, unknown>;
+
+const done = (): IteratorReturnResult<undefined> => ({ value: undefined, done: true });
+
+/** See the file comment. */
+export class DirectOperation extends WsSink {
+  /** The operation's result stream once subscribed; `return()` ends it. */
+  #results: AsyncIterator<ExecutionResult> | undefined;
+
+  constructor(
+    socket: WsSink['socket'],
+    readonly id: string,
+  ) {
+    super(socket, id);
+  }
+
+  /**
+   * Subscribes with `args` and answers until the stream ends. A task's watch is subscribed without
+   * Yoga's envelope (shared-execution.ts's subscribeDirect: its per-operation wrappers would be most
+   * of a subscriber's memory); what its sink does not take, and anything else, goes through
+   * `subscribe` (Yoga's enveloped subscribe: masking, bounded messages) as before. `ctx`: the
+   * connection's table; the operation is over for the client once it is no longer there.
+   */
+  async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
+    const here = () => ctx.subscriptions[this.id] === this;
+    const enveloped = async (presubscribed: Presubscribed | undefined) =>
+      (await subscribe(presubscribed ? { ...args, contextValue: { ...(args.contextValue as object), presubscribed } } : args)) as
+        | ExecutionResult
+        | AsyncIterable<ExecutionResult>;
+    try {
+      const first = await subscribeDirect(args, this);
+      let raw = first.direct; // results that have not been through the envelope yet
+      let results: AsyncIterator<ExecutionResult>;
+      if (raw) results = raw;
+      else {
+        const result = await enveloped(first.presubscribed);
+        if (!isAsyncIterable(result)) {
+          if (here()) this.#next(result);
+          if (here()) this.#send({ id: this.id, type: 'complete' });
+          return;
+        }
+        results = result[Symbol.asyncIterator]();
+      }
+      if (!here()) return void (await results.return?.());
+      this.#results = results;
+      try {
+        for (;;) {
+          let step: IteratorResult<ExecutionResult>;
+          try {
+            step = await results.next();
+          } catch (err) {
+            if (!raw) throw err;
+            results = await this.#envelope(enveloped, failing(err));
+            raw = undefined;
+            continue;
+          }
+          if (step.done) break;
+          if (raw) {
+            // The first result the sink did not take: from here on through the envelope, in order.
+            results = await this.#envelope(enveloped, prepend(step.value, raw));
+            raw = undefined;
+            continue;
+          }
+          this.#next(step.value);
+        }
+      } catch (err) {
+        // As graphql-ws: the failure's message as the operation's error, no complete after it.
+        const originalError = err instanceof Error ? err : new Error(String(err));
+        if (here()) this.#send({ id: this.id, type: 'error', payload: [new GraphQLError(originalError.message, { originalError }).toJSON()] });
+        if (here()) delete ctx.subscriptions[this.id];
+      }
+      if (here()) this.#send({ id: this.id, type: 'complete' });
+    } finally {
+      if (here()) delete ctx.subscriptions[this.id];
+    }
+  }
+
+  /** `raw` results handed through the envelope's result hooks; the operation's stream from now on. */
+  async #envelope(
+    enveloped: (presubscribed: Presubscribed) => Promise<ExecutionResult | AsyncIterable<ExecutionResult>>,
+    raw: AsyncGenerator<ExecutionResult, void, void>,
+  ): Promise<AsyncIterator<ExecutionResult>> {
+    const result = await enveloped({ results: raw });
+    // subscribe hands presubscribed results back as a stream; anything else would be a bug there.
+    if (!isAsyncIterable(result)) throw new Error('presubscribed results did not come back as a stream');
+    return (this.#results = result[Symbol.asyncIterator]());
+  }
+
+  /** A result the sink did not take, as graphql-ws writes a `next` (errors by their toJSON). */
+  #next(result: ExecutionResult): void {
+    if (this.write(result, true)) return;
+    const { errors, ...rest } = result;
+    this.#send({ id: this.id, type: 'next', payload: errors ? { ...rest, errors: errors.map((e) => e.toJSON()) } : rest });
+  }
+
+  #send(message: object): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  /** graphql-ws's `complete` and close: ends the stream (the run then ends without a `complete`). */
+  async return(): Promise<IteratorReturnResult<undefined>> {
+    const results = this.#results;
+    this.#results = undefined;
+    await results?.return?.();
+    return done();
+  }
+
+  /** What makes graphql-ws see an async generator (it calls only `return`). */
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** `first`, then the rest of `rest` (its `return()` follows the consumer's). */
+async function* prepend(first: ExecutionResult, rest: AsyncGenerator<ExecutionResult, void, void>): AsyncGenerator<ExecutionResult, void, void> {
+  yield first;
+  yield* rest;
+}
+
+/** A stream that fails with `err` at once (for the envelope to mask it as it masks any). */
+// eslint-disable-next-line require-yield -- a generator only to be a stream
+async function* failing(err: unknown): AsyncGenerator<ExecutionResult, void, void> {
+  throw err;
+}
