@@ -3,7 +3,6 @@
  * `maxConcurrentTasks` processing), announces queue positions in that order, hands waiting images to free worker slots in queue order, renews this
  * instance's claims, and fails tasks that no worker could take for longer than an image may run.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { waitingImages } from '../db/images.js';
 import { cancelRequestedIds, findTask, pendingTaskIds, renewLeases } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
@@ -31,8 +30,6 @@ export interface SchedulerDeps extends EngineContext {
   maxAttempts: number;
 }
 
-/** Longest wait for one prompt to be queued before the next is submitted anyway. */
-const SUBMIT_ORDER_WAIT_MS = 2000;
 
 /** Queue positions are announced to the first this many waiting tasks. */
 const ANNOUNCED_POSITIONS = 500;
@@ -92,9 +89,9 @@ export class Scheduler {
         continue;
       }
       task.lastActivity = Date.now();
-      // Submit in queue order: the next prompt is posted once this one is in ComfyUI's queue, so
-      // images (and tasks) run in the order they were taken, not in the order their POSTs landed.
-      await Promise.race([this.deps.runner.start(task, assigned, member, 'run'), sleep(SUBMIT_ORDER_WAIT_MS)]);
+      // Submitted in queue order per server: the image runner posts a prompt after the one handed to
+      // the same server before it is queued there; prompts to different servers go out together.
+      await this.deps.runner.start(task, assigned, member, 'run');
     }
   }
 
