@@ -70,7 +70,9 @@ export async function direct(sims: Simulator[], reference: Buffer, mode: DirectM
   const downloads = await mkdtemp(join(tmpdir(), 'kontext-bench-direct-'));
   await Promise.all(workers.map((w) => w.start()));
   try {
-    const names = await Promise.all(workers.map((w) => w.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
+    // The reference goes to each server inside the clock, as the service's must: the ideal starts
+    // when the bytes are there, not before.
+    let names: { name: string }[] = [];
     const run = `bench-${mode}-${sims.length}-${Date.now()}`;
     const jobs = Array.from({ length: TASKS * IMAGES }, (_, i) => ({ i, w: i % workers.length }));
     const runOne = async ({ i, w }: { i: number; w: number }): Promise<void> => {
@@ -93,6 +95,7 @@ export async function direct(sims: Simulator[], reference: Buffer, mode: DirectM
     };
     const startedAt = Date.now();
     const start = performance.now();
+    names = await Promise.all(workers.map((w) => w.uploadImage(reference, 'bench-ref.png', { overwrite: true })));
     if (mode === 'all-at-once') {
       await Promise.all(jobs.map(runOne));
     } else {
