@@ -22,6 +22,8 @@ Options:
 Configuration comes from environment variables (and .env); see README.md.`;
 
 async function main(): Promise<number> {
+  // Since the process started: Node, the TypeScript loader and every module (read before anything runs).
+  const loadedMs = performance.now();
   let args;
   try {
     args = parseArgs({
@@ -61,6 +63,7 @@ async function main(): Promise<number> {
   }
 
   let app;
+  const starting = performance.now();
   try {
     app = await startApp(config, { log });
   } catch (err) {
@@ -72,7 +75,9 @@ async function main(): Promise<number> {
     await simulator?.close();
     return 1;
   }
-  log.info('Kontext Gateway listening', { url: app.url, comfyui: config.comfyuiUrls, data_dir: config.dataDir });
+  // How long a start took: loading the code, then the service's own start (migrations, recovery, checks).
+  const timing = { loaded_ms: Math.round(loadedMs), start_ms: Math.round(performance.now() - starting) };
+  log.info('Kontext Gateway listening', { url: app.url, comfyui: config.comfyuiUrls, data_dir: config.dataDir, ...timing });
 
   await new Promise<void>((done) => {
     const stop = (signal: string) => {

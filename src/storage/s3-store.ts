@@ -13,7 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+// Types only: the SDK (about 100 ms of module loading) is loaded when a store is made, not by every start.
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+
+/** The SDK module, loaded on first use. */
+type S3Sdk = typeof import('@aws-sdk/client-s3');
 import { assertBlobKey } from './blob-key.js';
 import type { BlobStat, BlobStore, GetOptions, PutOptions, PutResult } from './blob-store.js';
 import { describeS3Failure, isS3Absent, isS3ClientError } from './s3-failure.js';
@@ -38,8 +42,8 @@ export interface S3StoreOptions {
 
 export class S3Store implements BlobStore {
   readonly location: string;
-  /** The SDK client, for callers that need more than the store offers (presigned URLs, listing). */
-  readonly client: S3Client;
+  /** The SDK and its client once loaded (the first call of any method waits for it). */
+  private readonly sdk: Promise<{ sdk: S3Sdk; client: S3Client }>;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly endpoint: string | undefined;
@@ -53,7 +57,7 @@ export class S3Store implements BlobStore {
     const envEndpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
     const custom = options.client?.endpoint !== undefined || envEndpoint !== undefined;
     this.endpoint = typeof options.client?.endpoint === 'string' ? options.client.endpoint : envEndpoint;
-    this.client = new S3Client({
+    const config: S3ClientConfig = {
       // S3-compatible servers answer on one host name, not on <bucket>.<host>.
       forcePathStyle: custom,
       // Their region is a formality, but signing needs one; AWS itself keeps the SDK's own lookup (env, profile).
@@ -65,13 +69,15 @@ export class S3Store implements BlobStore {
       // A dead endpoint must fail a request, not hang it: connect within 5 s, no socket idle for a minute.
       requestHandler: { connectionTimeout: 5000, socketTimeout: 60_000 },
       ...options.client,
-    });
+    };
+    this.sdk = import('@aws-sdk/client-s3').then((sdk) => ({ sdk, client: new sdk.S3Client(config) }));
   }
 
   async check(): Promise<void> {
+    const { sdk, client } = await this.sdk;
     const timeoutMs = this.options.checkTimeoutMs ?? 5000;
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
       const reason = describeS3Failure(err, { bucket: this.bucket, endpoint: this.endpoint, timeoutMs });
       throw new StorageError(this.options.variable ?? 'STORAGE_URL', this.location, reason, { cause: err });
@@ -79,6 +85,7 @@ export class S3Store implements BlobStore {
   }
 
   async put(key: string, source: string | Readable, options: PutOptions = {}): Promise<PutResult> {
+    const { sdk, client } = await this.sdk;
     const objectKey = this.keyOf(key);
     // PutObject needs the length before the first byte: a stream is spooled to a temporary file first.
     const spool = typeof source === 'string' ? undefined : await spoolToFile(source, this.options.tmpDir ?? tmpdir());
@@ -88,8 +95,8 @@ export class S3Store implements BlobStore {
       const attempts = this.options.putAttempts ?? 3;
       for (let attempt = 1; ; attempt++) {
         try {
-          const out = await this.client.send(
-            new PutObjectCommand({
+          const out = await client.send(
+            new sdk.PutObjectCommand({
               Bucket: this.bucket,
               Key: objectKey,
               Body: createReadStream(path),
@@ -109,13 +116,14 @@ export class S3Store implements BlobStore {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable | undefined> {
+    const { sdk, client } = await this.sdk;
     const range = options.range;
     if (range && range.end !== undefined && range.end < range.start) {
       throw new RangeError(`range ${range.start}-${range.end} is empty`);
     }
     try {
-      const out = await this.client.send(
-        new GetObjectCommand({
+      const out = await client.send(
+        new sdk.GetObjectCommand({
           Bucket: this.bucket,
           Key: this.keyOf(key),
           ...(range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {}),
@@ -133,8 +141,9 @@ export class S3Store implements BlobStore {
   }
 
   async stat(key: string): Promise<BlobStat | undefined> {
+    const { sdk, client } = await this.sdk;
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+      const out = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
       return { size: out.ContentLength ?? 0, etag: out.ETag ?? '""', lastModified: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (isS3Absent(err)) return undefined;
@@ -147,24 +156,26 @@ export class S3Store implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
+    const { sdk, client } = await this.sdk;
     // S3 answers 204 for a key that is not there, so an absent object needs no case of its own.
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+    await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
   }
 
   async deleteFolder(folder: string): Promise<void> {
+    const { sdk, client } = await this.sdk;
     const prefix = `${this.keyOf(folder)}/`;
     // A page lists at most 1000 keys, and DeleteObjects takes at most 1000: one request per page.
     for (let token: string | undefined; ; ) {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
       const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-      if (keys.length) await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }));
+      if (keys.length) await client.send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }));
       if (!page.IsTruncated || !page.NextContinuationToken) return;
       token = page.NextContinuationToken;
     }
   }
 
   close(): void {
-    this.client.destroy();
+    void this.sdk.then(({ client }) => client.destroy());
   }
 
   private keyOf(key: string): string {
