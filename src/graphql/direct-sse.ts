@@ -8,9 +8,12 @@
  * response's head is written (node-handler.ts, once Yoga has answered), writes wait in order.
  */
 import type { ServerResponse } from 'node:http';
-import type { ExecutionResult } from 'graphql';
+import type { ExecutionArgs, ExecutionResult } from 'graphql';
+import type { GraphQLContext } from './context.js';
+import { envelopeOf, throughEnvelope, type Envelope } from './enveloped-results.js';
 import { MAX_BEHIND_BYTES, type LiveSink } from './live-sink.js';
 import { sharedSseEvent } from './shared-payload.js';
+import type { GraphQLServer } from './yoga.js';
 
 const encoder = new TextEncoder();
 export const PING = encoder.encode(':\n\n');
@@ -37,13 +40,26 @@ export class SseSink implements LiveSink {
   #onClose: (() => void) | undefined;
   /** The answer Yoga gave for this request when it is this sink's stream. */
   #response: Response | undefined;
+  /** The raw results this sink consumes itself (adopt), with the slim arguments they run with. */
+  #adopted: { raw: AsyncGenerator<ExecutionResult, void, void>; args: ExecutionArgs } | undefined;
+  /** What the pump reads now; `return()` on it ends the subscription. */
+  #iterator: AsyncIterator<ExecutionResult> | undefined;
 
-  constructor(private readonly res: ServerResponse) {
+  /** `yoga`: for an envelope of its own when an adopted stream carries a result to mask. */
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly yoga: GraphQLServer,
+  ) {
     res.once('close', () => {
       this.#closed = true;
       pinged.delete(this);
       this.#onClose?.();
     });
+  }
+
+  adopt(raw: AsyncGenerator<ExecutionResult, void, void>, args: ExecutionArgs): boolean {
+    this.#adopted = { raw, args };
+    return true;
   }
 
   /** Whether a subscription took this sink. */
@@ -69,13 +85,18 @@ export class SseSink implements LiveSink {
    * not take and for the end.
    */
   answer(results: AsyncIterable<ExecutionResult>, stringify: (result: ExecutionResult) => string, fetchAPI: { Response: typeof Response }): Response {
-    void this.#pump(results, stringify);
+    // An adopted stream replaces Yoga's (which ends at once): not even held, so its wrappers and request go.
+    const adopted = this.#adopted;
+    this.#adopted = undefined;
+    void this.#pump(adopted ?? { results }, stringify);
     return (this.#response = new fetchAPI.Response(null, { status: 200, headers: SSE_HEADERS }));
   }
 
-  /** True when `response` is this sink's stream (see `answer`). */
+  /** True when `response` is this sink's stream (see `answer`); asked once, then the sink lets go of it. */
   carries(response: Response): boolean {
-    return this.#claimed && response === this.#response;
+    const ours = this.#claimed && response === this.#response;
+    this.#response = undefined;
+    return ours;
   }
 
   /** Writes the head of `response` (Yoga's, with its CORS headers), then every write so far. */
@@ -96,14 +117,33 @@ export class SseSink implements LiveSink {
     if (!this.res.writableEnded) keepAlive(this);
   }
 
-  async #pump(results: AsyncIterable<ExecutionResult>, stringify: (result: ExecutionResult) => string): Promise<void> {
-    const iterator = results[Symbol.asyncIterator]();
-    this.#onClose = () => void iterator.return?.();
+  async #pump(
+    from: { raw: AsyncGenerator<ExecutionResult, void, void>; args: ExecutionArgs } | { results: AsyncIterable<ExecutionResult> },
+    stringify: (result: ExecutionResult) => string,
+  ): Promise<void> {
+    let raw = 'raw' in from ? from.raw : undefined;
+    const args = 'args' in from ? from.args : undefined;
+    let iterator = (this.#iterator = 'results' in from ? from.results[Symbol.asyncIterator]() : from.raw);
+    this.#onClose = () => void this.#iterator?.return?.();
     if (this.#closed) return this.#onClose();
     try {
       for (;;) {
-        const step = await iterator.next();
+        let step: IteratorResult<ExecutionResult>;
+        try {
+          step = await iterator.next();
+        } catch (err) {
+          if (!raw || !args) throw err;
+          iterator = this.#iterator = await throughEnvelope(await this.#envelope(args), { error: err }, raw);
+          raw = undefined;
+          continue;
+        }
         if (step.done) break;
+        if (raw && args) {
+          // A result the sink did not take: from here on through an envelope, as Yoga's stream would be.
+          iterator = this.#iterator = await throughEnvelope(await this.#envelope(args), { value: step.value }, raw);
+          raw = undefined;
+          continue;
+        }
         this.#write(sharedSseEvent(step.value) ?? encoder.encode(`event: next\ndata: ${stringify(step.value)}\n\n`), true);
       }
       this.#write(COMPLETE, true);
@@ -111,6 +151,12 @@ export class SseSink implements LiveSink {
     } catch {
       this.res.destroy(); // as a failing web stream ends Yoga's response
     }
+  }
+
+  /** A fresh envelope for the caller of `args` (no request of its own: none is held). */
+  async #envelope(args: ExecutionArgs): Promise<Envelope> {
+    const { subscribe, contextFactory } = this.yoga.getEnveloped({ caller: (args.contextValue as GraphQLContext).caller });
+    return envelopeOf(subscribe, { ...args, contextValue: await contextFactory() });
   }
 
   /** Writes `bytes` (null: ends the response); one that is behind skips what is not `must`. */

@@ -4,7 +4,7 @@
  * through that subscriber's own chain of async iterators and message handlers. The graphql-ws sink
  * is here; the SSE one is in direct-sse.ts.
  */
-import type { ExecutionResult } from 'graphql';
+import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
 import { sharedJson } from './shared-payload.js';
 
@@ -17,6 +17,13 @@ export interface LiveSink {
    * sends it the ordinary way). A connection that is behind may skip a frame that is not `final`.
    */
   write(result: ExecutionResult, final: boolean): boolean;
+  /**
+   * Takes the subscription's raw results (what the sink did not take, and the end) to consume
+   * itself, outside Yoga's per-request wrappers; `args` are the slim arguments they were executed
+   * with (for an envelope of its own, enveloped-results.ts). True when taken: Yoga then gets a
+   * stream that ends at once. @default not offered (Yoga's stream carries them)
+   */
+  adopt?(raw: AsyncGenerator<ExecutionResult, void, void>, args: ExecutionArgs): boolean;
 }
 
 /** Bytes a connection may have queued before plain frames are skipped for it (frames are absolute). @default 1 MiB */

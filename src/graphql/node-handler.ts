@@ -12,7 +12,7 @@ import type { GraphQLServer } from './yoga.js';
 /** Answers `req` with `yoga`; resolves once the answer is handed over (a stream may go on). */
 export async function serveGraphQL(yoga: GraphQLServer, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (!wantsEventStream(req) || !acceptsSse(req.headers.accept ?? '')) return yoga(req, res);
-  const sink = new SseSink(res);
+  const sink = new SseSink(res, yoga);
   const response = await yoga.handleNodeRequestAndResponse(req, res, { req, res, liveSink: sink });
   if (sink.carries(response)) sink.open(response);
   else await sendNodeResponse(response, res, req, true); // true: as yoga(req, res) calls it

@@ -14,6 +14,7 @@
 import { createSourceEventStream, execute, getOperationAST, GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { TaskWatch } from '../tasks/task-watch.js';
+import type { GraphQLContext } from './context.js';
 import { directSubscriber } from './direct-subscriber.js';
 import type { LiveSink } from './live-sink.js';
 import { markShared } from './shared-payload.js';
@@ -68,14 +69,37 @@ async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: 
     if (source.errors?.some((e) => e.path === undefined)) return engine(args);
     return source; // the resolver's error (NOT_FOUND, FORBIDDEN), located as the engine locates it
   }
-  const operation = getOperationAST(args.document, args.operationName);
-  // As the engine does: a failing source becomes an error of the operation.
-  const wrapError = (err: unknown) =>
-    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null });
   const sink = (args.contextValue as { liveSink?: LiveSink } | undefined)?.liveSink;
-  if (source instanceof TaskWatch && sink?.claim()) return directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, args), wrapError);
-  return mapEvents(source, (event) => resultFor(cache, key, event, args), wrapError);
+  if (source instanceof TaskWatch && sink?.claim()) return direct(source, sink, cache, key, args);
+  return mapEvents(source, (event) => resultFor(cache, key, event, args), wrapErrorOf(args));
 }
+
+/** As the engine does: a failing source becomes an error of the operation. */
+function wrapErrorOf(args: ExecutionArgs): (err: unknown) => GraphQLError {
+  const operation = getOperationAST(args.document, args.operationName);
+  return (err) => new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null });
+}
+
+/**
+ * A watch's frames written through `sink`, for the life of the subscription: its frames are
+ * executed with only what resolvers read of the context (context.ts), so the transport's request
+ * (for SSE a whatwg Request, its headers and body text) is not held as long as the stream.
+ */
+function direct(source: TaskWatch, sink: LiveSink, cache: ResultCache, key: string, args: ExecutionArgs): AsyncGenerator<ExecutionResult, void, void> {
+  const { service, publicUrl, signer, caller } = args.contextValue as GraphQLContext;
+  const slim: ExecutionArgs = {
+    schema: args.schema,
+    document: args.document,
+    operationName: args.operationName ?? null,
+    variableValues: args.variableValues ?? null,
+    contextValue: { service, publicUrl, signer, caller } satisfies GraphQLContext,
+  };
+  const raw = directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, slim), wrapErrorOf(slim));
+  return sink.adopt?.(raw, slim) ? handedOver() : raw;
+}
+
+/** What Yoga gets for a stream its transport consumes itself (LiveSink.adopt): one that ends at once. */
+async function* handedOver(): AsyncGenerator<ExecutionResult, void, void> {}
 
 /**
  * Subscribes `args` (a context this plugin built) without the envelope: when the source is a task's
@@ -89,10 +113,7 @@ export async function subscribeDirect(args: ExecutionArgs, sink: LiveSink): Prom
   if (!cache || key === undefined) return {};
   const source = await createSourceEventStream(args);
   if (!(source instanceof TaskWatch) || !sink.claim()) return { presubscribed: { source } };
-  const operation = getOperationAST(args.document, args.operationName);
-  const wrapError = (err: unknown) =>
-    new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null, nodes: operation ? [operation] : null });
-  return { direct: directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, args), wrapError) };
+  return { direct: direct(source, sink, cache, key, args) };
 }
 
 /** The result of `event` for group `key`: executed by the first subscriber that reaches it. */

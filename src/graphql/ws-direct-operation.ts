@@ -10,7 +10,8 @@
 import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { isAsyncIterable } from 'graphql-yoga';
 import { WsSink } from './live-sink.js';
-import { subscribeDirect, type Presubscribed } from './shared-execution.js';
+import { envelopeOf, throughEnvelope } from './enveloped-results.js';
+import { subscribeDirect } from './shared-execution.js';
 
 /** graphql-ws's operations of one connection, by id (null while its own are being set up). */
 export type OperationTable = Record<string, unknown>;
@@ -38,17 +39,14 @@ export class DirectOperation extends WsSink {
    */
   async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
     const here = () => ctx.subscriptions[this.id] === this;
-    const enveloped = async (presubscribed: Presubscribed | undefined) =>
-      (await subscribe(presubscribed ? { ...args, contextValue: { ...(args.contextValue as object), presubscribed } } : args)) as
-        | ExecutionResult
-        | AsyncIterable<ExecutionResult>;
+    const envelope = envelopeOf(subscribe, args);
     try {
       const first = await subscribeDirect(args, this);
       let raw = first.direct; // results that have not been through the envelope yet
       let results: AsyncIterator<ExecutionResult>;
       if (raw) results = raw;
       else {
-        const result = await enveloped(first.presubscribed);
+        const result = (await (first.presubscribed ? envelope(first.presubscribed) : subscribe(args))) as ExecutionResult | AsyncIterable<ExecutionResult>;
         if (!isAsyncIterable(result)) {
           if (here()) this.#next(result);
           if (here()) this.#send({ id: this.id, type: 'complete' });
@@ -65,14 +63,14 @@ export class DirectOperation extends WsSink {
             step = await results.next();
           } catch (err) {
             if (!raw) throw err;
-            results = await this.#envelope(enveloped, failing(err));
+            results = this.#results = await throughEnvelope(envelope, { error: err }, raw);
             raw = undefined;
             continue;
           }
           if (step.done) break;
           if (raw) {
             // The first result the sink did not take: from here on through the envelope, in order.
-            results = await this.#envelope(enveloped, prepend(step.value, raw));
+            results = this.#results = await throughEnvelope(envelope, { value: step.value }, raw);
             raw = undefined;
             continue;
           }
@@ -88,17 +86,6 @@ export class DirectOperation extends WsSink {
     } finally {
       if (here()) delete ctx.subscriptions[this.id];
     }
-  }
-
-  /** `raw` results handed through the envelope's result hooks; the operation's stream from now on. */
-  async #envelope(
-    enveloped: (presubscribed: Presubscribed) => Promise<ExecutionResult | AsyncIterable<ExecutionResult>>,
-    raw: AsyncGenerator<ExecutionResult, void, void>,
-  ): Promise<AsyncIterator<ExecutionResult>> {
-    const result = await enveloped({ results: raw });
-    // subscribe hands presubscribed results back as a stream; anything else would be a bug there.
-    if (!isAsyncIterable(result)) throw new Error('presubscribed results did not come back as a stream');
-    return (this.#results = result[Symbol.asyncIterator]());
   }
 
   /** A result the sink did not take, as graphql-ws writes a `next` (errors by their toJSON). */
@@ -126,14 +113,3 @@ export class DirectOperation extends WsSink {
   }
 }
 
-/** `first`, then the rest of `rest` (its `return()` follows the consumer's). */
-async function* prepend(first: ExecutionResult, rest: AsyncGenerator<ExecutionResult, void, void>): AsyncGenerator<ExecutionResult, void, void> {
-  yield first;
-  yield* rest;
-}
-
-/** A stream that fails with `err` at once (for the envelope to mask it as it masks any). */
-// eslint-disable-next-line require-yield -- a generator only to be a stream
-async function* failing(err: unknown): AsyncGenerator<ExecutionResult, void, void> {
-  throw err;
-}
