@@ -39,14 +39,13 @@ export class DirectOperation extends WsSink {
    */
   async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
     const here = () => ctx.subscriptions[this.id] === this;
-    const envelope = envelopeOf(subscribe, args);
     try {
       const first = await subscribeDirect(args, this);
       let raw = first.direct; // results that have not been through the envelope yet
       let results: AsyncIterator<ExecutionResult>;
       if (raw) results = raw;
       else {
-        const result = (await (first.presubscribed ? envelope(first.presubscribed) : subscribe(args))) as ExecutionResult | AsyncIterable<ExecutionResult>;
+        const result = (await (first.presubscribed ? envelopeOf(subscribe, args)(first.presubscribed) : subscribe(args))) as ExecutionResult | AsyncIterable<ExecutionResult>;
         if (!isAsyncIterable(result)) {
           if (here()) this.#next(result);
           if (here()) this.#send({ id: this.id, type: 'complete' });
@@ -63,14 +62,14 @@ export class DirectOperation extends WsSink {
             step = await results.next();
           } catch (err) {
             if (!raw) throw err;
-            results = this.#results = await throughEnvelope(envelope, { error: err }, raw);
+            results = this.#results = await throughEnvelope(envelopeOf(subscribe, args), { error: err }, raw);
             raw = undefined;
             continue;
           }
           if (step.done) break;
           if (raw) {
             // The first result the sink did not take: from here on through the envelope, in order.
-            results = this.#results = await throughEnvelope(envelope, { value: step.value }, raw);
+            results = this.#results = await throughEnvelope(envelopeOf(subscribe, args), { value: step.value }, raw);
             raw = undefined;
             continue;
           }

@@ -12,21 +12,16 @@
  * are answered per operation exactly as they were. The subscribe resolver still runs per subscriber
  * (scopes, ownership, its own snapshot, NOT_FOUND/FORBIDDEN answered as graphql-ws answers them).
  */
-import { getOperationAST, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { getOperationAST, type DocumentNode, type ExecutionArgs } from 'graphql';
 import type { Caller } from '../auth/caller.js';
 import { callerKey } from './shared-group-key.js';
 import { DirectOperation, type OperationTable } from './ws-direct-operation.js';
 import type { GraphQLServer } from './yoga.js';
 
-/** What a group shares: the arguments of every member's subscribe, but the context's sink. */
+/** What a group shares: the arguments of every member's subscribe, and Yoga's enveloped subscribe. */
 interface GroupArgs {
-  schema: GraphQLSchema;
-  document: DocumentNode;
-  operationName: string | null;
-  variableValues: Record<string, unknown> | null;
-  /** Yoga's context of the first member; each member gets a copy with its own liveSink. */
-  contextValue: object;
-  /** Yoga's enveloped subscribe (its plugins: masking, shared execution). */
+  args: ExecutionArgs;
+  /** Yoga's enveloped subscribe (its plugins: masking, shared execution), for what is not written directly. */
   subscribe: (args: ExecutionArgs) => unknown;
 }
 
@@ -115,16 +110,9 @@ export class SharedSubscriptions {
       if (ctx.subscriptions[operation.id] === operation) delete ctx.subscriptions[operation.id];
       return delegate();
     }
-    return this.#follow(ctx, operation, group, shared);
-  }
-
-  async #follow(ctx: ConnectionState, operation: DirectOperation, group: Group, { subscribe, contextValue, ...args }: GroupArgs): Promise<void> {
-    try {
-      // A shallow copy (plugins may spread a context, which would drop what a prototype holds) with its own sink.
-      await operation.run(ctx, { ...args, contextValue: { ...contextValue, liveSink: operation } }, subscribe);
-    } finally {
-      this.#leave(group);
-    }
+    // Not awaited here: this frame (and the message it holds) ends now; the group's arguments are
+    // shared by every member as they are (the sink is the operation itself, not in the context).
+    return operation.run(ctx, shared.args, shared.subscribe).finally(() => this.#leave(group));
   }
 
   #leave(group: Group): void {
@@ -145,7 +133,7 @@ export class SharedSubscriptions {
     const operationName = payload.operationName ?? null;
     if (getOperationAST(document, operationName)?.operation !== 'subscription') return undefined;
     const contextValue = (await contextFactory()) as object;
-    return { schema, document, operationName, variableValues: payload.variables ?? null, contextValue, subscribe: subscribe as GroupArgs['subscribe'] };
+    return { args: { schema, document, operationName, variableValues: payload.variables ?? null, contextValue }, subscribe: subscribe as GroupArgs['subscribe'] };
   }
 }
 
