@@ -38,7 +38,6 @@ export class DirectOperation extends WsSink {
    * connection's table; the operation is over for the client once it is no longer there.
    */
   async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
-    const here = () => ctx.subscriptions[this.id] === this;
     try {
       const first = await subscribeDirect(args, this);
       let raw = first.direct; // results that have not been through the envelope yet
@@ -47,13 +46,13 @@ export class DirectOperation extends WsSink {
       else {
         const result = (await (first.presubscribed ? envelopeOf(subscribe, args)(first.presubscribed) : subscribe(args))) as ExecutionResult | AsyncIterable<ExecutionResult>;
         if (!isAsyncIterable(result)) {
-          if (here()) this.#next(result);
-          if (here()) this.#send({ id: this.id, type: 'complete' });
+          if (this.#here(ctx)) this.#next(result);
+          if (this.#here(ctx)) this.#send({ id: this.id, type: 'complete' });
           return;
         }
         results = result[Symbol.asyncIterator]();
       }
-      if (!here()) return void (await results.return?.());
+      if (!this.#here(ctx)) return void (await results.return?.());
       this.#results = results;
       try {
         for (;;) {
@@ -78,13 +77,18 @@ export class DirectOperation extends WsSink {
       } catch (err) {
         // As graphql-ws: the failure's message as the operation's error, no complete after it.
         const originalError = err instanceof Error ? err : new Error(String(err));
-        if (here()) this.#send({ id: this.id, type: 'error', payload: [new GraphQLError(originalError.message, { originalError }).toJSON()] });
-        if (here()) delete ctx.subscriptions[this.id];
+        if (this.#here(ctx)) this.#send({ id: this.id, type: 'error', payload: [new GraphQLError(originalError.message, { originalError }).toJSON()] });
+        if (this.#here(ctx)) delete ctx.subscriptions[this.id];
       }
-      if (here()) this.#send({ id: this.id, type: 'complete' });
+      if (this.#here(ctx)) this.#send({ id: this.id, type: 'complete' });
     } finally {
-      if (here()) delete ctx.subscriptions[this.id];
+      if (this.#here(ctx)) delete ctx.subscriptions[this.id];
     }
+  }
+
+  /** Whether the operation is still the client's (graphql-ws removes it on `complete` and close). */
+  #here(ctx: { subscriptions: OperationTable }): boolean {
+    return ctx.subscriptions[this.id] === this;
   }
 
   /** A result the sink did not take, as graphql-ws writes a `next` (errors by their toJSON). */

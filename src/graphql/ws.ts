@@ -182,44 +182,63 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
   };
 
-  const onConnection = (socket: WebSocket, request: IncomingMessage) => {
-    let reported = false;
-    socket.on('error', (err: Error & { code?: string }) => {
-      // ws has already sent the close frame (1009 for an oversized message); one line, no stack.
-      if (!reported) log.warn('graphql-ws: socket closed on error', { code: err.code, error: err.message });
-      reported = true;
-      if (socket.readyState === socket.OPEN) socket.close(CloseCode.InternalServerError, 'Internal server error');
-    });
-    socket.on('pong', onPong);
-    const extra: Extra = { socket, request };
-    const fail = (err: unknown) => {
+  /**
+   * graphql-ws's view of one socket. Methods, not closures: under tsx (esbuild's keepNames) every
+   * named closure gets its own `name` property, a ~256 B dictionary, and one of these lives per socket.
+   */
+  class Connection {
+    readonly protocol: string;
+    readonly extra: Extra;
+    #reported = false;
+
+    constructor(readonly socket: WebSocket, request: IncomingMessage) {
+      this.protocol = socket.protocol;
+      this.extra = { socket, request };
+    }
+
+    send(data: string): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        // `{"id":"…","type":"next","payload":null}` with the shared payload in place of null.
+        if (splice !== undefined) {
+          if (data.endsWith('"payload":null}')) data = `${data.slice(0, -5)}${splice}}`;
+          splice = undefined;
+        }
+        if (this.socket.readyState !== this.socket.OPEN) return resolve();
+        this.socket.send(data, (err) => (err ? reject(err) : resolve()));
+      });
+    }
+
+    close(code: number, reason: string): void {
+      this.socket.close(code, reason);
+    }
+
+    onMessage(cb: (data: string) => Promise<void>): void {
+      this.socket.on('message', (data) => {
+        const text = String(data);
+        const { state, caller } = this.extra;
+        if (state && shared.handle(state, this.socket, caller, text, () => void cb(text).catch((err: unknown) => this.fail(err)), (err) => this.fail(err))) return;
+        cb(text).catch((err: unknown) => this.fail(err));
+      });
+    }
+
+    fail(err: unknown): void {
       log.error('graphql-ws: message handling failed', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-      socket.close(CloseCode.InternalServerError, 'Internal server error');
-    };
-    const closed = graphqlWs.opened(
-      {
-        protocol: socket.protocol,
-        send: (data) =>
-          new Promise<void>((resolve, reject) => {
-            // `{"id":"…","type":"next","payload":null}` with the shared payload in place of null.
-            if (splice !== undefined) {
-              if (data.endsWith('"payload":null}')) data = `${data.slice(0, -5)}${splice}}`;
-              splice = undefined;
-            }
-            if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, (err) => (err ? reject(err) : resolve()));
-          }),
-        close: (code, reason) => socket.close(code, reason),
-        onMessage: (cb) =>
-          socket.on('message', (data) => {
-            const text = String(data);
-            const delegate = () => void cb(text).catch(fail);
-            if (extra.state && shared.handle(extra.state, socket, extra.caller, text, delegate, fail)) return;
-            delegate();
-          }),
-      },
-      extra,
-    );
+      this.socket.close(CloseCode.InternalServerError, 'Internal server error');
+    }
+
+    /** A socket error: ws has already sent the close frame (1009 for an oversized message); one line, no stack. */
+    error(err: Error & { code?: string }): void {
+      if (!this.#reported) log.warn('graphql-ws: socket closed on error', { code: err.code, error: err.message });
+      this.#reported = true;
+      if (this.socket.readyState === this.socket.OPEN) this.socket.close(CloseCode.InternalServerError, 'Internal server error');
+    }
+  }
+
+  const onConnection = (socket: WebSocket, request: IncomingMessage) => {
+    const connection = new Connection(socket, request);
+    socket.on('error', (err: Error & { code?: string }) => connection.error(err));
+    socket.on('pong', onPong);
+    const closed = graphqlWs.opened(connection, connection.extra);
     socket.once('close', (code, reason) => {
       awaitingPong.delete(socket);
       closed(code, String(reason)).catch((err: unknown) => log.error('graphql-ws: ending subscriptions failed', { error: err instanceof Error ? err.message : String(err) }));
