@@ -123,7 +123,7 @@ export async function benchFanoutManyTasks(): Promise<BenchRow[]> {
         baseline: `${(rss.round.bare.rssPerSocket / 1024).toFixed(1)} KB per socket, bare ws server with rooms`,
         ratio: rss.ratio,
         ratioLabel: `x the baseline, ${median} (the goal: <= 1.5)`,
-        note: `${rss.spread}; per subscriber: its socket, its graphql-ws operation, its TaskWatch and the records of its direct sink; RSS growth includes heap not yet collected`,
+        note: `${rss.spread}; per subscriber: its socket and graphql-ws connection, its record in its group (ws-shared-subscriptions.ts: one envelope per group), its TaskWatch and DirectSubscriber; RSS growth includes heap not yet collected (the subscribes' garbage)`,
       },
     ];
   } finally {

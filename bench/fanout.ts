@@ -173,7 +173,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: basePair(ws.round.bare),
         ratio: ws.ratio,
         ratioLabel: `x the baseline p99 delay, ${median} (the goal: <= 1.5)`,
-        note: `${ws.spread}; each frame is persisted (SQLite), published once per task (one bus subscription per task, task-watch-hub.ts), executed and serialised once for all (one operation, one caller), then written straight to each socket (its message spliced from the shared payload, direct-subscriber.ts): one frame takes ${ms(ws.round.svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, mostly ws' socket writes, as for the baseline; p50 ${(percentile(ws.round.svc.ws.values, 50) / percentile(ws.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(ws.round.svc.ws, WS_SUBSCRIBERS)}; ${clientNote(ws.round)}`,
+        note: `${ws.spread}; each frame is persisted (SQLite), published once per task (one bus subscription per task, task-watch-hub.ts), executed and serialised once for all (one operation, one caller; one envelope per group, ws-shared-subscriptions.ts), then written straight to each socket (its message spliced from the shared payload, direct-subscriber.ts): one frame takes ${ms(ws.round.svc.spread)} to reach all ${WS_SUBSCRIBERS + SSE_SUBSCRIBERS}, mostly ws' socket writes, as for the baseline; p50 ${(percentile(ws.round.svc.ws.values, 50) / percentile(ws.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(ws.round.svc.ws, WS_SUBSCRIBERS)}; ${clientNote(ws.round)}`,
       },
       {
         name: `Fan-out: SSE delay, simulator progress to frame (${load})`,
@@ -181,7 +181,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: basePair(sse.round.bare),
         ratio: sse.ratio,
         ratioLabel: `x the baseline p99 delay, ${median} (the goal: <= 1.5)`,
-        note: `${sse.spread}; as graphql-ws, each event's bytes written straight to the Node response (direct-sse.ts); the SSE subscribers connected last, so they come after the ${WS_SUBSCRIBERS} sockets in each frame's loop; p50 ${(percentile(sse.round.svc.sse.values, 50) / percentile(sse.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(sse.round.svc.sse, SSE_SUBSCRIBERS)}; ${clientNote(sse.round)}`,
+        note: `${sse.spread}; as graphql-ws, each event's bytes written straight to the Node response (direct-sse.ts, which consumes the watch itself: nothing of Yoga's request is held); the SSE subscribers connected last, so they come after the ${WS_SUBSCRIBERS} sockets in each frame's loop; p50 ${(percentile(sse.round.svc.sse.values, 50) / percentile(sse.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(sse.round.svc.sse, SSE_SUBSCRIBERS)}; ${clientNote(sse.round)}`,
       },
       {
         name: `Fan-out: service RSS per subscriber (${WS_SUBSCRIBERS + SSE_SUBSCRIBERS} subscribers)`,
