@@ -118,6 +118,23 @@ describe('a directly written subscriber', () => {
     expect(carried).toEqual([{ seq: 3 }, { seq: 4 }, { seq: 5 }]);
   });
 
+  it('whenReady calls back once something is to be carried or the stream ended, not for frames the sink wrote', async () => {
+    const { bus, results } = await setUp((seq) => seq !== 3);
+    let ready = 0;
+    results.whenReady(() => ready++);
+    const settled = () => new Promise((resolve) => setImmediate(resolve)); // the bus delivers asynchronously
+    bus.publish(frame(2)); // written by the sink
+    await settled();
+    expect(ready).toBe(0);
+    bus.publish(frame(3)); // refused: to be carried
+    await settled();
+    expect(ready).toBe(1);
+    expect((await results.next()).value).toEqual({ data: { seq: 3 } });
+    await results.return();
+    results.whenReady(() => ready++); // ended: at once
+    expect(ready).toBe(2);
+  });
+
   it('return() stops the frames and releases the bus subscription', async () => {
     const { bus, hub, results, written } = await setUp(() => true);
     await results.return();

@@ -75,6 +75,15 @@ class DirectSubscriber implements FrameListener, AsyncGenerator<ExecutionResult,
     throw err;
   }
 
+  /**
+   * Calls `ready` once `next()` has something to return (a carried result, the end), without a
+   * pending `next()`: a consumer that waits this way holds no async frame per subscriber meanwhile.
+   */
+  whenReady(ready: () => void): void {
+    if (this.#queue.length > 0 || this.#ended) ready();
+    else this.#waiting = ready;
+  }
+
   [Symbol.asyncIterator](): this {
     return this;
   }
@@ -86,6 +95,9 @@ class DirectSubscriber implements FrameListener, AsyncGenerator<ExecutionResult,
   }
 }
 
+/** The stream of a direct subscriber: what its sink did not take, and the end. */
+export type DirectResults = AsyncGenerator<ExecutionResult, void, void> & Pick<DirectSubscriber, 'whenReady'>;
+
 /**
  * Starts delivering `watch` (its snapshot now, synchronously) through `sink`, each frame executed by
  * `execute`; the iterator carries what the sink did not take and the completion. `wrapError`: how a
@@ -96,7 +108,7 @@ export function directSubscriber(
   sink: LiveSink,
   execute: (frame: ProgressFrame) => MaybePromise<ExecutionResult>,
   wrapError: (err: unknown) => unknown,
-): AsyncGenerator<ExecutionResult, void, void> {
+): DirectResults {
   const subscriber = new DirectSubscriber(watch, sink, execute, wrapError);
   watch.listen(subscriber);
   return subscriber;

@@ -15,7 +15,7 @@ import { createSourceEventStream, execute, getOperationAST, GraphQLError, type E
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { TaskWatch } from '../tasks/task-watch.js';
 import type { GraphQLContext } from './context.js';
-import { directSubscriber } from './direct-subscriber.js';
+import { directSubscriber, type DirectResults } from './direct-subscriber.js';
 import type { LiveSink } from './live-sink.js';
 import { markShared } from './shared-payload.js';
 import { sharedGroupKey } from './shared-group-key.js';
@@ -70,7 +70,11 @@ async function sharedSubscribe(args: ExecutionArgs, cache: ResultCache, engine: 
     return source; // the resolver's error (NOT_FOUND, FORBIDDEN), located as the engine locates it
   }
   const sink = (args.contextValue as { liveSink?: LiveSink } | undefined)?.liveSink;
-  if (source instanceof TaskWatch && sink?.claim()) return direct(source, sink, cache, key, args);
+  if (source instanceof TaskWatch && sink?.claim()) {
+    const { raw, slim } = direct(source, sink, cache, key, args);
+    // Yoga gets a stream that ends at once when the sink consumes the results itself.
+    return sink.adopt?.(raw, slim) ? handedOver() : raw;
+  }
   return mapEvents(source, (event) => resultFor(cache, key, event, args), wrapErrorOf(args));
 }
 
@@ -85,7 +89,7 @@ function wrapErrorOf(args: ExecutionArgs): (err: unknown) => GraphQLError {
  * executed with only what resolvers read of the context (context.ts), so the transport's request
  * (for SSE a whatwg Request, its headers and body text) is not held as long as the stream.
  */
-function direct(source: TaskWatch, sink: LiveSink, cache: ResultCache, key: string, args: ExecutionArgs): AsyncGenerator<ExecutionResult, void, void> {
+function direct(source: TaskWatch, sink: LiveSink, cache: ResultCache, key: string, args: ExecutionArgs): { raw: DirectResults; slim: ExecutionArgs } {
   const { service, publicUrl, signer, caller } = args.contextValue as GraphQLContext;
   const slim: ExecutionArgs = {
     schema: args.schema,
@@ -94,8 +98,7 @@ function direct(source: TaskWatch, sink: LiveSink, cache: ResultCache, key: stri
     variableValues: args.variableValues ?? null,
     contextValue: { service, publicUrl, signer, caller } satisfies GraphQLContext,
   };
-  const raw = directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, slim), wrapErrorOf(slim));
-  return sink.adopt?.(raw, slim) ? handedOver() : raw;
+  return { raw: directSubscriber(source, sink, (frame) => resultFor(cache, key, frame, slim), wrapErrorOf(slim)), slim };
 }
 
 /** What Yoga gets for a stream its transport consumes itself (LiveSink.adopt): one that ends at once. */
@@ -107,13 +110,13 @@ async function* handedOver(): AsyncGenerator<ExecutionResult, void, void> {}
  * have not been through the envelope's hooks: pass them on as `presubscribed.results`); otherwise
  * `source` is for the envelope's subscribe (`presubscribed.source`); neither when not shareable.
  */
-export async function subscribeDirect(args: ExecutionArgs, sink: LiveSink): Promise<{ direct?: AsyncGenerator<ExecutionResult, void, void>; presubscribed?: Presubscribed }> {
+export async function subscribeDirect(args: ExecutionArgs, sink: LiveSink): Promise<{ direct?: DirectResults; presubscribed?: Presubscribed }> {
   const cache = (args.contextValue as { [RESULTS]?: ResultCache } | undefined)?.[RESULTS];
   const key = sharedGroupKey(args);
   if (!cache || key === undefined) return {};
   const source = await createSourceEventStream(args);
   if (!(source instanceof TaskWatch) || !sink.claim()) return { presubscribed: { source } };
-  return { direct: direct(source, sink, cache, key, args) };
+  return { direct: direct(source, sink, cache, key, args).raw };
 }
 
 /** The result of `event` for group `key`: executed by the first subscriber that reaches it. */

@@ -38,8 +38,30 @@ export class DirectOperation extends WsSink {
    * connection's table; the operation is over for the client once it is no longer there.
    */
   async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
+    let first: Awaited<ReturnType<typeof subscribeDirect>>;
     try {
-      const first = await subscribeDirect(args, this);
+      first = await subscribeDirect(args, this);
+    } catch (err) {
+      if (this.#here(ctx)) delete ctx.subscriptions[this.id];
+      throw err;
+    }
+    const raw = first.direct;
+    if (!raw) return this.#answer(ctx, args, subscribe, first);
+    if (!this.#here(ctx)) return void (await raw.return());
+    this.#results = raw;
+    // Returned, not awaited: until the stream carries something (most never do before their last
+    // frame) no async frame of this subscriber waits, only the watch's callback.
+    return new Promise<void>((resolve) => raw.whenReady(resolve)).then(() => this.#answer(ctx, args, subscribe, first));
+  }
+
+  /** The operation's answer from `first` on (see run). */
+  async #answer(
+    ctx: { subscriptions: OperationTable },
+    args: ExecutionArgs,
+    subscribe: (args: ExecutionArgs) => unknown,
+    first: Awaited<ReturnType<typeof subscribeDirect>>,
+  ): Promise<void> {
+    try {
       let raw = first.direct; // results that have not been through the envelope yet
       let results: AsyncIterator<ExecutionResult>;
       if (raw) results = raw;
@@ -53,7 +75,7 @@ export class DirectOperation extends WsSink {
         results = result[Symbol.asyncIterator]();
       }
       if (!this.#here(ctx)) return void (await results.return?.());
-      this.#results = results;
+      this.#results ??= results;
       try {
         for (;;) {
           let step: IteratorResult<ExecutionResult>;
