@@ -101,7 +101,7 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
   if (dialect === 'sqlite') {
     const dir = await mkdtemp(join(tmpdir(), 'kontext-db-'));
     const target = { file: join(dir, 'kontext.db') };
-    return handle(dialect, target, handles, () => rm(dir, { recursive: true, force: true }));
+    return handle(dialect, target, handles, () => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }));
   }
   const name = `kontext_test_${randomBytes(6).toString('hex')}`;
   // A linguistic collation (ICU en-US), as many servers have, not the bytewise one of the CI database:
