@@ -9,9 +9,6 @@ import { GenerateForm } from './generate-form';
 import { RecentTasks } from './recent-tasks';
 import { RunView } from './run-view';
 
-/** How long the API key field must be still before a new client uses the key. */
-const KEY_SETTLE_MS = 300;
-
 /** The task id in `#task=<id>`, or null. */
 function taskInHash(): string | null {
   const match = /^#task=([\w-]+)$/.exec(location.hash);
@@ -25,13 +22,9 @@ export function App() {
   const [keyError, setKeyError] = useState<string | undefined>(undefined);
   const [taskId, setTaskId] = useState(taskInHash);
   const [version, setVersion] = useState(0);
-  // The client (and its socket) follows the key once typing pauses, not at every keystroke.
-  const [clientKey, setClientKey] = useState(apiKey);
-  useEffect(() => {
-    const settle = setTimeout(() => setClientKey(apiKey), KEY_SETTLE_MS);
-    return () => clearTimeout(settle);
-  }, [apiKey]);
-  const client = useMemo(() => makeClient(clientKey), [clientKey]);
+  // A client per key: cheap, since it connects nothing until used (its socket opens with the first watch).
+  // Not debounced: a key pasted and used at once must be the one sent.
+  const client = useMemo(() => makeClient(apiKey), [apiKey]);
 
   useEffect(() => () => void client.close(), [client]);
   useEffect(() => {
