@@ -13,7 +13,7 @@ import type { GraphQLContext } from './context.js';
 import { envelopeOf, throughEnvelope, type Envelope } from './enveloped-results.js';
 import { MAX_BEHIND_BYTES, type LiveSink } from './live-sink.js';
 import { sharedSseEvent } from './shared-payload.js';
-import type { GraphQLServer } from './yoga.js';
+import type { GraphQLServer } from './graphql-server.js';
 
 const encoder = new TextEncoder();
 export const PING = encoder.encode(':\n\n');

@@ -8,13 +8,14 @@
  */
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { createYoga, type GraphiQLOptions, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type GraphiQLOptions, type YogaLogger } from 'graphql-yoga';
 import type { Authenticator, AuthMode } from '../auth/authenticator.js';
 import type { UrlSigner } from '../auth/url-signer.js';
 import { originAllowed } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/task-service.js';
 import { createContextFactory, type GraphQLContext } from './context.js';
+import type { GraphQLServer } from './graphql-server.js';
 import { createGraphiQL } from './graphiql.js';
 import { schema } from './schema/index.js';
 import { useSharedExecution } from './shared-execution.js';
@@ -56,7 +57,7 @@ const BODY_OVERHEAD = 128 * 1024;
 export const QUERY_LIMITS = { maxDepth: 10, maxAliases: 15, maxCost: 5000, maxTokens: 2000 } as const;
 
 /** The Yoga instance: a Node request handler (`yoga(req, res)`) with `getEnveloped` for graphql-ws. */
-export type GraphQLServer = YogaServerInstance<Record<string, unknown>, GraphQLContext>;
+export type { GraphQLServer };
 
 /** Builds the Yoga instance (mount it for every path under {@link GRAPHQL_PATH}). */
 export function createGraphQLServer(options: GraphQLServerOptions): GraphQLServer {
