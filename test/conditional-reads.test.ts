@@ -50,7 +50,8 @@ let n = 0;
 /** A task stored as it is, with `images` completed images. */
 async function storedTask(status: TaskStatus, images: number, owner: string | null = null): Promise<string> {
   const id = `cond-${++n}-${status}`;
-  const at = new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
+  // Recent, so that the engine's cleanup (TASK_CLEANUP_DAYS) never takes them.
+  const at = new Date(Date.now() - 3_600_000 + n * 1000).toISOString();
   await insertTask(stack.app.db, { id, description: 'conditional', status, progress: 100, created_at: at, updated_at: at, count: images, owner_key_id: owner, seq: 7 });
   await insertImages(
     stack.app.db,

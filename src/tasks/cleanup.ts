@@ -34,12 +34,14 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
   const log = options.log ?? silentLogger;
   const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
   const concurrency = options.concurrency ?? 16;
-  const checkpoints = await backgroundCheckpoints(db);
+  // Made with the first batch: a run with nothing to delete (most of them) starts no worker thread.
+  let checkpoints: Awaited<ReturnType<typeof backgroundCheckpoints>> | undefined;
   let deleted = 0;
   try {
     for (;;) {
       const tasks = await findFinishedBefore(db, cutoff, options.batch ?? 50);
       if (tasks.length === 0) return deleted;
+      checkpoints ??= await backgroundCheckpoints(db);
       const ids = tasks.map((t) => t.id);
       // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
       // The task's folder holds its images, their variants and (folder store) older versions' downloads:
@@ -56,7 +58,7 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
       await Promise.all([checkpoints.after(), yieldToLoop()]);
     }
   } finally {
-    await checkpoints.close();
+    await checkpoints?.close();
   }
 }
 
