@@ -64,7 +64,9 @@ afterAll(async () => {
 
     const frames = await watching;
     await client.dispose();
-    expectCompleteStream(frames, id, 3);
+    // A frame the killed replica committed but had not yet published died with it (seq 15 then 17 seen
+    // once on Node 24 in CI); the next frame, absolute, carries its state.
+    expectCompleteStream(frames, id, 3, { gaps: true });
     const taker = (await findTask(db, id))!;
     expect(taker.status).toBe('completed');
     for (const survivor of survivors) {
