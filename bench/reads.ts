@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type autocannon from 'autocannon';
 import { openDatabase } from '../src/db/database.js';
+import { alternate, type Alternated } from './alternating.js';
 import { startBareServer } from './bare-reads-server.js';
 import { requestRate, type RateOptions } from './request-rate.js';
 import { seedStoredTasks, startReader } from './stored-tasks.js';
@@ -32,38 +33,6 @@ const WARMUP_S = 0.5;
 const PAGE = 50;
 
 const listQuery = (first: number) => `{ tasks(first: ${first}) { edges { node { id status progress description createdAt images { url } } } pageInfo { hasNextPage endCursor } } }`;
-
-/** Service and bare rates over ROUNDS alternating runs: their means, the median and the spread of the per-round ratios. */
-interface SideBySide {
-  service: number;
-  bare: number;
-  ratio: number;
-  spread: [number, number];
-}
-
-/** One side's rate; `warm` after its first round (the warm-up is an autocannon run of its own). */
-type Measure = (warm: boolean) => Promise<number>;
-
-async function sideBySide(run: { service: Measure; bare: Measure }): Promise<SideBySide> {
-  const service: number[] = [];
-  const bare: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const warm = round > 0;
-    // Alternating which goes first: neither side always gets the warmer (or the quieter) moment.
-    if (round % 2 === 0) {
-      service.push(await run.service(warm));
-      bare.push(await run.bare(warm));
-    } else {
-      bare.push(await run.bare(warm));
-      service.push(await run.service(warm));
-    }
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const ratios = service.map((s, i) => s / bare[i]!).sort((a, b) => a - b);
-  const mid = ratios.length / 2;
-  const median = ratios.length % 2 ? ratios[Math.floor(mid)]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
-  return { service: mean(service), bare: mean(bare), ratio: median, spread: [ratios[0]!, ratios.at(-1)!] };
-}
 
 /** The read rows: task status (plain and conditional) and a tasks page, requests per second against the bare server. */
 export async function benchReads(): Promise<BenchRow[]> {
@@ -102,37 +71,35 @@ export async function benchReads(): Promise<BenchRow[]> {
         { method: 'POST', path: '/graphql', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: listQuery(PAGE) }) },
       ];
       const rate = (warm: boolean, status?: number): RateOptions => ({ connections: CONNECTIONS, durationS: ROUND_S, warmupS: warm ? 0 : WARMUP_S, ...(status ? { status } : {}) });
-      const status = await sideBySide({ service: (w) => requestRate(app.url, statusRequests, rate(w)), bare: (w) => requestRate(bare.url, statusRequests, rate(w)) });
-      const conditional = await sideBySide({
-        service: (w) => requestRate(app.url, conditionalRequests, rate(w, 304)),
-        bare: (w) => requestRate(bare.url, statusRequests, rate(w)),
-      });
-      const list = await sideBySide({ service: (w) => requestRate(app.url, listRequests, rate(w)), bare: (w) => requestRate(bare.url, listRequests, rate(w)) });
+      // a: the service, b: the bare baseline.
+      const status = await alternate((w) => requestRate(app.url, statusRequests, rate(w)), (w) => requestRate(bare.url, statusRequests, rate(w)), ROUNDS);
+      const conditional = await alternate((w) => requestRate(app.url, conditionalRequests, rate(w, 304)), (w) => requestRate(bare.url, statusRequests, rate(w)), ROUNDS);
+      const list = await alternate((w) => requestRate(app.url, listRequests, rate(w)), (w) => requestRate(bare.url, listRequests, rate(w)), ROUNDS);
 
       const rps = (x: number) => `${x.toFixed(0)} req/s`;
-      const spread = (s: SideBySide) => `ratio per round ${s.spread[0].toFixed(2)}-${s.spread[1].toFixed(2)}`;
+      const spread = (s: Alternated) => `ratio per round ${s.spread[0].toFixed(2)}-${s.spread[1].toFixed(2)}`;
       const setup = `${TASKS} stored tasks, autocannon ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${ROUND_S} s`;
       return [
         {
           name: `Reads: GET /api/task-status/{id}, every id in turn (${setup})`,
-          figure: `${rps(status.service)}, ${statusQueries} SQL queries per request (${spread(status)})`,
-          baseline: `${rps(status.bare)} bare node:http + better-sqlite3, the same 2 reads (task, its images) as prepared statements`,
+          figure: `${rps(status.a)}, ${statusQueries} SQL queries per request (${spread(status)})`,
+          baseline: `${rps(status.b)} bare node:http + better-sqlite3, the same 2 reads (task, its images) as prepared statements`,
           ratio: status.ratio,
           ratioLabel: 'of the baseline (median round)',
           note: 'one core: statements prepared once and kept, rows built from arrays (better-sqlite3 object rows, which the baseline uses, cost more than the index lookups), the two reads compiled once; left: the HTTP write (writev), the router, auth, the metrics, JSON; autocannon shares the second core and does not always keep the service busy',
         },
         {
           name: `Reads: GET /api/task-status/{id} with If-None-Match of a finished task (${setup})`,
-          figure: `${rps(conditional.service)} 304s, ${conditionalQueries} SQL query per request (${spread(conditional)})`,
-          baseline: `${rps(conditional.bare)} bare node:http + better-sqlite3 answering 200 with the 2 reads`,
+          figure: `${rps(conditional.a)} 304s, ${conditionalQueries} SQL query per request (${spread(conditional)})`,
+          baseline: `${rps(conditional.b)} bare node:http + better-sqlite3 answering 200 with the 2 reads`,
           ratio: conditional.ratio,
           ratioLabel: 'of the baseline (median round)',
           note: 'the ownership check reads the task row, then the tag (task state, URL base, signing window) is compared: no images read, no body; a poller of a finished task costs less than the bare full read',
         },
         {
           name: `Reads: tasks(first: ${PAGE}) { ... images { url } } (${setup})`,
-          figure: `${rps(list.service)}, ${listQueries} SQL queries per request (${smallListQueries} for first: 5; ${spread(list)})`,
-          baseline: `${rps(list.bare)} bare node:http + better-sqlite3, the same 2 reads (a page of tasks, their images) and JSON`,
+          figure: `${rps(list.a)}, ${listQueries} SQL queries per request (${smallListQueries} for first: 5; ${spread(list)})`,
+          baseline: `${rps(list.b)} bare node:http + better-sqlite3, the same 2 reads (a page of tasks, their images) and JSON`,
           ratio: list.ratio,
           ratioLabel: 'of the baseline (median round)',
           note: `one core: Yoga's request and response (Fetch API objects, body streams) and graphql-js resolving ~50 tasks and ~125 images field by field (${process.env.NODE_ENV === 'production' ? 'NODE_ENV=production' : 'with graphql-js development-mode type checks: NODE_ENV is not production'}), and their garbage; the page's images are read with the page (one query) so each task completes without a promise; the SQL is an index walk (tasks_newest), its rows built from arrays`,
