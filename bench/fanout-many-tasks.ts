@@ -7,7 +7,7 @@
  * broadcasts frames of the same size at the same pace to the 100 sockets of one room.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -15,10 +15,10 @@ import { createKontextClient, type KontextClient } from '@kontext-gateway/sdk';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { makeImage } from '../test/helpers/images.js';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
-import { bareBroadcast, type BroadcastResult } from './bare-ws-broadcast.js';
+import { alternateRounds, medianRound } from './alternating.js';
+import { bareBroadcast } from './bare-ws-broadcast.js';
 import { startBlocker, type Blocker } from './blocker-prompt.js';
 import { generateTask } from './generate-task.js';
-import { medianRound } from './median-round.js';
 import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
 import { percentile } from './stats.js';
@@ -31,6 +31,21 @@ const STEPS = 20;
 const STEP_MS = 100;
 /** Rounds of service and baseline, alternating which goes first. @default 3 (FANOUT_ROUNDS) */
 const ROUNDS = Math.max(1, Number(process.env['FANOUT_ROUNDS'] ?? 3));
+
+const PROFILE_DIR = process.env['FANOUT_PROFILE_DIR'];
+
+/** The service's environment for a CPU profile (NODE_OPTIONS refuses --cpu-prof: bench/cpu-profile-preload.mjs). */
+function profiled(): Record<string, string> {
+  return PROFILE_DIR ? { NODE_OPTIONS: '--import ./bench/cpu-profile-preload.mjs', CPU_PROFILE_DIR: PROFILE_DIR } : {};
+}
+
+/** The monotonic clock in microseconds: the clock of a V8 CPU profile's timestamps, shared by processes on one machine. */
+const monotonicMicros = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/** Beside the profile: the measured window (release to the last final frame), to look at its samples alone. */
+async function saveWindow(pid: number, [from, to]: number[]): Promise<void> {
+  if (PROFILE_DIR) await writeFile(join(PROFILE_DIR, `service-${pid}.window.json`), JSON.stringify({ from, to }));
+}
 
 interface ServiceResult {
   values: number[];
@@ -47,7 +62,8 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let client: KontextClient | undefined;
   try {
     // Room for every subscriber besides the bench's own client (MAX_LIVE_CONNECTIONS is 10 000 by default).
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100) });
+    // FANOUT_PROFILE_DIR=<dir>: a CPU profile of the service as bench/fanout.ts writes it, and the measured window beside it.
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100), ...profiled() });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -70,14 +86,17 @@ async function throughService(dir: string): Promise<ServiceResult> {
     subs = all;
     const after = (await processMemory(pid)).rss;
     const measured = all.filter((_, i) => i % TASKS === 0);
+    const window = [monotonicMicros()];
     const clientBusy = await releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks');
+    window.push(monotonicMicros());
+    await saveWindow(pid, window);
     if (sentAt.size !== STEPS) throw new Error(`fan-out over many tasks: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
     return { values: delays(measured, sentAt).values, rssPerSubscriber: (after - before) / all.length, clientBusy, sampleFrame };
   } finally {
     for (const s of subs) s.close();
     await client?.close();
     await blocker?.stop();
-    await service?.kill('SIGKILL');
+    await service?.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL'); // SIGTERM lets a profiled service write its profile
     await sim.close();
   }
 }
@@ -86,22 +105,19 @@ async function throughService(dir: string): Promise<ServiceResult> {
 export async function benchFanoutManyTasks(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-fanout-many-'));
   try {
-    const rounds: { svc: ServiceResult; bare: BroadcastResult }[] = [];
+    // The baseline sends frames of the service's size: alternateRounds starts with the service.
     let sampleFrame = '';
-    const bareRun = () => bareBroadcast({ sampleFrame, sockets: TASKS * PER_TASK, steps: STEPS, stepMs: STEP_MS, rooms: TASKS });
-    for (let r = 0; r < ROUNDS; r++) {
-      // Alternating which side goes first; the baseline needs a frame of the service's size first.
-      const sub = join(dir, String(r));
-      await mkdir(sub, { recursive: true });
-      if (r % 2 === 0) {
+    const rounds = await alternateRounds(
+      ROUNDS,
+      async (r) => {
+        const sub = join(dir, String(r));
+        await mkdir(sub, { recursive: true });
         const svc = await throughService(sub);
-        sampleFrame = svc.sampleFrame;
-        rounds.push({ svc, bare: await bareRun() });
-      } else {
-        const bare = await bareRun();
-        rounds.push({ svc: await throughService(sub), bare });
-      }
-    }
+        sampleFrame ||= svc.sampleFrame;
+        return svc;
+      },
+      () => bareBroadcast({ sampleFrame, sockets: TASKS * PER_TASK, steps: STEPS, stepMs: STEP_MS, rooms: TASKS }),
+    );
     const ms = (x: number) => `${x.toFixed(1)} ms`;
     const pair = (v: number[]) => `p50 ${ms(percentile(v, 50))}, p99 ${ms(percentile(v, 99))}`;
     const load = `${TASKS * PER_TASK} graphql-ws subscribers over ${TASKS} tasks, ${STEPS} steps x ${STEP_MS} ms of one running task`;

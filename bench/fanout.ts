@@ -26,10 +26,10 @@ import { createKontextClient, type KontextClient } from '@kontext-gateway/sdk';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { makeImage } from '../test/helpers/images.js';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { alternateRounds, medianRound, type Round } from './alternating.js';
 import { bareBroadcast, type BroadcastResult } from './bare-ws-broadcast.js';
 import { startBlocker, type Blocker } from './blocker-prompt.js';
 import { generateTask } from './generate-task.js';
-import { medianRound } from './median-round.js';
 import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
 import { sseSubscriber } from './sse-subscriber.js';
@@ -128,39 +128,30 @@ async function throughService(dir: string): Promise<ServiceResult> {
 /** Rounds of service and baseline, alternating which goes first. @default 3 (FANOUT_ROUNDS) */
 const ROUNDS = Math.max(1, Number(process.env['FANOUT_ROUNDS'] ?? 3));
 
-/** One round: the service's run and the baseline's, one right after the other. */
-interface Round {
-  svc: ServiceResult;
-  bare: BroadcastResult;
-}
-
 /** The fan-out rows: graphql-ws and SSE delay and RSS per subscriber, against the bare ws broadcast, in alternating rounds. */
 export async function benchFanout(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kontext-bench-fanout-'));
   try {
-    const rounds: Round[] = [];
+    // The baseline sends frames of the service's size: alternateRounds starts with the service.
     let sampleFrame = '';
-    const bareRun = () => bareBroadcast({ sampleFrame, sockets: WS_SUBSCRIBERS, steps: STEPS, stepMs: STEP_MS });
-    for (let r = 0; r < ROUNDS; r++) {
-      // The baseline needs a frame of the service's size: the first round starts with the service.
-      const sub = join(dir, String(r));
-      await mkdir(sub, { recursive: true });
-      if (r % 2 === 0) {
+    const rounds = await alternateRounds(
+      ROUNDS,
+      async (r) => {
+        const sub = join(dir, String(r));
+        await mkdir(sub, { recursive: true });
         const svc = await throughService(sub);
-        sampleFrame = svc.sampleFrame;
-        rounds.push({ svc, bare: await bareRun() });
-      } else {
-        const bare = await bareRun();
-        rounds.push({ svc: await throughService(sub), bare });
-      }
-    }
+        sampleFrame ||= svc.sampleFrame;
+        return svc;
+      },
+      () => bareBroadcast({ sampleFrame, sockets: WS_SUBSCRIBERS, steps: STEPS, stepMs: STEP_MS }),
+    );
     const ms = (x: number) => `${x.toFixed(1)} ms`;
     const pair = (v: number[]) => `p50 ${ms(percentile(v, 50))}, p99 ${ms(percentile(v, 99))}`;
     const folded = (d: { folded: number }, n: number) =>
       d.folded ? `; ${((100 * d.folded) / (n * STEPS)).toFixed(1)}% of the steps came folded into a later frame` : '';
     const basePair = (bare: BroadcastResult) => `bare ws broadcast to ${WS_SUBSCRIBERS} sockets: ${pair(bare.delays)}`;
     const load = `${STEPS} steps x ${STEP_MS} ms, ${WS_SUBSCRIBERS} graphql-ws + ${SSE_SUBSCRIBERS} SSE subscribers on one task`;
-    const clientNote = ({ svc, bare }: Round) =>
+    const clientNote = ({ svc, bare }: Round<ServiceResult, BroadcastResult>) =>
       `the subscribers share one bench process, its event loop ${(svc.clientBusy * 100).toFixed(0)}% busy during the task (${(bare.clientBusy * 100).toFixed(0)}% for the baseline)`;
     const median = `median of ${ROUNDS} alternating rounds`;
     const ws = medianRound(rounds, ({ svc, bare }) => percentile(svc.ws.values, 99) / percentile(bare.delays, 99));
