@@ -28,6 +28,7 @@ import { attachGraphQLWs } from './graphql/ws.js';
 import { createGraphQLServer, GRAPHQL_PATH } from './graphql/yoga.js';
 import { createRequestGuard, sendRefusal } from './http/request-guard.js';
 import { silentLogger, type Logger } from './log.js';
+import { StartUpClosers } from './start-up-closers.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { openStore } from './storage/open-store.js';
 import { sendDetail, sendJson } from './rest/respond.js';
@@ -83,9 +84,17 @@ export interface AppOptions {
   webhooks?: WebhookOptions;
 }
 
-/** Starts the service; rejects with a readable error when it cannot. */
+/**
+ * Starts the service; rejects with a readable error when it cannot, having closed whatever it had
+ * opened (database, store, port, connections to ComfyUI).
+ */
 export async function startApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? silentLogger;
+  return new StartUpClosers(log).run((closers) => assemble(config, options, log, closers));
+}
+
+/** startApp's steps; each part it opens is deferred to `closers`, which close them if a later step fails. */
+async function assemble(config: Config, options: AppOptions, log: Logger, closers: StartUpClosers): Promise<App> {
   // libvips keeps files it read open in a cache; we read each once, and a deleted file must free its space.
   sharp.cache({ files: 0 });
   const dataDir = resolve(config.dataDir);
@@ -102,33 +111,22 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     ...(options.busyTimeoutMs !== undefined && !config.databaseUrl ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
     ...(options.onQuery ? { onQuery: options.onQuery } : {}),
   });
+  closers.defer('the database', () => db.destroy());
+  closers.defer('the write probe', () => writeHealth.stop());
   writeHealth.setProbe(() => beat(db, instance, new Date().toISOString()));
   // A bad STORAGE_URL (unknown scheme, missing bucket, unwritable folder) stops the start with its one
   // line; checked after the database, whose message for an unusable DATA_DIR is the established one.
-  let store: BlobStore | undefined;
   // Uploads and downloads are received here, then moved into the store. One folder per replica, so a
   // replica starting next to another on the same DATA_DIR sweeps only what its own crash left.
   const tmpDir = join(dataDir, 'tmp', instance.replace(/[^A-Za-z0-9_-]/g, '_'));
-  try {
-    store = openStore(config.storageUrl, dataDir, { tmpDir });
-    await store.check();
-    await rm(tmpDir, { recursive: true, force: true });
-    // Where earlier versions received uploads.
-    await sweepPartialUploads(join(dataDir, 'uploads'));
-  } catch (err) {
-    store?.close();
-    await db.destroy();
-    throw err;
-  }
+  const store = openStore(config.storageUrl, dataDir, { tmpDir });
+  closers.defer('the store', () => store.close());
+  await store.check();
+  await rm(tmpDir, { recursive: true, force: true });
+  // Where earlier versions received uploads.
+  await sweepPartialUploads(join(dataDir, 'uploads'));
   // Before the engine: webhook bodies written in its transitions carry signed image URLs.
-  let signer: UrlSigner;
-  try {
-    signer = new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS);
-  } catch (err) {
-    await db.destroy();
-    store.close();
-    throw err;
-  }
+  const signer = new UrlSigner(await loadSigningSecret(db, config.urlSigningSecret), config.imageUrlTtlS);
   // Set once the server listens: the base of webhook image URLs when PUBLIC_URL is not set.
   let url = '';
   // Counted once the metrics exist (they are made after the engine).
@@ -145,26 +143,21 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
     log,
     ...(options.webhooks ? { options: options.webhooks } : {}),
   });
-  let stack;
-  try {
-    stack = await createEngineStack({
-      db,
-      workflow,
-      config,
-      dataDir,
-      store,
-      tmpDir,
-      instance,
-      log,
-      webhooks: webhooks.recorder,
-      ...(options.engine ? { engine: options.engine } : {}),
-      ...(options.pool ? { pool: options.pool } : {}),
-    });
-  } catch (err) {
-    await db.destroy();
-    store.close();
-    throw err;
-  }
+  closers.defer('the webhooks', () => webhooks.close());
+  const stack = await createEngineStack({
+    db,
+    workflow,
+    config,
+    dataDir,
+    store,
+    tmpDir,
+    instance,
+    log,
+    webhooks: webhooks.recorder,
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.pool ? { pool: options.pool } : {}),
+  });
+  closers.defer('the progress bus and signals', () => stack.close());
   const { pool, bus, engine } = stack;
   const service = new TaskService({
     db,
@@ -209,6 +202,7 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   });
   countDelivery = (outcome) => metrics.webhookDeliveries.inc({ outcome });
   const stopObserving = observeEngine(engine.events, metrics, db, (err) => log.warn('a metric could not be read', { error: String(err) }));
+  closers.defer('the engine metrics', stopObserving);
 
   // Until recovery has run, requests are refused: a task taken now would be mistaken for one a previous run left.
   let accepting = false;
@@ -273,22 +267,26 @@ export async function startApp(config: Config, options: AppOptions = {}): Promis
   server.requestTimeout = config.bodyTimeoutS * 1000;
   server.headersTimeout = Math.min(server.headersTimeout, server.requestTimeout);
   Object.assign(server, { connectionsCheckingInterval: Math.min(5_000, server.requestTimeout / 4) });
-  try {
-    await listen(server, config.port, config.host);
-  } catch (err) {
-    await stack.close();
-    await db.destroy();
-    store.close();
-    throw err;
-  }
+  await listen(server, config.port, config.host);
+  closers.defer('the HTTP server', () => {
+    const closed = new Promise<void>((done) => server.close(() => done()));
+    server.closeAllConnections();
+    return closed;
+  });
   const graphqlWs = attachGraphQLWs(server, { yoga, auth, guard, live, accepting: () => accepting, maxSubscriptionsPerSocket: config.maxSubscriptionsPerSocket, log });
+  closers.defer('the WebSocket server', () => graphqlWs.dispose());
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // Closed as close() does: the engine stops, then the pool (which ends the runs), then the runs settle.
+  closers.defer('the image runs', () => engine.idle());
+  closers.defer('the worker pool', () => pool.stop());
   await pool.start();
+  closers.defer('the engine', () => engine.stop());
   await engine.start();
   webhooks.deliverer.start();
   busy.start();
+  closers.defer('the busy tracker', () => busy.stop());
   accepting = true;
   if ((await auth.mode()) === 'open' && !isLoopback(config.host)) {
     log.warn(
