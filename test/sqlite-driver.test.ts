@@ -86,6 +86,30 @@ describe('the SQLite driver under a locked database', () => {
     expect(await d.selectFrom('heartbeats').select('at').where('instance', '=', 'counter').executeTakeFirst()).toEqual({ at: '20' });
   });
 
+  it('hands released connections out again: each query is logged once, and a query never runs inside another\'s transaction', async () => {
+    let logged = 0;
+    db = await openDatabase({ file: join(dir, 'k.db'), onQuery: () => void logged++ });
+    const d = db;
+    await beat(d, 'counter', '0');
+    logged = 0;
+    const order: string[] = [];
+    // The transaction's connection is released and reused by the reads that waited for it.
+    await Promise.all([
+      d.transaction().execute(async (trx) => {
+        await trx.updateTable('heartbeats').set({ at: '1' }).where('instance', '=', 'counter').execute();
+        await new Promise((r) => setTimeout(r, 20));
+        order.push('commit');
+      }),
+      ...Array.from({ length: 5 }, () =>
+        d.selectFrom('heartbeats').select('at').where('instance', '=', 'counter').executeTakeFirstOrThrow().then((row) => order.push(row.at)),
+      ),
+    ]);
+    expect(order).toEqual(['commit', '1', '1', '1', '1', '1']);
+    for (let i = 0; i < 20; i++) await d.selectFrom('heartbeats').select('at').execute();
+    // The update, 5 reads, 20 reads (begin and commit are the driver's own): one event each, reused or new.
+    expect(logged).toBe(1 + 5 + 20);
+  });
+
   it('a full disk inside a transaction surfaces SQLITE_FULL, not "cannot rollback", and the database works afterwards', async () => {
     const file = join(dir, 'k.db');
     const health = new WriteHealth();

@@ -35,6 +35,8 @@ export interface RetryingSqliteDriverOptions {
 /** First pause after SQLITE_BUSY; doubles up to {@link MAX_BACKOFF_MS}. */
 const FIRST_BACKOFF_MS = 5;
 const MAX_BACKOFF_MS = 100;
+/** Released connection objects kept for reuse. */
+const MAX_IDLE_CONNECTIONS = 64;
 
 export class RetryingSqliteDriver implements Driver {
   readonly #db: BetterSqlite3.Database;
@@ -45,6 +47,12 @@ export class RetryingSqliteDriver implements Driver {
   #owner: Connection | undefined;
   #released: Promise<void> = Promise.resolve();
   #release: () => void = () => undefined;
+  /**
+   * Released connections, handed out again: Kysely's runtime driver remembers every connection it
+   * has seen in a WeakSet and wraps each new one for query logging, which a fresh object per query
+   * paid every time (two closures, a WeakSet entry and its garbage).
+   */
+  readonly #idle: Connection[] = [];
 
   constructor(options: RetryingSqliteDriverOptions) {
     this.#db = options.database;
@@ -56,7 +64,7 @@ export class RetryingSqliteDriver implements Driver {
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new Connection(this);
+    return this.#idle.pop() ?? new Connection(this);
   }
 
   async beginTransaction(connection: DatabaseConnection): Promise<void> {
@@ -93,6 +101,8 @@ export class RetryingSqliteDriver implements Driver {
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
     if (this.#owner === connection) await this.rollbackTransaction();
+    // Bounded: a burst of concurrent queries leaves no more than this many kept.
+    if (this.#idle.length < MAX_IDLE_CONNECTIONS) this.#idle.push(connection as Connection);
   }
 
   async destroy(): Promise<void> {
