@@ -192,8 +192,9 @@ export class ComfyHttpClient {
    * `GET /view`: streams a file to `destPath`. The bytes go to a temporary file next to `destPath`,
    * which is synced and renamed into place only when complete: on any failure no file is left.
    * @param options.maxBytes refuse larger files (`ComfyBadReplyError`); @default unlimited
+   * @param options.durable sync the file before the rename; false for a temp file the caller makes durable itself (or never keeps). @default true
    */
-  async downloadView(file: FileRef, destPath: string, options: { maxBytes?: number } = {}): Promise<{ bytes: number; contentType: string }> {
+  async downloadView(file: FileRef, destPath: string, options: { maxBytes?: number; durable?: boolean } = {}): Promise<{ bytes: number; contentType: string }> {
     const query = new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type });
     const operation = `GET /view ${file.type}/${file.subfolder ? `${file.subfolder}/` : ''}${file.filename}`;
     const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -220,12 +221,14 @@ export class ComfyHttpClient {
           return { bytes, contentType: headerValue(res.headers['content-type']) ?? 'application/octet-stream' };
         },
       );
-      // Sync before the rename so that a crash cannot leave a complete-looking but empty file.
-      const handle = await open(tmp, 'r+');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+      if (options.durable ?? true) {
+        // Sync before the rename so that a crash cannot leave a complete-looking but empty file.
+        const handle = await open(tmp, 'r+');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
       }
       await rename(tmp, destPath);
       return result;

@@ -308,8 +308,8 @@ export class ComfyWorker implements ComfyBackend {
     return this.http.uploadImage(data, filename, options);
   }
 
-  /** `GET /view` to `destPath`, whole or not at all (within the worker's `downloadTimeoutMs`). @default options.maxBytes unlimited */
-  download(file: FileRef, destPath: string, options: { maxBytes?: number } = {}): Promise<Download> {
+  /** `GET /view` to `destPath`, whole or not at all (within the worker's `downloadTimeoutMs`). @default options.maxBytes unlimited, options.durable true (synced) */
+  download(file: FileRef, destPath: string, options: { maxBytes?: number; durable?: boolean } = {}): Promise<Download> {
     return this.http.downloadView(file, destPath, options);
   }
 

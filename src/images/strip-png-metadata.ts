@@ -15,8 +15,10 @@ const TEXT_CHUNKS = new Set(['tEXt', 'iTXt', 'zTXt']);
  * bytes. The new file replaces the old one atomically (temp file in the same folder, then rename),
  * so a reader sees either the old or the new file, never half of one. A file that is not a
  * well-formed PNG, or has no text chunks, is left as it is (resolves with its current size).
+ * `durable: false` skips syncing the new file: for a temp file that is synced where it ends up.
+ * @default options.durable true
  */
-export async function stripPngMetadata(path: string): Promise<number> {
+export async function stripPngMetadata(path: string, options: { durable?: boolean } = {}): Promise<number> {
   const bytes = await readFile(path);
   const kept = keptParts(bytes);
   if (!kept) return bytes.length;
@@ -30,7 +32,7 @@ export async function stripPngMetadata(path: string): Promise<number> {
       size += part.length;
     }
     // Durable before the rename, or a crash could leave an empty file under the image's name.
-    await file.datasync();
+    if (options.durable ?? true) await file.datasync();
     await file.close();
     await rename(tmp, path);
     return size;

@@ -1,0 +1,77 @@
+/**
+ * ResultStore against the simulator over real HTTP, into a folder store: a result arrives without
+ * ComfyUI's text chunks, whole, and its bytes are flushed to disk once (by the store, as it moves
+ * the file into place), not also as a download and again as a stripped copy.
+ */
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startSimulator, type Simulator } from '../simulator/server.js';
+import { ComfyWorker } from '../src/comfyui/worker.js';
+import { FileStore } from '../src/storage/file-store.js';
+import { ResultStore } from '../src/tasks/result-store.js';
+import { kontextPrompt } from './helpers/kontext-prompt.js';
+
+let dir: string;
+let sim: Simulator;
+let worker: ComfyWorker;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kontext-result-store-'));
+  sim = await startSimulator({ port: 0, stepMs: 1, baseDir: join(dir, 'sim') });
+  worker = new ComfyWorker(sim.url);
+  await worker.start();
+});
+afterAll(async () => {
+  await worker.stop();
+  await sim.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Counts flushes of regular files (folders are synced too, for renames) from now on. */
+async function countFileFlushes(): Promise<{ count: () => number; restore: () => void }> {
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as FileHandle;
+  await probe.close();
+  let n = 0;
+  const spies = (['sync', 'datasync'] as const).map((name) => {
+    const original = proto[name];
+    return vi.spyOn(proto, name).mockImplementation(async function (this: FileHandle) {
+      if ((await this.stat()).isFile()) n++;
+      return original.call(this);
+    });
+  });
+  return { count: () => n, restore: () => spies.forEach((s) => s.mockRestore()) };
+}
+
+describe('ResultStore', () => {
+  it('stores a result without its text chunks, flushing its bytes once', async () => {
+    const png = await sharp({ create: { width: 96, height: 64, channels: 3, background: { r: 30, g: 90, b: 200 } } }).png().toBuffer();
+    const { name } = await worker.uploadImage(png, 'result-store-ref.png', { overwrite: true });
+    const result = await worker.run(crypto.randomUUID(), kontextPrompt(name), { outputNode: '136', timeoutMs: 30_000 });
+    const file = result.images[0]!;
+    const original = await readFile(join(dir, 'sim', 'output', file.subfolder, file.filename));
+    expect(original.includes('tEXt')).toBe(true);
+
+    const blobs = new FileStore(join(dir, 'data'));
+    const results = new ResultStore(blobs, join(dir, 'tmp'), false);
+    const flushes = await countFileFlushes();
+    let stored;
+    try {
+      stored = await results.store(worker, 'task-1', 0, file);
+    } finally {
+      flushes.restore();
+    }
+
+    expect(flushes.count()).toBe(1);
+    const kept = await readFile(join(dir, 'data', stored.file_path));
+    expect(kept.includes('tEXt')).toBe(false);
+    expect(stored.bytes).toBe(kept.length);
+    const meta = await sharp(kept).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', stored.width, stored.height]);
+    // The temp folder is left empty: the download and the stripped copy went into the store.
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
+  });
+});
