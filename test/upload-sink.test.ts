@@ -146,6 +146,13 @@ describe('storeUpload: accepted images', fast, () => {
     const stored = await storeUpload(Readable.from([bytes]), { dir, maxBytes: MiB });
     expect(stored.bytes).toBe(bytes.length);
   });
+
+  it('finds the end marker of a JPEG padded with more zero bytes than the sink keeps in memory', async () => {
+    // In small chunks, so only the last few KiB are in memory and the marker is read from the file.
+    const bytes = Buffer.concat([await makeImage('jpeg'), Buffer.alloc(20_000)]);
+    const stored = await storeUpload(inChunks(bytes, 1000), { dir, maxBytes: MiB });
+    expect(stored.bytes).toBe(bytes.length);
+  });
 });
 
 describe('storeUpload: rejected uploads leave nothing behind', fast, () => {
@@ -191,6 +198,13 @@ describe('storeUpload: rejected uploads leave nothing behind', fast, () => {
     const cut = bytes.subarray(0, Math.floor(bytes.length * 0.6));
     const err = await rejection(storeUpload(Readable.from([cut]), { dir, maxBytes: MiB }), 'INCOMPLETE');
     expect(err.message).toMatch(/the file is truncated$/);
+  });
+
+  it('rejects a JPEG whose zero padding, longer than what the sink keeps in memory, follows no end marker', async () => {
+    const jpeg = await makeImage('jpeg', 256, 256);
+    const bytes = Buffer.concat([jpeg.subarray(0, jpeg.length - 2), Buffer.alloc(20_000)]);
+    const err = await rejection(storeUpload(inChunks(bytes, 1000), { dir, maxBytes: MiB }), 'INCOMPLETE');
+    expect(err.message).toMatch(/end-of-image marker/);
   });
 
   it('rejects a file that ends inside the signature as INCOMPLETE', async () => {

@@ -62,29 +62,34 @@ export interface StructureProblem {
 // The whole IEND chunk: length 0, type "IEND", and the CRC of "IEND".
 const PNG_IEND = Buffer.from([0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82]);
 const JPEG_EOI = Buffer.from([0xff, 0xd9]);
-const TAIL_BLOCK = 4096;
+
+/** How many last bytes {@link checkStructure} reads of a file, unless a JPEG ends in more zero padding than that. */
+export const TAIL_BYTES = 4096;
+
+/** Reads exactly `length` bytes of a file at `position` (fewer only at the end of the file). */
+export type ReadBytes = (position: number, length: number) => Promise<Buffer>;
 
 /**
- * Checks that a stored file of `size` bytes, whose signature said `format`, ends the way that format
- * must end, reading only its last bytes (and, for WebP, the RIFF size in its header). A truncated
- * upload fails this even when the decoder would still read its header happily.
+ * Checks that a file of `size` bytes, whose signature said `format`, ends the way that format must
+ * end, reading only its last bytes (and, for WebP, the RIFF size in its header) through `read`.
+ * A truncated upload fails this even when the decoder would still read its header happily.
  */
-export async function checkStructure(file: FileHandle, size: number, format: ImageFormat): Promise<StructureProblem | undefined> {
+export async function checkStructure(read: ReadBytes, size: number, format: ImageFormat): Promise<StructureProblem | undefined> {
   switch (format.name) {
     case 'png': {
-      const tail = size >= PNG_IEND.length + 8 ? await readAt(file, size - PNG_IEND.length, PNG_IEND.length) : undefined;
+      const tail = size >= PNG_IEND.length + 8 ? await read(size - PNG_IEND.length, PNG_IEND.length) : undefined;
       return tail?.equals(PNG_IEND) ? undefined : { truncated: true, detail: 'does not end with the PNG IEND chunk' };
     }
     case 'jpeg': {
       // Some encoders pad the end with zero bytes; the marker must come right before the padding.
-      const end = await endWithoutZeroPadding(file, size);
-      const tail = end >= 4 ? await readAt(file, end - 2, 2) : undefined;
+      const end = await endWithoutZeroPadding(read, size);
+      const tail = end >= 4 ? await read(end - 2, 2) : undefined;
       return tail?.equals(JPEG_EOI) ? undefined : { truncated: true, detail: 'does not end with the JPEG end-of-image marker (FF D9)' };
     }
     case 'webp': {
       if (size < 12) return { truncated: true, detail: 'ends inside the RIFF header' };
       // The RIFF size counts from byte 8; a chunk of odd size is followed by one padding byte.
-      const riffSize = (await readAt(file, 4, 4)).readUInt32LE(0);
+      const riffSize = (await read(4, 4)).readUInt32LE(0);
       const expected = 8 + riffSize + (riffSize % 2);
       if (size === expected || size === 8 + riffSize) return undefined;
       return size < expected
@@ -92,6 +97,20 @@ export async function checkStructure(file: FileHandle, size: number, format: Ima
         : { truncated: false, detail: `has ${size - expected} bytes after the end of its RIFF container` };
     }
   }
+}
+
+/** A {@link ReadBytes} over an open file. */
+export function readFrom(file: FileHandle): ReadBytes {
+  return async (position, length) => {
+    const buffer = Buffer.alloc(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buffer.subarray(0, filled);
+  };
 }
 
 /** What the header of an image file says about its size. */
@@ -121,24 +140,12 @@ export async function readImageHeader(path: string): Promise<ImageHeader> {
   return { format: meta.format, width, height, frames: Math.max(1, meta.pages ?? 1) };
 }
 
-/** Reads exactly `length` bytes at `position` (fewer only at the end of the file). */
-async function readAt(file: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return buffer.subarray(0, filled);
-}
-
-/** The file size once trailing zero bytes are left out, reading backwards a block at a time. */
-async function endWithoutZeroPadding(file: FileHandle, size: number): Promise<number> {
+/** The file size once trailing zero bytes are left out, reading backwards {@link TAIL_BYTES} at a time. */
+async function endWithoutZeroPadding(read: ReadBytes, size: number): Promise<number> {
   let end = size;
   while (end > 0) {
-    const start = Math.max(0, end - TAIL_BLOCK);
-    const block = await readAt(file, start, end - start);
+    const start = Math.max(0, end - TAIL_BYTES);
+    const block = await read(start, end - start);
     let i = block.length - 1;
     while (i >= 0 && block[i] === 0) i--;
     if (i >= 0) return start + i + 1;

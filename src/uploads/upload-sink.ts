@@ -16,7 +16,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
-import { checkStructure, readImageHeader, SIGNATURE_BYTES, sniffImageFormat, type ImageFormat, type ImageHeader } from './image-format.js';
+import { FileEnds } from './file-ends.js';
+import { checkStructure, readFrom, readImageHeader, SIGNATURE_BYTES, sniffImageFormat, TAIL_BYTES, type ImageFormat, type ImageHeader } from './image-format.js';
 import { UploadRejectedError } from './upload-rejected-error.js';
 
 /** What the bytes of an accepted upload proved to be. */
@@ -116,31 +117,40 @@ async function receiveAndCheck(source: Readable, dir: string, limits: Limits): P
   const partPath = join(dir, `.upload-${randomUUID()}.part`);
   const file = await open(partPath, 'wx+');
   let fileOpen = true;
+  let headerRead: Promise<ImageHeader> | undefined;
   try {
-    const { bytes, sha256, format } = await receive(source, file, limits.maxBytes);
-    const problem = await checkStructure(file, bytes, format);
+    const { sha256, format, ends } = await receive(source, file, limits.maxBytes);
+    const bytes = ends.size;
+    const problem = await checkStructure(ends.reader(readFrom(file)), bytes, format);
     if (problem?.truncated) throw new UploadRejectedError('INCOMPLETE', `Image is incomplete: the file ${problem.detail}; the file is truncated`);
     if (problem) throw new UploadRejectedError('CORRUPT', `Image is corrupt: the file ${problem.detail}`);
+    // Read while the file syncs (the sync does not change what it reads): under load each of them
+    // waits its turn in the thread pool, and one after the other they made every upload wait twice.
+    headerRead = readHeader(partPath, format);
+    headerRead.catch(() => undefined); // awaited below, or in the cleanup
     // Durable before it gets its permanent name: a crash must not leave a short file under a hash.
     await file.datasync();
     fileOpen = false;
     await file.close();
 
-    const header = await readHeader(partPath, format);
+    const header = await headerRead;
     checkDimensions(header, limits);
     return { sha256, path: partPath, fileName: `${sha256}.${format.ext}`, bytes, contentType: format.contentType, width: header.width, height: header.height };
   } catch (err) {
-    // FileHandle.close waits for a write still in flight, so the rm below cannot race it.
+    // FileHandle.close waits for a write still in flight, and the header read is let finish, so
+    // the rm below races neither.
     if (fileOpen) await file.close().catch(() => undefined);
+    await headerRead?.catch(() => undefined);
     await rm(partPath, { force: true });
     throw err;
   }
 }
 
 interface Received {
-  bytes: number;
   sha256: string;
   format: ImageFormat;
+  /** The bytes' count, first and last bytes. */
+  ends: FileEnds;
 }
 
 /**
@@ -150,8 +160,7 @@ interface Received {
 function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<Received> {
   return new Promise<Received>((resolvePromise, reject) => {
     const hash = createHash('sha256');
-    let bytes = 0;
-    let head = Buffer.alloc(0);
+    const ends = new FileEnds(SIGNATURE_BYTES, TAIL_BYTES);
     let format: ImageFormat | undefined;
     let settled = false;
 
@@ -164,13 +173,12 @@ function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<
     };
 
     const take = (chunk: Buffer): UploadRejectedError | undefined => {
-      bytes += chunk.length;
-      if (bytes > maxBytes) return tooLarge(maxBytes);
+      ends.push(chunk);
+      if (ends.size > maxBytes) return tooLarge(maxBytes);
       if (!format) {
-        head = Buffer.concat([head, chunk.subarray(0, SIGNATURE_BYTES - head.length)]);
-        const sniffed = sniffImageFormat(head);
+        const sniffed = sniffImageFormat(ends.head);
         if (!sniffed) {
-          const start = [...head.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+          const start = [...ends.head.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
           return new UploadRejectedError('UNSUPPORTED_TYPE', `File is not a PNG, JPEG or WebP image (it starts with ${start})`);
         }
         if (sniffed.complete) format = sniffed.format;
@@ -181,13 +189,13 @@ function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<
 
     const finish = (): void => {
       if (isTruncated(source)) return stop(tooLarge(maxBytes));
-      if (bytes === 0) return stop(new UploadRejectedError('EMPTY', 'File is empty'));
+      if (ends.size === 0) return stop(new UploadRejectedError('EMPTY', 'File is empty'));
       if (!format) {
-        const label = sniffImageFormat(head)?.format.label ?? 'image';
-        return stop(new UploadRejectedError('INCOMPLETE', `Image is incomplete: the file ends after ${bytes} bytes, inside the ${label} signature; the file is truncated`));
+        const label = sniffImageFormat(ends.head)?.format.label ?? 'image';
+        return stop(new UploadRejectedError('INCOMPLETE', `Image is incomplete: the file ends after ${ends.size} bytes, inside the ${label} signature; the file is truncated`));
       }
       settled = true;
-      resolvePromise({ bytes, sha256: hash.digest('hex'), format });
+      resolvePromise({ sha256: hash.digest('hex'), format, ends });
     };
 
     // Chunks that arrive while a write is in flight wait in the sink (up to WRITE_BATCH_BYTES, then
