@@ -2,6 +2,7 @@
  * Runs a task's transitions one after the other and publishes the frame each wrote: subscribers see
  * a task's frames in `seq` order, and never a state the database does not have.
  */
+import { exitAfterCommit } from './exit-after-commit.js';
 import type { ProgressBus } from './progress-bus.js';
 import type { ProgressFrame } from './progress-frame.js';
 
@@ -19,7 +20,10 @@ export class FramePublisher {
     const next = previous.then(async () => {
       const result = await transition();
       const frame = result && 'frame' in result ? result.frame : (result as ProgressFrame | undefined);
-      if (frame) this.bus.publish({ ...frame, preview });
+      if (frame) {
+        exitAfterCommit?.(frame);
+        this.bus.publish({ ...frame, preview });
+      }
       return result;
     });
     const settled = next.catch(() => undefined);

@@ -1,6 +1,7 @@
 /**
  * Nothing lost, nothing run twice, after a crash or an outage:
- * - at start, every processing task this instance must look after is taken over and each of its
+ * - at start, every processing task this instance must look after is taken over (its stored frame
+ *   published again first, in case its last holder died before publishing it) and each of its
  *   images reconciled with its server: finished prompts are adopted, queued or running ones
  *   re-attached, vanished ones resubmitted under the same prompt id, and a task whose images all
  *   ended is finished from them;
@@ -12,6 +13,7 @@ import type { ImageRow, TaskRow } from '../db/types.js';
 import type { ActiveTask } from './active-task.js';
 import type { ImageRunner } from './image-run.js';
 import type { EngineContext } from './engine-context.js';
+import { storedFrame } from './stored-frame.js';
 import type { PoolMember } from './worker-pool.js';
 
 /** What recovery needs; the engine passes it in. */
@@ -48,6 +50,9 @@ export class Recovery {
     const rows = await transitions.recoverTasks(db, { instance: this.deps.instance, leaseUntil, includeOwn });
     for (const row of rows) {
       const task = this.deps.activate(row);
+      // The last holder may have died between committing a frame and publishing it: its watchers get
+      // that frame now, before this replica's next one (a frame they already have is dropped by seq).
+      void publisher.run(row.id, async () => storedFrame(row));
       const settled = await publisher.run(row.id, () => transitions.settleTask(db, row.id, this.deps.dataDir));
       if (settled) {
         // A crash between an image's last write and the task's: finished from its images.

@@ -19,8 +19,9 @@ import type { TaskEngine } from './engine.js';
 import { paramsHash, ValidationError, type GenerateParams } from './generate-params.js';
 import { newTaskId, promptIdFor } from './ids.js';
 import type { ProgressBus } from './progress-bus.js';
-import { emptyFrame, isFinal, type ProgressFrame } from './progress-frame.js';
+import { isFinal, type ProgressFrame } from './progress-frame.js';
 import { publicResultPaths } from './public-result-paths.js';
+import { storedFrame } from './stored-frame.js';
 import { TaskWatch } from './task-watch.js';
 import { TaskWatchHub } from './task-watch-hub.js';
 import { checkQuotas } from './transitions/enqueue-task.js';
@@ -295,10 +296,8 @@ export class TaskService {
   async snapshot(id: string, caller: Caller): Promise<ProgressFrame | undefined> {
     const task = await this.visibleTask(id, caller);
     if (!task) return undefined;
-    const stored = task.last_frame ? (JSON.parse(task.last_frame) as Omit<ProgressFrame, 'seq'>) : emptyFrame(id, task.status, task.progress);
     // The queue moves without this task's frames changing: compute its position now.
-    const queuePosition = await this.position(task);
-    return { ...stored, taskId: id, status: task.status, progress: task.progress, seq: task.seq, queuePosition, preview: null };
+    return { ...storedFrame(task), queuePosition: await this.position(task) };
   }
 
   /**

@@ -198,13 +198,11 @@ export async function sse<T>(baseUrl: string, query: string, variables: Record<s
  * The frames of one subscription to a task that completed: seq grows by one, progress never goes
  * back, it ends with the one final frame, and each finished image is carried by exactly one frame.
  */
-export function expectCompleteStream(frames: Frame[], taskId: string, count: number, options: { gaps?: boolean } = {}): void {
+export function expectCompleteStream(frames: Frame[], taskId: string, count: number): void {
   expect(frames.length).toBeGreaterThan(0);
   for (const f of frames) expect(f.taskId).toBe(taskId);
   for (let i = 1; i < frames.length; i++) {
-    // `gaps`: seq only grows (frames are absolute, so a missing one loses no state).
-    if (options.gaps) expect(frames[i]!.seq, `seq after ${frames[i - 1]!.seq}`).toBeGreaterThan(frames[i - 1]!.seq);
-    else expect(frames[i]!.seq, `seq after ${frames[i - 1]!.seq}`).toBe(frames[i - 1]!.seq + 1);
+    expect(frames[i]!.seq, `seq after ${frames[i - 1]!.seq}`).toBe(frames[i - 1]!.seq + 1);
     expect(frames[i]!.progress).toBeGreaterThanOrEqual(frames[i - 1]!.progress);
   }
   const last = frames.at(-1)!;

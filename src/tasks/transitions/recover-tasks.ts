@@ -17,7 +17,10 @@ export interface RecoverOptions {
   includeOwn?: boolean;
 }
 
-/** Claims every processing task that is this instance's or whose claim lapsed; returns them, oldest first. */
+/**
+ * Claims every processing task that is this instance's or whose claim lapsed; returns them, oldest
+ * first, as read under the claim: their stored frame is the last one a previous holder can write.
+ */
 export function recoverTasks(db: Db, options: RecoverOptions): Promise<TaskRow[]> {
   return db.transaction().execute(async (trx) => {
     const found = await findRecoverable(trx, { instance: options.instance, now: new Date().toISOString() });
