@@ -38,6 +38,8 @@ export interface S3StoreOptions {
   variable?: string;
   /** Where a put of a stream is spooled before it is sent (created when missing): the service's DATA_DIR/tmp, not the system's. @default os.tmpdir() */
   tmpDir?: string;
+  /** Loads the SDK (tests make it fail). @default import('@aws-sdk/client-s3') */
+  loadSdk?: () => Promise<S3Sdk>;
 }
 
 export class S3Store implements BlobStore {
@@ -70,7 +72,16 @@ export class S3Store implements BlobStore {
       requestHandler: { connectionTimeout: 5000, socketTimeout: 60_000 },
       ...options.client,
     };
-    this.sdk = import('@aws-sdk/client-s3').then((sdk) => ({ sdk, client: new sdk.S3Client(config) }));
+    this.sdk = (options.loadSdk ?? (() => import('@aws-sdk/client-s3')))().then(
+      (sdk) => ({ sdk, client: new sdk.S3Client(config) }),
+      (err: unknown) => {
+        // Not installed (a trimmed image) or broken: the start's one line says which package.
+        const why = (err instanceof Error ? err.message : String(err)).split('\n', 1)[0];
+        throw new StorageError(options.variable ?? 'STORAGE_URL', this.location, `needs the package @aws-sdk/client-s3, which could not be loaded (${why})`, { cause: err });
+      },
+    );
+    // Handled here too: a store closed before any call awaited it must not reject unhandled.
+    this.sdk.catch(() => undefined);
   }
 
   async check(): Promise<void> {
@@ -175,7 +186,8 @@ export class S3Store implements BlobStore {
   }
 
   close(): void {
-    void this.sdk.then(({ client }) => client.destroy());
+    // Without an SDK there is no client to close (its load failure is told by the calls).
+    void this.sdk.then(({ client }) => client.destroy(), () => undefined);
   }
 
   private keyOf(key: string): string {
