@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postGenerate, startStack, waitForStatus, type Stack, type TaskStatusBody } from './helpers/stack.js';
 
@@ -19,6 +20,25 @@ describe('GET /api/task-status/{task_id}', () => {
     expect(done.result_path).toHaveLength(2);
     for (const p of done.result_path) expect(p).toMatch(/images[\\/].+[\\/]\d\.png$/);
     expect(Date.parse(done.created_at as string)).toBeLessThanOrEqual(Date.parse(done.updated_at as string));
+  });
+
+  it('reads the path as URL parsing does, whether it is plain or has a query, dot segments or escapes', async () => {
+    // node:http sends the path as written (fetch would normalise it first).
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        request(`${stack.app.url}${path}`, { path }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode!, body }));
+        }).on('error', reject).end();
+      });
+    const plain = await get(`/api/task-status/${done.task_id}`);
+    expect(plain.status).toBe(200);
+    const escaped = done.task_id.replace(/-/g, '%2D');
+    for (const path of [`/api/task-status/${done.task_id}?x=1`, `/api/./task-status/${done.task_id}`, `/api/x/../task-status/${done.task_id}`, `/api/task-status/${escaped}`]) {
+      expect(await get(path), path).toEqual(plain);
+    }
+    expect((await get(`/api/task-status/${done.task_id}/`)).status).toBe(404);
+    expect((await get(`//api/task-status/${done.task_id}`)).status).toBe(404);
   });
 
   it('answers 404 in FastAPI shape for an unknown task', async () => {

@@ -1,10 +1,10 @@
 /** Writing JSON replies in the FastAPI style the legacy callers expect. */
 import type { ServerResponse } from 'node:http';
 
-/** Sends `body` as JSON with the given status. */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** Sends `body` as JSON with the given status and `headers` besides its type and length (@default none). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Readonly<Record<string, string>>): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 

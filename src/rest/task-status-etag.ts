@@ -8,7 +8,7 @@
  * whenever the signing window moves. Ownership is checked before any of this: another key's task
  * is a 404, whatever tag is sent.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { UrlSigner } from '../auth/url-signer.js';
 import type { TaskRow } from '../db/types.js';
 
@@ -28,9 +28,7 @@ export const FINISHED_TASK_HEADERS: Readonly<Record<string, string>> = Object.fr
 export function taskStatusEtag(task: Pick<TaskRow, 'id' | 'status' | 'seq' | 'updated_at'>, baseUrl: string, signer: UrlSigner | undefined, nowMs = Date.now()): string {
   // Every image URL of the task is signed with the same expiry: one signature stands for all of them.
   const signature = signer ? signer.sign(task.id, 0, nowMs) : '';
-  const digest = createHash('sha256')
-    .update(`${BODY_VERSION}\n${task.id}\n${task.status}\n${task.seq}\n${task.updated_at}\n${baseUrl}\n${signature}`)
-    .digest('base64url')
-    .slice(0, 27);
+  // The one-shot hash: a Hash object per request cost twice as much for these few bytes.
+  const digest = hash('sha256', `${BODY_VERSION}\n${task.id}\n${task.status}\n${task.seq}\n${task.updated_at}\n${baseUrl}\n${signature}`, 'base64url').slice(0, 27);
   return `W/"${digest}"`;
 }

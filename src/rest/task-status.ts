@@ -55,15 +55,13 @@ export async function handleTaskStatus(req: IncomingMessage, res: ServerResponse
   }
   const task = await service.visibleTask(taskId, caller);
   if (!task) return sendDetail(res, 404, 'Task not found');
-  if (isFinal(task.status)) {
-    const etag = taskStatusEtag(task, baseUrl, signer);
-    for (const [name, value] of Object.entries(FINISHED_TASK_HEADERS)) res.setHeader(name, value);
-    res.setHeader('etag', etag);
-    if (etagMatches(req.headers['if-none-match'], etag)) {
-      res.writeHead(304);
-      res.end();
-      return;
-    }
+  if (!isFinal(task.status)) return sendJson(res, 200, taskStatusBody(await service.viewOf(task), baseUrl, signer));
+  // Given to writeHead at once: headers set one by one first are copied and merged there.
+  const headers = { ...FINISHED_TASK_HEADERS, etag: taskStatusEtag(task, baseUrl, signer) };
+  if (etagMatches(req.headers['if-none-match'], headers.etag)) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
   }
-  sendJson(res, 200, taskStatusBody(await service.viewOf(task), baseUrl, signer));
+  sendJson(res, 200, taskStatusBody(await service.viewOf(task), baseUrl, signer), headers);
 }
