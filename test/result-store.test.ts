@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startSimulator, type Simulator } from '../simulator/server.js';
+import type { FileRef } from '../src/comfyui/protocol.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { FileStore } from '../src/storage/file-store.js';
 import { ResultStore } from '../src/tasks/result-store.js';
@@ -46,12 +47,17 @@ async function countFileFlushes(): Promise<{ count: () => number; restore: () =>
   return { count: () => n, restore: () => spies.forEach((s) => s.mockRestore()) };
 }
 
+/** Runs a prompt on the simulator; its output file. */
+async function generated(): Promise<FileRef> {
+  const png = await sharp({ create: { width: 96, height: 64, channels: 3, background: { r: 30, g: 90, b: 200 } } }).png().toBuffer();
+  const { name } = await worker.uploadImage(png, 'result-store-ref.png', { overwrite: true });
+  const result = await worker.run(crypto.randomUUID(), kontextPrompt(name), { outputNode: '136', timeoutMs: 30_000 });
+  return result.images[0]!;
+}
+
 describe('ResultStore', () => {
   it('stores a result without its text chunks, flushing its bytes once', async () => {
-    const png = await sharp({ create: { width: 96, height: 64, channels: 3, background: { r: 30, g: 90, b: 200 } } }).png().toBuffer();
-    const { name } = await worker.uploadImage(png, 'result-store-ref.png', { overwrite: true });
-    const result = await worker.run(crypto.randomUUID(), kontextPrompt(name), { outputNode: '136', timeoutMs: 30_000 });
-    const file = result.images[0]!;
+    const file = await generated();
     const original = await readFile(join(dir, 'sim', 'output', file.subfolder, file.filename));
     expect(original.includes('tEXt')).toBe(true);
 
@@ -73,5 +79,15 @@ describe('ResultStore', () => {
     expect([meta.format, meta.width, meta.height]).toEqual(['png', stored.width, stored.height]);
     // The temp folder is left empty: the download and the stripped copy went into the store.
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('makes its temp folder again when it was removed since the last result', async () => {
+    const results = new ResultStore(new FileStore(join(dir, 'data-2')), join(dir, 'tmp-2'), false);
+    const file = await generated();
+    await results.store(worker, 'task-2', 0, file);
+    await rm(join(dir, 'tmp-2'), { recursive: true });
+    const stored = await results.store(worker, 'task-2', 1, file);
+    expect((await sharp(join(dir, 'data-2', stored.file_path)).metadata()).width).toBe(stored.width);
+    expect(await readdir(join(dir, 'tmp-2'))).toEqual([]);
   });
 });

@@ -23,6 +23,9 @@ const MAX_RESULT_BYTES = 200 * 1024 * 1024;
 const STORED_QUALITY: Readonly<Record<OutputFormat, number | undefined>> = { png: undefined, jpeg: 90, webp: 90, avif: 65 };
 
 export class ResultStore {
+  /** The temp folder, made by the first store (not by each: a mkdir waits its turn on the thread pool behind fsyncs). */
+  private tmpMade: Promise<unknown> | undefined;
+
   /**
    * @param store where finished images go
    * @param tmpDir this replica's local temp folder (absolute), for downloads in progress
@@ -39,12 +42,22 @@ export class ResultStore {
   /** Downloads `file` of image `index` of `taskId` from `server` and stores it in the output format; rejects when it is no PNG, JPEG or WebP image. */
   async store(server: ComfyBackend, taskId: string, index: number, file: FileRef): Promise<StoredImage> {
     const tmp = join(this.tmpDir, `${taskId}-${index}.download`);
-    await mkdir(this.tmpDir, { recursive: true });
+    const converted = `${tmp}.${FORMAT_INFO[this.outputFormat].ext}`;
+    // Whatever the store has not taken is removed at the end.
+    let leftovers = [tmp, converted];
     try {
       // A temp file: the store syncs what it keeps (a folder store once, as it moves it into place;
       // S3 never needs it), so syncing the download and the stripped copy too cost two more
       // flushes of ~1.5 MB on the last image's way to the client.
-      let { bytes } = await server.download(file, tmp, { maxBytes: MAX_RESULT_BYTES, durable: false });
+      const download = () => server.download(file, tmp, { maxBytes: MAX_RESULT_BYTES, durable: false });
+      await this.makeTmp();
+      let { bytes } = await download().catch(async (err: unknown) => {
+        // The temp folder was removed since (by hand): made again, and the download tried once more.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        this.tmpMade = undefined;
+        await this.makeTmp();
+        return download();
+      });
       const format = sniffImageFormat(await head(tmp));
       const header = format?.complete ? await readImageHeader(tmp).catch(() => undefined) : undefined;
       if (!format?.complete || !header || header.format !== format.format.name) {
@@ -54,7 +67,7 @@ export class ResultStore {
       let source = tmp;
       if (format.format.name !== this.outputFormat) {
         // Re-encoded by sharp, which copies no metadata: ComfyUI's workflow is left behind too.
-        source = `${tmp}.${ext}`;
+        source = converted;
         const pipeline = sharp(tmp, { limitInputPixels: MAX_INPUT_PIXELS });
         bytes = (await encodeAs(pipeline, this.outputFormat, STORED_QUALITY[this.outputFormat]).toFile(source)).size;
       } else if (format.format.name === 'png' && !this.keepImageMetadata) {
@@ -64,12 +77,22 @@ export class ResultStore {
       // The key is also the recorded file_path: the same relative form as before stores existed.
       const key = `images/${taskId}/${index}.${ext}`;
       await this.blobs.put(key, source, { move: true, contentType });
+      // The store took `source`; only a converted image's download is left.
+      leftovers = source === tmp ? [] : [tmp];
       return { file_path: key, width: header.width, height: header.height, bytes, content_type: contentType };
     } finally {
-      // Gone already when the store took them; left by a failed download, check, conversion or put.
-      await rm(tmp, { force: true });
-      await rm(`${tmp}.${FORMAT_INFO[this.outputFormat].ext}`, { force: true });
+      // Left by a failed download, check, conversion or put (rm waits behind fsyncs too: not when nothing is left).
+      for (const path of leftovers) await rm(path, { force: true });
     }
+  }
+
+  /** Makes the temp folder once; a failure is tried again by the next call. */
+  private makeTmp(): Promise<unknown> {
+    this.tmpMade ??= mkdir(this.tmpDir, { recursive: true }).catch((err: unknown) => {
+      this.tmpMade = undefined;
+      throw err;
+    });
+    return this.tmpMade;
   }
 }
 
