@@ -7,7 +7,7 @@
  * broadcasts frames of the same size at the same pace to the 100 sockets of one room.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -21,6 +21,7 @@ import { startBlocker, type Blocker } from './blocker-prompt.js';
 import { generateTask } from './generate-task.js';
 import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
+import { measuredWindow, profiledEnv, stopSignal } from './service-profile.js';
 import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
 import { delays, openAll, releaseAndWait, wsSubscriber, type Subscriber } from './ws-frame-delays.js';
@@ -31,21 +32,6 @@ const STEPS = 20;
 const STEP_MS = 100;
 /** Rounds of service and baseline, alternating which goes first. @default 3 (FANOUT_ROUNDS) */
 const ROUNDS = Math.max(1, Number(process.env['FANOUT_ROUNDS'] ?? 3));
-
-const PROFILE_DIR = process.env['FANOUT_PROFILE_DIR'];
-
-/** The service's environment for a CPU profile (NODE_OPTIONS refuses --cpu-prof: bench/cpu-profile-preload.mjs). */
-function profiled(): Record<string, string> {
-  return PROFILE_DIR ? { NODE_OPTIONS: '--import ./bench/cpu-profile-preload.mjs', CPU_PROFILE_DIR: PROFILE_DIR } : {};
-}
-
-/** The monotonic clock in microseconds: the clock of a V8 CPU profile's timestamps, shared by processes on one machine. */
-const monotonicMicros = (): number => Number(process.hrtime.bigint() / 1000n);
-
-/** Beside the profile: the measured window (release to the last final frame), to look at its samples alone. */
-async function saveWindow(pid: number, [from, to]: number[]): Promise<void> {
-  if (PROFILE_DIR) await writeFile(join(PROFILE_DIR, `service-${pid}.window.json`), JSON.stringify({ from, to }));
-}
 
 interface ServiceResult {
   values: number[];
@@ -62,8 +48,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let client: KontextClient | undefined;
   try {
     // Room for every subscriber besides the bench's own client (MAX_LIVE_CONNECTIONS is 10 000 by default).
-    // FANOUT_PROFILE_DIR=<dir>: a CPU profile of the service as bench/fanout.ts writes it, and the measured window beside it.
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100), ...profiled() });
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100), ...profiledEnv() });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -86,17 +71,14 @@ async function throughService(dir: string): Promise<ServiceResult> {
     subs = all;
     const after = (await processMemory(pid)).rss;
     const measured = all.filter((_, i) => i % TASKS === 0);
-    const window = [monotonicMicros()];
-    const clientBusy = await releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks');
-    window.push(monotonicMicros());
-    await saveWindow(pid, window);
+    const clientBusy = await measuredWindow(pid, () => releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks'));
     if (sentAt.size !== STEPS) throw new Error(`fan-out over many tasks: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
     return { values: delays(measured, sentAt).values, rssPerSubscriber: (after - before) / all.length, clientBusy, sampleFrame };
   } finally {
     for (const s of subs) s.close();
     await client?.close();
     await blocker?.stop();
-    await service?.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL'); // SIGTERM lets a profiled service write its profile
+    await service?.kill(stopSignal());
     await sim.close();
   }
 }

@@ -32,6 +32,7 @@ import { startBlocker, type Blocker } from './blocker-prompt.js';
 import { generateTask } from './generate-task.js';
 import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
+import { measuredWindow, profiledEnv, stopSignal } from './service-profile.js';
 import { sseSubscriber } from './sse-subscriber.js';
 import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
@@ -80,9 +81,8 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let subs: Subscriber[] = [];
   let client: KontextClient | undefined;
   try {
-    // FANOUT_PROFILE_DIR=<dir>: the service writes a CPU profile there (NODE_OPTIONS refuses --cpu-prof: bench/cpu-profile-preload.mjs; it is stopped with SIGTERM then).
-    const profile = process.env['FANOUT_PROFILE_DIR'];
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, ...(profile ? { NODE_OPTIONS: '--import ./bench/cpu-profile-preload.mjs', CPU_PROFILE_DIR: profile } : {}) });
+    // FANOUT_PROFILE_DIR=<dir>: a CPU profile of the service and its measured window (bench/service-profile.ts).
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, ...profiledEnv() });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -105,7 +105,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     subs = [...wsSubs, ...sseSubs];
     const after = (await processMemory(pid)).rss;
 
-    const clientBusy = await releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'fan-out');
+    const clientBusy = await measuredWindow(pid, () => releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'fan-out'));
     if (sentAt.size !== STEPS) throw new Error(`fan-out: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
     return {
       ws: delays(wsSubs, sentAt),
@@ -119,8 +119,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     for (const s of subs) s.close();
     await client?.close();
     await blocker?.stop();
-    // SIGTERM lets a profiled service write its profile on the way out.
-    await service?.kill(process.env['FANOUT_PROFILE_DIR'] ? 'SIGTERM' : 'SIGKILL');
+    await service?.kill(stopSignal());
     await sim.close();
   }
 }
