@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   ComfyBadReplyError,
@@ -139,9 +139,27 @@ describe('ComfyWorker on a healthy simulator', () => {
     }
   });
 
+  it('takes a success from the socket: the images of `executed` and `execution_success`, without reading the history', async () => {
+    const reads = vi.spyOn(ComfyHttpClient.prototype, 'getHistory');
+    const promptId = randomUUID();
+    let result;
+    try {
+      result = await worker.run(promptId, variant(base, { seed: seed++, steps: 3 }), { outputNode: '136', timeoutMs: 10_000 });
+    } finally {
+      reads.mockRestore();
+    }
+    expect(reads.mock.calls.filter(([id]) => id === promptId)).toEqual([]);
+    expect(result.cached).toBe(false);
+    // The same images the history records once it is written.
+    const client = otherClient(sim.url);
+    let entry = await client.getHistory(promptId);
+    for (let i = 0; !entry && i < 100; i++) entry = await sleep(20).then(() => client.getHistory(promptId));
+    expect(result.images).toEqual(entry?.outputs['136']?.images);
+  });
+
   it('yields the images of a fully cached resubmit, with cached: true', async () => {
-    // No re-check for a minute, and a run limit well below it: only `executing null` (sent
-    // although no node ran) can finish the cached run in time, not the idle reconcile.
+    // No re-check for a minute, and a run limit well below it: only its messages (`executed` and
+    // `execution_success`, sent although no node ran) can finish the cached run in time, not the idle reconcile.
     const patient = await startedWorker(sim.url, { silenceMs: 60_000, pollMs: 60_000 });
     const prompt = variant(base, { seed: seed++, steps: 3 });
     const first = await patient.run(randomUUID(), prompt, { outputNode: '136', timeoutMs: 10_000 });

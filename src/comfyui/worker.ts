@@ -5,6 +5,8 @@
  * messages (filtered by prompt_id). "Done" is `executing {node: null}` for it, after which
  * `GET /history/{id}` gives the verdict (docs/comfyui-protocol.md §8.1): success with the output node's images,
  * `execution_error` → `ComfyExecutionError`, `execution_interrupted` → `ComfyInterruptedError`.
+ * The common case needs no history read: `execution_success` (success only, sent before the
+ * history is written) after an `executed` of the output node naming its images is the result.
  *
  * Messages can be lost (a dropped socket, a restarted server, a prompt submitted before a
  * reconnect), so the WebSocket is only the fast path. The worker **reconciles** through
@@ -122,8 +124,10 @@ interface Tracked {
   started: boolean;
   /** Last `queued` position reported; `null` = `queued` not reported yet. */
   position: number | undefined | null;
-  /** Images seen in `executed` messages, by node: the fallback when history has none. */
+  /** Images seen in `executed` messages, by node: the result on `execution_success`, and the fallback when history has none. */
   executed: Map<string, FileRef[]>;
+  /** Nodes `execution_cached` named: whether the result was served from ComfyUI's cache. */
+  cachedNodes: Set<string>;
   /** Last message or reconcile, for the silence check. */
   lastActivity: number;
   /** A reconcile is in flight for it. */
@@ -385,6 +389,7 @@ export class ComfyWorker implements ComfyBackend {
       started: false,
       position: null,
       executed: new Map(),
+      cachedNodes: new Set(),
       lastActivity: Date.now(),
       checking: false,
       cancelRequested: false,
@@ -476,6 +481,7 @@ export class ComfyWorker implements ComfyBackend {
         break;
       case 'execution_cached':
         this.markStarted(t);
+        for (const node of msg.data.nodes) t.cachedNodes.add(node);
         if (msg.data.nodes.length > 0) this.emit(t, { type: 'cached', nodes: msg.data.nodes });
         break;
       case 'executing':
@@ -499,8 +505,16 @@ export class ComfyWorker implements ComfyBackend {
         this.emit(t, { type: 'executed', node, images });
         break;
       }
+      case 'execution_success': {
+        // Success, and the output node's images were named: the result, a history read (one round
+        // trip, ~25 ms of a result's way to the client over a 20 ms link) earlier. Without them
+        // (an output node that sent no `executed`) the verdict waits for `executing null` and history.
+        const images = t.executed.get(t.outputNode);
+        if (images?.length) this.settle(t, { promptId: t.promptId, images, cached: t.cachedNodes.has(t.outputNode) });
+        break;
+      }
       default:
-        // progress_state, execution_success/error/interrupted: the verdict comes from history.
+        // progress_state, execution_error/interrupted: the verdict comes from history.
         break;
     }
   }
