@@ -15,20 +15,9 @@ export interface Alternated {
 
 /** Runs `a` and `b` `rounds` times (@default 6) in alternating order; `warm` is false in the first round. */
 export async function alternate(a: (warm: boolean) => Promise<number>, b: (warm: boolean) => Promise<number>, rounds = 6): Promise<Alternated> {
-  const as: number[] = [];
-  const bs: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    const warm = round > 0;
-    if (round % 2 === 0) {
-      as.push(await a(warm));
-      bs.push(await b(warm));
-    } else {
-      bs.push(await b(warm));
-      as.push(await a(warm));
-    }
-  }
-  const ratios = as.map((x, i) => x / bs[i]!).sort((x, y) => x - y);
-  return { a: mean(as), b: mean(bs), ratio: median(ratios), spread: [ratios[0]!, ratios.at(-1)!] };
+  const all = await alternateRounds(rounds, (round) => a(round > 0), (round) => b(round > 0));
+  const ratios = all.map(({ svc, bare }) => svc / bare).sort((x, y) => x - y);
+  return { a: mean(all.map((r) => r.svc)), b: mean(all.map((r) => r.bare)), ratio: median(ratios), spread: [ratios[0]!, ratios.at(-1)!] };
 }
 
 /** The arithmetic mean. */
@@ -43,7 +32,7 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[Math.floor(mid)]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** One round of `alternateRounds`: the service's run and the baseline's, one right after the other. */
+/** One round of `alternateRounds`: the service's (or the first side's) run and the baseline's, one right after the other. */
 export interface Round<S, B> {
   svc: S;
   bare: B;
@@ -51,17 +40,17 @@ export interface Round<S, B> {
 
 /**
  * Runs `service` and `baseline` `rounds` times, alternating which goes first; the service goes
- * first in the first round (a baseline may need what it measured, a frame of its size). `service`
- * gets the round's index.
+ * first in the first round (a baseline may need what it measured, a frame of its size). Both get
+ * the round's index.
  */
-export async function alternateRounds<S, B>(rounds: number, service: (round: number) => Promise<S>, baseline: () => Promise<B>): Promise<Round<S, B>[]> {
+export async function alternateRounds<S, B>(rounds: number, service: (round: number) => Promise<S>, baseline: (round: number) => Promise<B>): Promise<Round<S, B>[]> {
   const all: Round<S, B>[] = [];
   for (let r = 0; r < rounds; r++) {
     if (r % 2 === 0) {
       const svc = await service(r);
-      all.push({ svc, bare: await baseline() });
+      all.push({ svc, bare: await baseline(r) });
     } else {
-      const bare = await baseline();
+      const bare = await baseline(r);
       all.push({ svc: await service(r), bare });
     }
   }
