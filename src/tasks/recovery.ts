@@ -45,14 +45,16 @@ export class Recovery {
   }
 
   private async adopt(includeOwn: boolean): Promise<number> {
-    const { db, transitions, publisher, events, pool } = this.deps;
+    const { db, transitions, publisher, events, pool, log } = this.deps;
     const leaseUntil = new Date(Date.now() + this.deps.leaseMs).toISOString();
     const rows = await transitions.recoverTasks(db, { instance: this.deps.instance, leaseUntil, includeOwn });
     for (const row of rows) {
       const task = this.deps.activate(row);
       // The last holder may have died between committing a frame and publishing it: its watchers get
       // that frame now, before this replica's next one (a frame they already have is dropped by seq).
-      void publisher.run(row.id, async () => storedFrame(row));
+      void publisher
+        .run(row.id, async () => storedFrame(row))
+        .catch((err: unknown) => log.warn('could not publish the stored frame of a task taken over', { task: row.id, error: String(err) }));
       const settled = await publisher.run(row.id, () => transitions.settleTask(db, row.id, this.deps.dataDir));
       if (settled) {
         // A crash between an image's last write and the task's: finished from its images.
