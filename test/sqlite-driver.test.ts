@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { beat } from '../src/db/heartbeats.js';
+import { findTask, insertTask } from '../src/db/tasks.js';
 import { StatementCache } from '../src/db/statement-cache.js';
 import { WriteHealth } from '../src/db/write-health.js';
 
@@ -108,6 +109,33 @@ describe('the SQLite driver under a locked database', () => {
     for (let i = 0; i < 20; i++) await d.selectFrom('heartbeats').select('at').execute();
     // The update, 5 reads, 20 reads (begin and commit are the driver's own): one event each, reused or new.
     expect(logged).toBe(1 + 5 + 20);
+  });
+
+  it('runs hot reads at once, but never inside an open transaction, and logs each', async () => {
+    let logged = 0;
+    db = await openDatabase({ file: join(dir, 'k.db'), onQuery: () => void logged++ });
+    const d = db;
+    const at = new Date().toISOString();
+    await insertTask(d, { id: 't1', description: 'before', status: 'completed', progress: 100, result_path: null, error_message: null, created_at: at, updated_at: at, count: 1, size: '1024x1024', steps: 20 });
+    logged = 0;
+    expect((await findTask(d, 't1'))?.description).toBe('before');
+    expect(logged).toBe(1);
+    // A transaction changes the row, then rolls back: a read made meanwhile must not see the change.
+    let inside!: () => void;
+    const changed = new Promise<void>((r) => (inside = r));
+    const rolledBack = d
+      .transaction()
+      .execute(async (trx) => {
+        await trx.updateTable('tasks').set({ description: 'uncommitted' }).where('id', '=', 't1').execute();
+        inside();
+        await new Promise((r) => setTimeout(r, 20));
+        throw new Error('roll back');
+      })
+      .catch((err: Error) => err.message);
+    await changed;
+    const read = findTask(d, 't1');
+    expect(await rolledBack).toBe('roll back');
+    expect((await read)?.description).toBe('before');
   });
 
   it('a full disk inside a transaction surfaces SQLITE_FULL, not "cannot rollback", and the database works afterwards', async () => {

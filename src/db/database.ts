@@ -6,6 +6,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
+import { registerDirectReads } from './direct-reads.js';
 import { migrateToLatest } from './migrate.js';
 import { createPostgresPool, firstError } from './postgres-pool.js';
 import { RetryingSqliteDialect } from './sqlite-dialect.js';
@@ -73,14 +74,15 @@ function openSqlite(options: SqliteDatabaseOptions): Db {
   sqlite.pragma('busy_timeout = 10');
   sqlite.pragma('synchronous = NORMAL'); // durable with WAL, much faster commits
   sqlite.pragma('foreign_keys = ON');
-  return new Kysely<Database>({
-    dialect: new RetryingSqliteDialect({
-      database: sqlite,
-      ...(options.health ? { health: options.health } : {}),
-      ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
-    }),
-    ...(options.onQuery ? { log: options.onQuery } : {}),
+  const dialect = new RetryingSqliteDialect({
+    database: sqlite,
+    ...(options.health ? { health: options.health } : {}),
+    ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
   });
+  const db = new Kysely<Database>({ dialect, ...(options.onQuery ? { log: options.onQuery } : {}) });
+  const driver = dialect.driver!;
+  registerDirectReads(db, (sql, parameters) => driver.readNow(sql, parameters), options.onQuery);
+  return db;
 }
 
 async function openPostgres(options: PostgresDatabaseOptions): Promise<Db> {

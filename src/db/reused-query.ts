@@ -5,10 +5,12 @@
  * the Kysely time per `GET /api/task-status/{id}` in the read benchmark's profile, for SQL that never
  * changes. A {@link ReusedQuery} compiles on first use per handle and query shape (the dialect
  * decides the SQL: `?` or `$1`), then hands the driver the same SQL with the call's parameters.
- * The query still goes through `executeQuery`, so logging and query counts see it as before.
+ * On SQLite a compiled read runs at once when it can (direct-reads.ts), otherwise through
+ * `executeQuery`; logging and query counts see it either way.
  */
 import type { CompiledQuery, Compilable } from 'kysely';
 import type { Db } from './database.js';
+import { readDirectly } from './direct-reads.js';
 
 /**
  * One read that is compiled once per `Db` and shape. `build` must put the parameters in the SQL in
@@ -26,7 +28,7 @@ export class ReusedQuery<R> {
     let byShape = this.#compiled.get(db);
     if (!byShape) this.#compiled.set(db, (byShape = new Map()));
     const known = byShape.get(shape);
-    if (known) return (await db.executeQuery<R>({ ...known, parameters })).rows;
+    if (known) return readDirectly(db, known, parameters) ?? (await db.executeQuery<R>({ ...known, parameters })).rows;
     const compiled = build().compile();
     if (compiled.parameters.length !== parameters.length || compiled.parameters.some((p, i) => p !== parameters[i])) {
       throw new Error(`ReusedQuery ${shape}: parameters ${JSON.stringify(parameters)} are not the query's ${JSON.stringify(compiled.parameters)}`);

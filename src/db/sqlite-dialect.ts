@@ -3,10 +3,13 @@ import { SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type DatabaseIn
 import { RetryingSqliteDriver, type RetryingSqliteDriverOptions } from './sqlite-driver.js';
 
 export class RetryingSqliteDialect implements Dialect {
+  /** The driver made for the handle (Kysely makes it when the handle is made), for direct reads. */
+  driver: RetryingSqliteDriver | undefined;
+
   constructor(private readonly options: RetryingSqliteDriverOptions) {}
 
   createDriver(): Driver {
-    return new RetryingSqliteDriver(this.options);
+    return (this.driver = new RetryingSqliteDriver(this.options));
   }
 
   createQueryCompiler(): SqliteQueryCompiler {

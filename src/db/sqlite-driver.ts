@@ -109,6 +109,22 @@ export class RetryingSqliteDriver implements Driver {
     this.#db.close();
   }
 
+  /**
+   * Runs the read `sql` at once, outside any connection (direct-reads.ts): its rows, or undefined
+   * when it must wait its turn through Kysely (a transaction is open) or SQLite was busy (retried there).
+   */
+  readNow(sql: string, parameters: readonly unknown[]): Record<string, unknown>[] | undefined {
+    if (this.#owner) return undefined;
+    const stmt = this.#statements.get(sql);
+    if (!stmt.reader) return undefined;
+    try {
+      return stmt.all(parameters);
+    } catch (err) {
+      if (isBusy(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Runs one statement for `conn`, after any other connection's transaction; retries SQLITE_BUSY outside transactions. */
   async run(conn: Connection, query: CompiledQuery, retryBusy = this.#owner !== conn): Promise<QueryResult<unknown>> {
     const deadline = Date.now() + this.#busyTimeoutMs;
