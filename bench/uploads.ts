@@ -1,8 +1,9 @@
 /**
- * Uploads: rounds of 20 concurrent ~10 MB uploads, each with different bytes. Every round posts a
- * batch to each server, in an order that changes every round (each side in every place, after every
- * other side) so a burst of load on the shared machine spoils one round rather than one side, with
- * a `sync` after each batch; the throughput ratios are the median round's:
+ * Uploads: rounds of 20 concurrent ~10 MB uploads, each with different bytes. Every round posts the
+ * same batch to each server (the two services store into folders of their own, so each stores every
+ * file), in an order that changes every round (bench/balanced-order.ts: each side in every place,
+ * after every other side equally often) so a burst of load on the shared machine spoils one round
+ * rather than one side, with a `sync` after each batch; the throughput ratios are the median round's:
  * - the service through REST (`POST /generate-image`, busboy) and through GraphQL multipart
  *   (`generate`, graphql-upload-minimal), each upload received, checked and stored, a task queued;
  * - the checked baseline: plain node:http + busboy + pipeline with the same checks (size limit, type
@@ -18,6 +19,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
+import { BALANCED_ROUNDS, balancedOrder } from './balanced-order.js';
 import { processMemory } from './process-memory.js';
 import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
@@ -25,7 +27,10 @@ import { bigPng, uploadAll, variant, type UploadForm } from './upload-bodies.js'
 
 const execFileAsync = promisify(execFile);
 const UPLOADS = 20;
-const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? 8);
+// 12: one balanced set of orders (bench/balanced-order.ts; any multiple of 12 is balanced). On the
+// shared 2-core machine single rounds range from half to twice the median ratio, so the median
+// wants many of them (it was 8).
+const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? BALANCED_ROUNDS.length);
 
 /** A baseline server of bench/plain-upload-server.ts writing into `dir`. */
 async function startPlainServer(dir: string, mode: 'checked' | 'bare'): Promise<Child> {
@@ -78,20 +83,24 @@ export async function benchUploads(): Promise<BenchRow[]> {
     const services = [restService, graphqlService];
     const before = await Promise.all(services.map((s) => processMemory(s.process.pid!)));
     const checkedBefore = await processMemory(checked.process.pid!);
-    let sent = 0;
+    /** Posts `bodies` to `side`, then clears what a baseline stored; resolves with the batch's milliseconds. */
+    const batch = async (side: Side, bodies: Buffer[]): Promise<number> => {
+      const ms = await uploadAll(side.url, bodies, side.form);
+      if (side.dir) await rm(side.dir, { recursive: true, force: true }).then(() => mkdir(side.dir!));
+      // Untimed: the bare server never fsyncs, and the kernel's writeback of its 195 MB fell on the
+      // next side's clock. Every batch starts with a clean disk.
+      await execFileAsync('sync');
+      return ms;
+    };
+    // Untimed: every side's first batch (code paths compiled, folders made), in the last round's
+    // order, so the first round follows the last one's last side as the balanced orders assume.
+    const warmUp = Array.from({ length: UPLOADS }, (_, i) => variant(png, `warm-up upload ${i}`));
+    for (const k of balancedOrder(ROUNDS - 1)) await batch(sides[k]!, warmUp);
     for (let round = 0; round < ROUNDS; round++) {
-      // Rotated every other round and reversed on odd rounds: each side takes every place and follows
-      // each other side (a plain rotation always put REST right after the bare server).
-      const order = sides.map((_, k) => sides[(Math.floor(round / 2) + k) % sides.length]!);
-      if (round % 2 === 1) order.reverse();
-      for (const side of order) {
-        const bodies = Array.from({ length: UPLOADS }, () => variant(png, `upload ${sent++}`));
-        side.ms.push(await uploadAll(side.url, bodies, side.form));
-        if (side.dir) await rm(side.dir, { recursive: true, force: true }).then(() => mkdir(side.dir!));
-        // Untimed: the bare server never fsyncs, and the rotation always puts REST after it, so the
-        // kernel's writeback of its 195 MB fell on REST's clock. Every batch starts with a clean disk.
-        await execFileAsync('sync');
-      }
+      // Made before the round and shared: every side gets the very same bytes, and the client makes
+      // no 200 MB of garbage between one side's batch and the next.
+      const bodies = Array.from({ length: UPLOADS }, (_, i) => variant(png, `round ${round} upload ${i}`));
+      for (const k of balancedOrder(round)) sides[k]!.ms.push(await batch(sides[k]!, bodies));
     }
     const after = await Promise.all(services.map((s) => processMemory(s.process.pid!)));
     const checkedAfter = await processMemory(checked.process.pid!);
@@ -105,7 +114,7 @@ export async function benchUploads(): Promise<BenchRow[]> {
       const ratios = side.ms.map((ms, i) => base.ms[i]! / ms);
       return { ratio: median(ratios), spread: `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}` };
     };
-    const rounds = `${ROUNDS} alternating rounds, medians`;
+    const rounds = `${ROUNDS} rounds in balanced orders after a warm-up batch each, medians`;
     const rows: BenchRow[] = [];
     for (const side of [rest, graphql]) {
       const route = side === rest ? 'REST POST /generate-image (busboy)' : 'GraphQL multipart generate (graphql-upload-minimal)';
@@ -129,7 +138,7 @@ export async function benchUploads(): Promise<BenchRow[]> {
         baseline: `${checkedGrowth.toFixed(0)} MB checked plain server`,
         ratio: growth / Math.max(1, checkedGrowth),
         ratioLabel: 'x the baseline growth',
-        note: `${ROUNDS} batches, a service process of its own; streaming: memory follows the socket buffers and at most 1 MiB queued per upload, not the file sizes`,
+        note: `${ROUNDS + 1} batches, a service process of its own; streaming: memory follows the socket buffers and at most 1 MiB queued per upload, not the file sizes`,
       });
     }
     return rows;
