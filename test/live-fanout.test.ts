@@ -61,7 +61,7 @@ describe('a task watched by many subscribers', () => {
     const ws = attachGraphQLWs(server, { yoga, auth, keepAlive: 100 });
     const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
     try {
-      // A round pings 64 sockets per turn of the event loop (ws.ts): the silent one, connected last, is in a later batch.
+      // A round pings 64 sockets per turn of the event loop (keep-alive.ts): the silent one, connected last, is in a later batch.
       const answering = Array.from({ length: 70 }, () => new WebSocket(url, 'graphql-transport-ws'));
       await Promise.all(answering.map((s) => new Promise((resolve) => s.once('open', resolve))));
       const silent = new WebSocket(url, 'graphql-transport-ws', { autoPong: false });

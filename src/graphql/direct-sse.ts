@@ -11,6 +11,7 @@ import type { ServerResponse } from 'node:http';
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { GraphQLContext } from './context.js';
 import { envelopeOf, throughEnvelope, type Envelope } from './enveloped-results.js';
+import { KeepAliveSet, SSE_PING_MS } from './keep-alive.js';
 import { MAX_BEHIND_BYTES, type LiveSink } from './live-sink.js';
 import { sharedSseEvent } from './shared-payload.js';
 import type { GraphQLServer } from './graphql-server.js';
@@ -27,9 +28,8 @@ export function acceptsSse(accept: string): boolean {
   return accept.includes('text/event-stream') && !accept.includes('multipart/mixed');
 }
 
-/** The open sinks the shared keep-alive pings. */
-const pinged = new Set<SseSink>();
-let pinger: NodeJS.Timeout | undefined;
+/** The open sinks, pinged by one keep-alive. */
+const pinged = new KeepAliveSet<SseSink>(SSE_PING_MS, (sink) => sink.ping());
 
 /** The sink of one SSE request; see the file comment. */
 export class SseSink implements LiveSink {
@@ -114,7 +114,7 @@ export class SseSink implements LiveSink {
     const pending = this.#pending ?? [];
     this.#pending = undefined;
     for (const item of pending) this.#write(item, true);
-    if (!this.res.writableEnded) keepAlive(this);
+    if (!this.res.writableEnded) pinged.add(this);
   }
 
   async #pump(
@@ -185,18 +185,4 @@ export class SseSink implements LiveSink {
   ping(): void {
     if (this.res.writableLength === 0) this.#send(PING);
   }
-}
-
-function keepAlive(sink: SseSink): void {
-  pinged.add(sink);
-  pinger ??= setInterval(
-    () => {
-      for (const s of pinged) s.ping();
-      if (pinged.size === 0) {
-        clearInterval(pinger);
-        pinger = undefined;
-      }
-    },
-    process.env['NODE_ENV'] === 'test' ? 300 : 12_000,
-  ).unref();
 }

@@ -9,6 +9,7 @@
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import type { ExecutionResult } from 'graphql';
 import { acceptsSse, SseSink } from './direct-sse.js';
+import { KeepAliveSet, SSE_PING_MS } from './keep-alive.js';
 import { sharedSseEvent } from './shared-payload.js';
 
 /** The Fetch API Yoga hands to a result processor. */
@@ -21,34 +22,12 @@ const encoder = new TextEncoder();
 const PING = encoder.encode(':\n\n');
 const COMPLETE = encoder.encode('event: complete\ndata:\n\n');
 
-/** The streams the shared keep-alive pings. */
-const pinged = new Set<ReadableStreamDefaultController<Uint8Array>>();
-let pinger: NodeJS.Timeout | undefined;
-
-function keepAlive(controller: ReadableStreamDefaultController<Uint8Array>): void {
-  pinged.add(controller);
-  pinger ??= setInterval(
-    () => {
-      for (const c of pinged) {
-        // null: errored; 0: backed up or closed (not final, so it stays).
-        if (c.desiredSize === null) pinged.delete(c);
-        else if (c.desiredSize > 0) c.enqueue(PING);
-      }
-      if (pinged.size === 0) stopPinger();
-    },
-    process.env['NODE_ENV'] === 'test' ? 300 : 12_000,
-  ).unref();
-}
-
-function release(controller: ReadableStreamDefaultController<Uint8Array>): void {
-  pinged.delete(controller);
-  if (pinged.size === 0) stopPinger();
-}
-
-function stopPinger(): void {
-  clearInterval(pinger);
-  pinger = undefined;
-}
+/** The open streams, pinged by one keep-alive. */
+const pinged: KeepAliveSet<ReadableStreamDefaultController<Uint8Array>> = new KeepAliveSet(SSE_PING_MS, (c) => {
+  // desiredSize null: errored; 0: backed up or closed (not final, so it stays).
+  if (c.desiredSize === null) pinged.delete(c);
+  else if (c.desiredSize > 0) c.enqueue(PING);
+});
 
 /** The plugin: takes over Yoga's SSE answer for streamed results (subscriptions). */
 export function useSharedSse(): Plugin {
@@ -77,7 +56,7 @@ function sseResponse(results: AsyncIterable<ExecutionResult>, fetchAPI: FetchApi
     start(controller) {
       own = controller;
       controller.enqueue(PING);
-      keepAlive(controller);
+      pinged.add(controller);
     },
     async pull(controller) {
       try {
@@ -85,16 +64,16 @@ function sseResponse(results: AsyncIterable<ExecutionResult>, fetchAPI: FetchApi
         if (step.value != null) controller.enqueue(sharedSseEvent(step.value) ?? encoder.encode(`event: next\ndata: ${stringifyResult(step.value)}\n\n`));
         if (step.done) {
           controller.enqueue(COMPLETE);
-          release(controller);
+          pinged.delete(controller);
           controller.close();
         }
       } catch (err) {
-        release(controller);
+        pinged.delete(controller);
         controller.error(err);
       }
     },
     async cancel() {
-      if (own) release(own);
+      if (own) pinged.delete(own);
       await iterator.return?.();
     },
   });

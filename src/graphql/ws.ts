@@ -25,6 +25,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { Caller } from '../auth/caller.js';
 import { graphqlRefusalBody, type RequestGuard } from '../http/request-guard.js';
 import { silentLogger, type Logger } from '../log.js';
+import { keepAliveRounds } from './keep-alive.js';
 import { LiveConnections } from './live-connections.js';
 import { WsSink } from './live-sink.js';
 import { sharedJson } from './shared-payload.js';
@@ -80,9 +81,6 @@ interface Extra {
 
 /** Close code for a missing, wrong or revoked key at `connection_init` (graphql-ws' Unauthorized). */
 export const UNAUTHORIZED_CLOSE = 4401;
-
-/** Sockets pinged per turn of the event loop in a keep-alive round (~1 ms of pings). */
-const PING_BATCH = 64;
 
 /** The close reason for no key (a close reason holds at most 123 bytes). */
 const MISSING_KEY = 'An API key is required: send {"authorization": "Bearer <key>"} in connection_init';
@@ -248,38 +246,24 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     });
   };
 
-  // One keep-alive for every socket (a timer per socket costs each subscriber memory): a socket
-  // pinged at the last round that has not answered since is terminated, every open one is pinged.
-  // A round goes PING_BATCH sockets per turn of the event loop: 10 000 pings in one turn held the
-  // loop for 100-270 ms (the many-tasks fan-out bench's profile), and every frame due meanwhile.
+  // One keep-alive for every socket, a batch per turn of the event loop (keep-alive.ts): a socket
+  // pinged in the last round that has not answered since is terminated, every open one is pinged.
   const awaitingPong = new Set<WebSocket>();
   function onPong(this: WebSocket) {
     awaitingPong.delete(this);
   }
-  let batch: NodeJS.Immediate | undefined;
-  const pingRound = (clients: Iterator<WebSocket>) => {
-    batch = undefined;
-    for (let i = 0; i < PING_BATCH; i++) {
-      const next = clients.next();
-      if (next.done) return;
-      const client = next.value;
-      if (client.readyState !== client.OPEN) continue;
-      if (awaitingPong.has(client)) {
-        awaitingPong.delete(client);
-        client.terminate();
-        continue;
-      }
-      awaitingPong.add(client);
-      client.ping();
-    }
-    batch = setImmediate(pingRound, clients).unref();
-  };
   const pinger =
     keepAlive > 0 && Number.isFinite(keepAlive)
-      ? setInterval(() => {
-          // A Set's iterator is live: sockets that close meanwhile are skipped, new ones are reached.
-          if (!batch) pingRound(wss.clients.values());
-        }, keepAlive).unref()
+      ? keepAliveRounds(keepAlive, () => wss.clients, (client) => {
+          if (client.readyState !== client.OPEN) return;
+          if (awaitingPong.has(client)) {
+            awaitingPong.delete(client);
+            client.terminate();
+            return;
+          }
+          awaitingPong.add(client);
+          client.ping();
+        })
       : undefined;
 
   server.on('upgrade', onUpgrade);
@@ -287,8 +271,7 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     wss,
     dispose: async () => {
       server.off('upgrade', onUpgrade);
-      clearInterval(pinger);
-      clearImmediate(batch);
+      pinger?.stop();
       for (const client of wss.clients) client.close(1001, 'Going away');
       // A peer that never answers the close frame would hold shutdown for ws' 30 s closing timeout.
       const timer = setTimeout(() => {
