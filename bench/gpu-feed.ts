@@ -26,8 +26,11 @@ async function throughService(sims: Simulator[], reference: Buffer, dir: string)
   const app = await startApp({ ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir: join(dir, `svc-${sims.length}-${Date.now()}`), comfyuiUrls: sims.map((s) => s.url) });
   try {
     // A running service is warm: a fresh process's first task pays ~150 ms of first-time code
-    // paths (10 posts in a row: 234 ms cold, 66-72 ms warm), which is start-up, not feeding.
-    await untilCompleted(app, await postWorkloadTask(app.url, reference, 'warm-up', 1));
+    // paths (10 posts in a row: 234 ms cold, 66-72 ms warm), which is start-up, not feeding. Its
+    // reference is another image: the measured tasks' one reaches each server inside the clock, as
+    // the ideal's does (warming up with it left it on one server, which then started ahead and
+    // could take a 17th prompt while another ran 15).
+    await untilCompleted(app, await postWorkloadTask(app.url, await makeImage('png', 64, 48), 'warm-up', 1));
     await Promise.all(sims.map((s) => fetch(`${s.url}/history`, { method: 'POST', body: JSON.stringify({ clear: true }) })));
     const startedAt = Date.now();
     const start = performance.now();
@@ -46,9 +49,10 @@ function traced(n: number, dir: string, fn: (sims: Simulator[]) => Promise<Timed
 
 /** Where a run's time went besides the GPU: idle between prompts (from the histories), the head and the tail. */
 function spent(run: Traced): string {
-  const { head, tail } = headAndTail(run, run.workers);
+  const { head, lastHead, tail } = headAndTail(run, run.workers);
   const idle = run.workers.reduce((n, w) => n + w.idleBetweenMs, 0);
-  return `idle between prompts ${idle.toFixed(0)} ms in all, first prompt started after ${head.toFixed(0)} ms, last result in ${tail.toFixed(0)} ms after the last prompt ended`;
+  const spread = run.workers.length > 1 ? ` (on the last worker after ${lastHead.toFixed(0)} ms; prompts per worker ${run.workers.map((w) => w.prompts).join('/')})` : '';
+  return `idle between prompts ${idle.toFixed(0)} ms in all, first prompt started after ${head.toFixed(0)} ms${spread}, last result in ${tail.toFixed(0)} ms after the last prompt ended`;
 }
 
 /** Rounds per worker count; each round runs the three side by side, in a rotated order (the machine is shared and noisy). */

@@ -25,9 +25,14 @@ export interface Timed {
   endedAt: number;
 }
 
-/** Ms from the start of `run` to the first prompt starting, and from the last prompt ending to the end of `run`. */
-export function headAndTail(run: Timed, workers: readonly WorkerTimeline[]): { head: number; tail: number } {
-  return { head: Math.min(...workers.map((w) => w.firstStart)) - run.startedAt, tail: run.endedAt - Math.max(...workers.map((w) => w.lastEnd)) };
+/**
+ * Ms from the start of `run` to the first prompt starting (`head`), to the last worker's first
+ * prompt starting (`lastHead`: with the work spread evenly, the latest start bounds the run, not
+ * the earliest), and from the last prompt ending to the end of `run` (`tail`).
+ */
+export function headAndTail(run: Timed, workers: readonly WorkerTimeline[]): { head: number; lastHead: number; tail: number } {
+  const starts = workers.map((w) => w.firstStart);
+  return { head: Math.min(...starts) - run.startedAt, lastHead: Math.max(...starts) - run.startedAt, tail: run.endedAt - Math.max(...workers.map((w) => w.lastEnd)) };
 }
 
 /** Reads `baseUrl`'s /history and sums the idle gaps between its prompts. */
