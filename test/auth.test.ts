@@ -113,6 +113,24 @@ forEachDialect('Authenticator', (ctx) => {
     expect(await auth.authenticate(key)).toMatchObject({ ok: false, failure: 'revoked' });
   });
 
+  it('tells from its caches alone what authenticate would, and nothing it has not read', async () => {
+    const auth = new Authenticator({ db: ctx.db, cacheMs: 3_600_000, touchEveryMs: 3_600_000 });
+    expect(auth.known(undefined)).toBeUndefined(); // the mode not read yet
+    expect(await auth.mode()).toBe('open');
+    expect(auth.known(undefined)).toEqual({ ok: true, caller: OPEN_CALLER });
+    // A key in open mode is looked up (it may end open mode): never decided from the caches.
+    const { key, row } = await createApiKey(ctx.db, { name: 'known', scopes: ['read'] });
+    expect(auth.known(key)).toBeUndefined();
+    const ok = await auth.authenticate(key);
+    expect(auth.known(key)).toEqual(ok);
+    expect(auth.known(key)).toMatchObject({ ok: true, caller: { keyId: row.id } });
+    expect(auth.known(undefined)).toMatchObject({ ok: false, failure: 'missing' });
+    expect(auth.known('')).toMatchObject({ ok: false, failure: 'invalid' });
+    expect(auth.known(`${key}x`)).toBeUndefined(); // not looked up yet
+    expect(await auth.authenticate(`${key}x`)).toMatchObject({ ok: false, failure: 'invalid' });
+    expect(auth.known(`${key}x`)).toMatchObject({ ok: false, failure: 'invalid' });
+  });
+
   it('records last use coarsely, never failing the request', async () => {
     const errors: unknown[] = [];
     const auth = new Authenticator({ db: ctx.db, touchEveryMs: 3_600_000, onTouchError: (e) => errors.push(e) });

@@ -75,7 +75,27 @@ export class Authenticator {
       this.modeCache = { mode: 'keys', until: Infinity };
     }
     if (key === undefined || !hash) return refuse(key === undefined ? 'missing' : 'invalid');
-    const row = await this.lookup(hash);
+    return this.judge(await this.lookup(hash), hash);
+  }
+
+  /**
+   * What {@link authenticate} resolves, when the caches tell it without reading the database;
+   * undefined otherwise. Saves a REST request its promises (a few per request, every request).
+   */
+  known(key: string | undefined): AuthResult | undefined {
+    const now = Date.now();
+    const mode = this.modeCache && this.modeCache.until > now ? this.modeCache.mode : undefined;
+    if (mode === undefined) return undefined;
+    // A key presented in open mode is looked up: it may end open mode (see authenticate).
+    if (mode === 'open') return key ? undefined : { ok: true, caller: OPEN_CALLER };
+    const hash = key ? hashApiKey(key) : undefined;
+    if (key === undefined || !hash) return refuse(key === undefined ? 'missing' : 'invalid');
+    const cached = this.keys.get(hash);
+    return cached && cached.until > now ? this.judge(cached.row, hash) : undefined;
+  }
+
+  /** The result for the key row found for `hash` (none: invalid). */
+  private judge(row: ApiKeyRow | undefined, hash: string): AuthResult {
     if (!row || !sameHash(row.hash, hash)) return refuse('invalid');
     if (row.revoked_at) return refuse('revoked');
     this.touch(row.id);

@@ -25,12 +25,15 @@ export function keyOf(req: IncomingMessage): string | undefined {
 const DEFAULT_DRAIN_BYTES = 1024 * 1024;
 
 /**
- * Authenticates `req` and checks `scope`; resolves the caller, or undefined once a 401 or 403 was
- * sent (the body, if any, is thrown away unparsed; see refuse for `maxDrain`).
+ * Authenticates `req` and checks `scope`: the caller, or undefined once a 401 or 403 was sent (the
+ * body, if any, is thrown away unparsed; see refuse for `maxDrain`). At once when the
+ * authenticator's caches decide (nearly every request), else a promise of it.
  */
-export async function authorize(req: IncomingMessage, res: ServerResponse, auth: Authenticator, scope: KeyScope, maxDrain = DEFAULT_DRAIN_BYTES): Promise<Caller | undefined> {
-  const result = await auth.authenticate(keyOf(req));
-  return permitted(req, res, result, scope, maxDrain);
+export function authorize(req: IncomingMessage, res: ServerResponse, auth: Authenticator, scope: KeyScope, maxDrain = DEFAULT_DRAIN_BYTES): Caller | undefined | Promise<Caller | undefined> {
+  const key = keyOf(req);
+  const known = auth.known(key);
+  if (known) return permitted(req, res, known, scope, maxDrain);
+  return auth.authenticate(key).then((result) => permitted(req, res, result, scope, maxDrain));
 }
 
 /** The caller of an authentication result when it holds `scope`; otherwise sends the refusal. */

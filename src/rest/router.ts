@@ -88,7 +88,8 @@ export async function handleRest(req: IncomingMessage, res: ServerResponse, opti
     case 'status':
     case 'cancel': {
       // Cancelling stops work on the GPUs: it needs what starting work needs.
-      const caller = await authorize(req, res, auth, route.name === 'cancel' ? 'generate' : 'read');
+      const authorized = authorize(req, res, auth, route.name === 'cancel' ? 'generate' : 'read');
+      const caller = authorized instanceof Promise ? await authorized : authorized;
       if (caller) await handleTaskStatus(req, res, route.id!, { service, publicUrl, signer, cancel: route.name === 'cancel', caller });
       break;
     }
