@@ -86,7 +86,7 @@ export async function benchReads(): Promise<BenchRow[]> {
           baseline: `${rps(status.b)} bare node:http + better-sqlite3, the same 2 reads (task, its images) as prepared statements`,
           ratio: status.ratio,
           ratioLabel: 'of the baseline (median round)',
-          note: 'one core: statements prepared once and kept, rows built from arrays (better-sqlite3 object rows, which the baseline uses, cost more than the index lookups), the two reads compiled once; left: the HTTP write (writev), the router, auth, the metrics, JSON; autocannon shares the second core and does not always keep the service busy',
+          note: 'one core: statements prepared once and kept, rows built from arrays (better-sqlite3 object rows, which the baseline uses, cost more than the index lookups), the two reads compiled once and run beside Kysely\'s executor; the same HTTP write (writev), the two lookups and JSON as the baseline take most of it; left beyond the baseline: the ETag and its headers, the router, auth, the per-request metric and their promises and garbage (main-thread CPU ~1.2x the baseline\'s per request); autocannon shares the second core and does not always keep the service busy',
         },
         {
           name: `Reads: GET /api/task-status/{id} with If-None-Match of a finished task (${setup})`,
