@@ -73,7 +73,8 @@ async function accessOf(
   options: ImageRouteOptions,
 ): Promise<Access | undefined> {
   const key = keyOf(req);
-  const result = await options.auth.authenticate(key);
+  // From the authenticator's caches when they tell it (no promises), else looked up.
+  const result = options.auth.known(key) ?? (await options.auth.authenticate(key));
   if (result.ok && result.caller.keyId === null) return { caller: result.caller, cacheControl: PUBLIC_CACHE }; // open mode
   const signed = query.has('sig') || query.has('exp');
   const exp = query.get('exp');
