@@ -4,18 +4,20 @@
  * into the simulators' queues (all at once, the ideal where the GPU never idles; or one by one, the
  * old service's strategy). Results are the size real ones are (1024x1024 photographic PNGs of
  * ~1.4-1.6 MB) and each simulator sits behind a 20 ms, 200 Mbit/s link that it simulates itself
- * (simulator/link.ts: tc netem is not available here).
+ * (simulator/link.ts: tc netem is not available here). Each simulator runs in a process of its own.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { preparePhotos } from '../simulator/photo.js';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../simulator/server.js';
+import type { Simulator } from '../simulator/server.js';
 import type { App } from '../src/app.js';
 import { OPEN_CALLER } from '../src/auth/caller.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 import { promptIdFor } from '../src/tasks/ids.js';
+import { makeImage } from '../test/helpers/images.js';
+import { startSimulatorProcess } from '../test/helpers/processes.js';
 import type { Timed } from './worker-idle.js';
 
 /** Tasks per run. */
@@ -31,29 +33,66 @@ export const SIZE = { width: 1024, height: 1024 };
 /** The link between the service and each simulator: round trip ms and Mbit/s, simulated by the simulator. */
 export const LINK = { rttMs: 20, mbit: 200 };
 
-/** What the simulators are started with: photo results behind the link. */
-const SIM_OPTIONS: SimulatorOptions = { stepMs: STEP_MS, resultImages: 'photo', linkRttMs: LINK.rttMs, linkMbit: LINK.mbit };
 
 /** A short label of the workload for row names. */
 export function workloadLabel(workers: number): string {
   return `${TASKS}x${IMAGES} images of ${SIZE.width}x${SIZE.height}, ${STEPS} steps x ${STEP_MS} ms, ${workers} worker${workers > 1 ? 's' : ''}`;
 }
 
-/** The link and result sizes, for row notes; paints the simulators' pictures first, so no run pays for it. */
+/** The link and result sizes, for row notes (each simulator process paints its own pictures before its run, see `paintPhotos`). */
 export async function linkNote(): Promise<string> {
   const sizes = await preparePhotos(SIZE.width, SIZE.height);
   const mb = (n: number) => (n / 1e6).toFixed(2);
   return `results ${mb(Math.min(...sizes))}-${mb(Math.max(...sizes))} MB PNGs over a ${LINK.rttMs} ms, ${LINK.mbit} Mbit/s link per simulator (the simulator throttles itself: tc netem is not available here)`;
 }
 
-/** Runs `fn` with `n` fresh simulators (under `dir`), closed after. */
-export async function withSimulators<T>(n: number, dir: string, fn: (sims: Simulator[]) => Promise<T>): Promise<T> {
-  const sims = await Promise.all(Array.from({ length: n }, (_, i) => startSimulator({ ...SIM_OPTIONS, port: 0, baseDir: join(dir, `sim-${n}-${i}-${Date.now()}`) })));
+/** A simulator as the feed benches use it: its URL. */
+export type FeedSimulator = Pick<Simulator, 'url'>;
+
+/**
+ * Runs `fn` with `n` fresh simulators (under `dir`), each in a process of its own, closed after.
+ * ComfyUI runs elsewhere: in the bench's process the simulated GPU shared the service's event loop
+ * and thread pool, and its prompts ran longer while the service worked (one run: the same 16
+ * prompts per worker spanned 8.71 s under the service against 8.41 s under the ideal).
+ */
+export async function withSimulators<T>(n: number, dir: string, fn: (sims: FeedSimulator[]) => Promise<T>): Promise<T> {
+  const args = (i: number) => [
+    '--port', '0', '--step-ms', String(STEP_MS), '--result-images', 'photo', '--link-rtt-ms', String(LINK.rttMs), '--link-mbit', String(LINK.mbit),
+    '--base-dir', join(dir, `sim-${n}-${i}-${Date.now()}`),
+  ];
+  const sims = await Promise.all(Array.from({ length: n }, (_, i) => startSimulatorProcess(args(i))));
   try {
-    return await fn(sims);
+    await Promise.all(sims.map((s) => paintPhotos(s.url)));
+    return await fn(sims.map((s) => ({ url: s.url })));
   } finally {
-    await Promise.all(sims.map((s) => s.close()));
+    await Promise.all(sims.map((s) => s.kill('SIGTERM')));
   }
+}
+
+/**
+ * Has a fresh simulator process paint and encode its photo results (a few hundred ms of CPU per
+ * variant, paid once per process) with one-step prompts of other seeds, then forgets them.
+ */
+async function paintPhotos(url: string): Promise<void> {
+  const workflow = await loadWorkflow();
+  const worker = new ComfyWorker(url);
+  await worker.start();
+  try {
+    const { name } = await worker.uploadImage(await makeImage('png', 64, 48), 'bench-paint.png', { overwrite: true });
+    // Each prompt picks one of PHOTO_VARIANTS by its hash: 40 miss one with a chance of ~0.03%.
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        worker.run(
+          promptIdFor(`paint-${url}`, i),
+          bindWorkflow(workflow, { description: 'paint', seed: 900_000 + i, steps: 1, guidance: 2.5, size: SIZE, referenceImage: name, filenamePrefix: `paint/${i}` }),
+          { outputNode: workflow.binding.outputNode, timeoutMs: 120_000 },
+        ),
+      ),
+    );
+  } finally {
+    await worker.stop();
+  }
+  await fetch(`${url}/history`, { method: 'POST', body: JSON.stringify({ clear: true }) });
 }
 
 /**
@@ -64,7 +103,7 @@ export async function withSimulators<T>(n: number, dir: string, fn: (sims: Simul
 export type DirectMode = 'all-at-once' | 'one-by-one';
 
 /** The workload's `TASKS x IMAGES` prompts run on the simulators directly (round robin), timed from the first submission to the last result. */
-export async function direct(sims: Simulator[], reference: Buffer, mode: DirectMode): Promise<Timed> {
+export async function direct(sims: FeedSimulator[], reference: Buffer, mode: DirectMode): Promise<Timed> {
   const workflow = await loadWorkflow();
   const workers = sims.map((s) => new ComfyWorker(s.url));
   const downloads = await mkdtemp(join(tmpdir(), 'kontext-bench-direct-'));
@@ -113,7 +152,7 @@ export async function direct(sims: Simulator[], reference: Buffer, mode: DirectM
 }
 
 /** The ideal: every prompt queued on the simulators at once, until the last result. */
-export function allQueuedAtOnce(sims: Simulator[], reference: Buffer): Promise<Timed> {
+export function allQueuedAtOnce(sims: FeedSimulator[], reference: Buffer): Promise<Timed> {
   return direct(sims, reference, 'all-at-once');
 }
 

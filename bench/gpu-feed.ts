@@ -10,11 +10,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Simulator } from '../simulator/server.js';
 import { startApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { makeImage } from '../test/helpers/images.js';
-import { direct, linkNote, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
+import { direct, type FeedSimulator, linkNote, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
 import type { BenchRow } from './table.js';
 import { headAndTail, workerTimeline, type Timed, type WorkerTimeline } from './worker-idle.js';
 
@@ -22,7 +21,7 @@ import { headAndTail, workerTimeline, type Timed, type WorkerTimeline } from './
 type Traced = Timed & { workers: WorkerTimeline[] };
 
 /** The same work through the service: 12 tasks posted at once, until the last one completes. */
-async function throughService(sims: Simulator[], reference: Buffer, dir: string): Promise<Timed> {
+async function throughService(sims: FeedSimulator[], reference: Buffer, dir: string): Promise<Timed> {
   const app = await startApp({ ...loadConfig({}), host: '127.0.0.1', port: 0, dataDir: join(dir, `svc-${sims.length}-${Date.now()}`), comfyuiUrls: sims.map((s) => s.url) });
   try {
     // A running service is warm: a fresh process's first task pays ~150 ms of first-time code
@@ -43,7 +42,7 @@ async function throughService(sims: Simulator[], reference: Buffer, dir: string)
 }
 
 /** Runs `fn` on fresh simulators and reads their timelines after. */
-function traced(n: number, dir: string, fn: (sims: Simulator[]) => Promise<Timed>): Promise<Traced> {
+function traced(n: number, dir: string, fn: (sims: FeedSimulator[]) => Promise<Timed>): Promise<Traced> {
   return withSimulators(n, dir, async (sims) => ({ ...(await fn(sims)), workers: await Promise.all(sims.map((s) => workerTimeline(s.url))) }));
 }
 

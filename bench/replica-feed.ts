@@ -8,11 +8,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Simulator } from '../simulator/server.js';
 import { startApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { makeImage } from '../test/helpers/images.js';
-import { allQueuedAtOnce, linkNote, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
+import { allQueuedAtOnce, type FeedSimulator, linkNote, postWorkloadTask, TASKS, untilCompleted, withSimulators, workloadLabel } from './feed-workload.js';
 import { createTestDatabase, REDIS_URL, urlOf } from './replica-servers.js';
 import type { BenchRow } from './table.js';
 import { headAndTail, workerTimeline, type Timed, type WorkerTimeline } from './worker-idle.js';
@@ -21,7 +20,7 @@ const REPLICAS = 3;
 const WORKERS = 2;
 
 /** Ms from posting the workload (round robin over the replicas) to its last task completing, and each worker's timeline. */
-async function throughReplicas(sims: Simulator[], reference: Buffer, dir: string): Promise<Timed & { workers: WorkerTimeline[] }> {
+async function throughReplicas(sims: FeedSimulator[], reference: Buffer, dir: string): Promise<Timed & { workers: WorkerTimeline[] }> {
   const database = await createTestDatabase('postgres');
   const apps: App[] = [];
   try {
