@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -217,7 +218,15 @@ export class ComfyHttpClient {
               else done(null, chunk);
             },
           });
-          await pipeline(res.body, counter, createWriteStream(tmp));
+          const out = createWriteStream(tmp);
+          try {
+            await pipeline(res.body, counter, out);
+          } catch (err) {
+            // A stream destroyed before its open finished still creates the file and closes it
+            // afterwards: wait for that, or the unlink below can run first and leave the file behind.
+            if (!out.closed) await once(out, 'close').catch(() => undefined);
+            throw err;
+          }
           return { bytes, contentType: headerValue(res.headers['content-type']) ?? 'application/octet-stream' };
         },
       );
