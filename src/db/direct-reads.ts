@@ -6,7 +6,8 @@
  * 40% of what `GET /api/task-status/{id}` allocated and more CPU than the two index lookups'
  * JavaScript. A handle opened on SQLite registers its driver here; ReusedQuery asks it first and
  * goes through Kysely when it declines (a transaction is open, SQLite was busy) and on PostgreSQL.
- * Every query run here is still reported to the handle's `onQuery`, in Kysely's event shape.
+ * Every query run here is still reported to the handle's `onQuery`, in Kysely's event shape: a
+ * query event, or an error event when it fails (a declined read is reported by Kysely's path).
  */
 import { performance } from 'node:perf_hooks';
 import type { CompiledQuery, LogEvent } from 'kysely';
@@ -36,7 +37,14 @@ export function readDirectly<R>(db: object, query: CompiledQuery<R>, parameters:
   if (!reader) return undefined;
   if (!reader.onQuery) return reader.readNow(query.sql, parameters) as R[] | undefined;
   const start = performance.now();
-  const rows = reader.readNow(query.sql, parameters);
+  let rows: Record<string, unknown>[] | undefined;
+  try {
+    rows = reader.readNow(query.sql, parameters);
+  } catch (error) {
+    // Kysely reports a failed query as an error event (no query event): so does this path.
+    reader.onQuery({ level: 'error', error, query: { ...query, parameters }, queryDurationMillis: performance.now() - start });
+    throw error;
+  }
   if (rows) reader.onQuery({ level: 'query', isStream: false, query: { ...query, parameters }, queryDurationMillis: performance.now() - start });
   return rows as R[] | undefined;
 }
