@@ -3,8 +3,10 @@
  * ComfyUI's text chunks, whole, and its bytes are flushed to disk once (by the store, as it moves
  * the file into place), not also as a download and again as a stripped copy.
  */
+import { once } from 'node:events';
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -19,9 +21,18 @@ import { kontextPrompt } from './helpers/kontext-prompt.js';
 let dir: string;
 let sim: Simulator;
 let worker: ComfyWorker;
+/** Downloads the simulator served (`GET /view`), all tests together. */
+let views = 0;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kontext-result-store-'));
-  sim = await startSimulator({ port: 0, stepMs: 1, baseDir: join(dir, 'sim') });
+  sim = await startSimulator({
+    port: 0,
+    stepMs: 1,
+    baseDir: join(dir, 'sim'),
+    onRequest: (method, path) => {
+      if (method === 'GET' && path.startsWith('/view?')) views++;
+    },
+  });
   worker = new ComfyWorker(sim.url);
   await worker.start();
 });
@@ -45,6 +56,15 @@ async function countFileFlushes(): Promise<{ count: () => number; restore: () =>
     });
   });
   return { count: () => n, restore: () => spies.forEach((s) => s.mockRestore()) };
+}
+
+/** The path of the first download's temp file (`.*.part`) to appear in `folder`, within 5 s. */
+async function partFileIn(folder: string): Promise<string> {
+  for (const deadline = Date.now() + 5_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
+    const part = (await readdir(folder).catch(() => [])).find((name) => name.endsWith('.part'));
+    if (part) return join(folder, part);
+  }
+  throw new Error(`no download's temp file appeared in ${folder}`);
 }
 
 /** Runs a prompt on the simulator; its output file. */
@@ -84,10 +104,44 @@ describe('ResultStore', () => {
   it('makes its temp folder again when it was removed since the last result', async () => {
     const results = new ResultStore(new FileStore(join(dir, 'data-2')), join(dir, 'tmp-2'), false);
     const file = await generated();
+    const before = views;
     await results.store(worker, 'task-2', 0, file);
     await rm(join(dir, 'tmp-2'), { recursive: true });
     const stored = await results.store(worker, 'task-2', 1, file);
     expect((await sharp(join(dir, 'data-2', stored.file_path)).metadata()).width).toBe(stored.width);
     expect(await readdir(join(dir, 'tmp-2'))).toEqual([]);
+    // Made again as the download created its file: each result downloaded once.
+    expect(views - before).toBe(2);
+  });
+
+  it('does not download again when its temp file is removed before the download ends', async () => {
+    const tmp = join(dir, 'tmp-3');
+    const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toBuffer();
+    // A ComfyUI whose /view sends half the image, removes the download's temp file (not its
+    // folder: an ENOENT that is not a missing folder), then sends the rest.
+    let served = 0;
+    const comfy = createServer((_req, res) => {
+      served++;
+      res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length });
+      res.write(png.subarray(0, png.length >> 1));
+      void (async () => {
+        await rm(await partFileIn(tmp));
+        res.end(png.subarray(png.length >> 1));
+      })().catch((err: unknown) => res.destroy(err as Error));
+    });
+    comfy.listen(0, '127.0.0.1');
+    await once(comfy, 'listening');
+    const server = new ComfyWorker(`http://127.0.0.1:${(comfy.address() as { port: number }).port}`);
+    try {
+      const results = new ResultStore(new FileStore(join(dir, 'data-3')), tmp, false);
+      const file: FileRef = { filename: 'result.png', subfolder: '', type: 'output' };
+      await expect(results.store(server, 'task-3', 0, file)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(served).toBe(1);
+      expect(await readdir(tmp)).toEqual([]);
+    } finally {
+      await server.stop();
+      comfy.closeAllConnections();
+      await new Promise<void>((resolve) => comfy.close(() => resolve()));
+    }
   });
 });

@@ -13,7 +13,7 @@
  * deduplicate prompt ids, so a retry could run the prompt twice (the worker reconciles instead).
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { close, createWriteStream, mkdir as mkdirCallback, open as openCallback, write, writev } from 'node:fs';
 import { once } from 'node:events';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -192,6 +192,7 @@ export class ComfyHttpClient {
   /**
    * `GET /view`: streams a file to `destPath`. The bytes go to a temporary file next to `destPath`,
    * which is synced and renamed into place only when complete: on any failure no file is left.
+   * The folder of `destPath` is made (with its parents) when it is missing as the temporary file is created.
    * @param options.maxBytes refuse larger files (`ComfyBadReplyError`); @default unlimited
    * @param options.durable sync the file before the rename; false for a temp file the caller makes durable itself (or never keeps). @default true
    */
@@ -218,7 +219,7 @@ export class ComfyHttpClient {
               else done(null, chunk);
             },
           });
-          const out = createWriteStream(tmp);
+          const out = createWriteStream(tmp, { fs: OPEN_MAKING_FOLDER });
           try {
             await pipeline(res.body, counter, out);
           } catch (err) {
@@ -350,6 +351,22 @@ export class ComfyHttpClient {
     }
   }
 }
+
+/**
+ * File calls of a download's write stream whose open, finding the file's folder missing (never made,
+ * or removed since), makes it and opens once more: no mkdir when the folder is there, and no second request.
+ */
+const OPEN_MAKING_FOLDER = {
+  open(path: string, flags: string, mode: number, callback: (err: NodeJS.ErrnoException | null, fd?: number) => void): void {
+    openCallback(path, flags, mode, (err, fd) => {
+      if (err?.code !== 'ENOENT') return callback(err, fd);
+      mkdirCallback(dirname(path), { recursive: true }, (mkdirErr) => (mkdirErr ? callback(mkdirErr) : openCallback(path, flags, mode, callback)));
+    });
+  },
+  write,
+  writev,
+  close,
+};
 
 function parseJson(text: string): unknown {
   try {

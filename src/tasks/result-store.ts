@@ -23,7 +23,10 @@ const MAX_RESULT_BYTES = 200 * 1024 * 1024;
 const STORED_QUALITY: Readonly<Record<OutputFormat, number | undefined>> = { png: undefined, jpeg: 90, webp: 90, avif: 65 };
 
 export class ResultStore {
-  /** The temp folder, made by the first store (not by each: a mkdir waits its turn on the thread pool behind fsyncs). */
+  /**
+   * The temp folder, made by the first store (not by each: a mkdir waits its turn on the thread pool
+   * behind fsyncs). Removed since (by hand), it is made again by the download as it creates its file.
+   */
   private tmpMade: Promise<unknown> | undefined;
 
   /**
@@ -46,18 +49,11 @@ export class ResultStore {
     // Whatever the store has not taken is removed at the end.
     let leftovers = [tmp, converted];
     try {
+      await this.makeTmp();
       // A temp file: the store syncs what it keeps (a folder store once, as it moves it into place;
       // S3 never needs it), so syncing the download and the stripped copy too cost two more
       // flushes of ~1.5 MB on the last image's way to the client.
-      const download = () => server.download(file, tmp, { maxBytes: MAX_RESULT_BYTES, durable: false });
-      await this.makeTmp();
-      let { bytes } = await download().catch(async (err: unknown) => {
-        // The temp folder was removed since (by hand): made again, and the download tried once more.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        this.tmpMade = undefined;
-        await this.makeTmp();
-        return download();
-      });
+      let { bytes } = await server.download(file, tmp, { maxBytes: MAX_RESULT_BYTES, durable: false });
       const format = sniffImageFormat(await head(tmp));
       const header = format?.complete ? await readImageHeader(tmp).catch(() => undefined) : undefined;
       if (!format?.complete || !header || header.format !== format.format.name) {
