@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { beat } from '../src/db/heartbeats.js';
-import { findTask, insertTask } from '../src/db/tasks.js';
+import { findTask, insertTask, saveFrame } from '../src/db/tasks.js';
 import { StatementCache } from '../src/db/statement-cache.js';
 import { WriteHealth } from '../src/db/write-health.js';
 
@@ -156,6 +156,31 @@ describe('the SQLite driver under a locked database', () => {
     await beat(db, 'after', 'now');
     expect(health.ok).toBe(true);
     expect(await db.selectFrom('heartbeats').select('instance').execute()).toEqual([{ instance: 'after' }]);
+  });
+  it('counts a write with RETURNING for write health, run at once or through Kysely', async () => {
+    const file = join(dir, 'k.db');
+    const health = new WriteHealth();
+    db = await openDatabase({ file, health });
+    const at = new Date().toISOString();
+    await insertTask(db, { id: 't1', description: 'd', status: 'processing', created_at: at, updated_at: at });
+    // saveFrame is an UPDATE ... RETURNING, compiled by its first call and then run straight on the driver (direct-reads.ts).
+    expect(await saveFrame(db, 't1', { progress: 1 }, { small: true })).toBe(1);
+    const pages = Number((await sql<{ page_count: number }>`pragma page_count`.execute(db)).rows[0]!.page_count);
+    await sql.raw(`pragma max_page_count = ${pages + 2}`).execute(db);
+    const big = 'x'.repeat(64 * 1024);
+    await expect(saveFrame(db, 't1', { progress: 1 }, { big })).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    expect(health.error).toMatch(/disk holding the database is full/);
+    await sql.raw('pragma max_page_count = 1073741823').execute(db);
+    expect(await saveFrame(db, 't1', { progress: 2 }, { small: true })).toBe(2);
+    expect(health.ok).toBe(true);
+    // The same through Kysely's executor (inside a transaction, where nothing runs directly).
+    await sql.raw(`pragma max_page_count = ${pages + 2}`).execute(db);
+    await expect(db.transaction().execute((trx) => saveFrame(trx, 't1', { progress: 3 }, { big }))).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    expect(health.ok).toBe(false);
+    await sql.raw('pragma max_page_count = 1073741823').execute(db);
+    expect(await db.transaction().execute((trx) => saveFrame(trx, 't1', { progress: 4 }, { small: true }))).toBe(3);
+    expect(health.ok).toBe(true);
+    expect((await findTask(db, 't1'))?.progress).toBe(4);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * Hot reads of a SQLite handle run at once, beside Kysely's executor.
+ * Hot reads of a SQLite handle run at once, beside Kysely's executor (and the progress frame's
+ * UPDATE ... RETURNING, which returns rows too: the driver counts its outcome for write health).
  *
  * Profiled under the read benchmark, Kysely's way from `executeQuery` to the driver (a connection
  * provided, acquired and released, the log wrapper, the result transform: a dozen promises) was

@@ -110,17 +110,21 @@ export class RetryingSqliteDriver implements Driver {
   }
 
   /**
-   * Runs the read `sql` at once, outside any connection (direct-reads.ts): its rows, or undefined
-   * when it must wait its turn through Kysely (a transaction is open) or SQLite was busy (retried there).
+   * Runs `sql`, a statement that returns rows (a read, or a write with RETURNING), at once, outside
+   * any connection (direct-reads.ts): its rows, or undefined when it must wait its turn through
+   * Kysely (a transaction is open) or SQLite was busy (retried there).
    */
   readNow(sql: string, parameters: readonly unknown[]): Record<string, unknown>[] | undefined {
     if (this.#owner) return undefined;
     const stmt = this.#statements.get(sql);
     if (!stmt.reader) return undefined;
     try {
-      return stmt.all(parameters);
+      const rows = stmt.all(parameters);
+      if (stmt.writes) this.#health?.succeeded();
+      return rows;
     } catch (err) {
       if (isBusy(err)) return undefined;
+      if (stmt.writes) this.#health?.failed(err);
       throw err;
     }
   }
@@ -132,14 +136,18 @@ export class RetryingSqliteDriver implements Driver {
       while (this.#owner && this.#owner !== conn) await this.#released;
       const stmt = this.#statements.get(query.sql);
       try {
-        if (stmt.reader) return { rows: stmt.all(query.parameters) };
+        if (stmt.reader) {
+          const rows = stmt.all(query.parameters);
+          if (stmt.writes) this.#health?.succeeded();
+          return { rows };
+        }
         const { changes, lastInsertRowid } = stmt.stmt.run(query.parameters as unknown[]);
         this.#health?.succeeded();
         return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
       } catch (err) {
         const busy = isBusy(err);
         if (!busy || !retryBusy || Date.now() + backoff > deadline) {
-          if (!stmt.reader) this.#health?.failed(err);
+          if (stmt.writes) this.#health?.failed(err);
           throw err;
         }
         await sleep(backoff);

@@ -17,6 +17,11 @@ type RowBuilder = (values: unknown[]) => Record<string, unknown>;
 export interface CachedStatement {
   readonly stmt: BetterSqlite3.Statement<unknown[], unknown>;
   readonly reader: boolean;
+  /**
+   * Its outcome counts for write health: a statement without rows (a write, or BEGIN IMMEDIATE,
+   * which waits for the write lock) or a write with RETURNING (a reader too).
+   */
+  readonly writes: boolean;
   /** Rows as objects, as better-sqlite3's `all` returns them (readers only). */
   all(parameters: readonly unknown[]): Record<string, unknown>[];
 }
@@ -65,16 +70,18 @@ export class StatementCache {
 }
 
 function cachedStatement(stmt: BetterSqlite3.Statement<unknown[], unknown>): CachedStatement {
+  const writes = !stmt.reader || !stmt.readonly;
   if (!stmt.reader) {
-    return { stmt, reader: false, all: () => [] };
+    return { stmt, reader: false, writes, all: () => [] };
   }
   let names = columnNames(stmt);
   let build = rowBuilder(names);
-  if (!build) return { stmt, reader: true, all: (parameters) => stmt.all(parameters as unknown[]) as Record<string, unknown>[] };
+  if (!build) return { stmt, reader: true, writes, all: (parameters) => stmt.all(parameters as unknown[]) as Record<string, unknown>[] };
   const raw = stmt.raw(true);
   return {
     stmt,
     reader: true,
+    writes,
     all(parameters) {
       const rows = raw.all(parameters as unknown[]) as unknown[][];
       // Another process changed the schema under us (SQLite re-prepared the statement): read the columns again.

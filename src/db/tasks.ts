@@ -205,10 +205,14 @@ export async function renewLeases(db: Db, options: { instance: string; leaseUnti
   return rows.map((r) => r.id);
 }
 
+const frameWrite = new ReusedQuery<{ seq: number }>();
+
 /**
  * Persists a progress frame: applies `changes`, bumps `seq` and stores the frame as the snapshot, in
  * one statement, so the seq a subscriber sees always matches the stored state. Returns the new seq,
- * or undefined when the task is gone or (with `onlyIf`) not in one of those statuses.
+ * or undefined when the task is gone or (with `onlyIf`) not in one of those statuses. Compiled once
+ * per shape (the columns changed, `onlyIf`, a holder): built and compiled per frame, the statement
+ * took ~0.3 ms of each step's way from ComfyUI to the subscribers in the fan-out bench's trace.
  */
 export async function saveFrame(
   db: Db,
@@ -219,15 +223,26 @@ export async function saveFrame(
   holder?: string,
 ): Promise<number | undefined> {
   if (changes.status !== undefined) queueChanged();
-  let q = db
-    .updateTable('tasks')
-    .set((eb) => ({ ...changes, seq: eb('seq', '+', 1), last_frame: JSON.stringify(frame) }))
-    .where('id', '=', id);
-  if (onlyIf) q = q.where('status', 'in', onlyIf);
-  // A replica whose claim lapsed and was taken over must not write over the new holder's frames.
-  if (holder !== undefined) q = q.where('claimed_by', '=', holder);
-  const row = await q.returning('seq').executeTakeFirst();
-  return row?.seq;
+  // Kysely leaves undefined values out of the SET: so does the shape, and so do the parameters.
+  const set = Object.entries(changes).filter(([, v]) => v !== undefined);
+  const lastFrame = JSON.stringify(frame);
+  // In the order the query below puts them in its SQL (checked when it is first compiled).
+  const parameters: unknown[] = set.map(([, v]) => v);
+  parameters.push(lastFrame, id);
+  if (onlyIf) parameters.push(...onlyIf);
+  if (holder !== undefined) parameters.push(holder);
+  const shape = `${set.map(([k]) => k).join(',')}|${onlyIf?.join(',') ?? '*'}|${holder !== undefined ? 'holder' : ''}`;
+  const rows = await frameWrite.run(db, shape, parameters, () => {
+    let q = db
+      .updateTable('tasks')
+      .set({ ...Object.fromEntries(set), seq: sql<number>`seq + 1`, last_frame: lastFrame })
+      .where('id', '=', id);
+    if (onlyIf) q = q.where('status', 'in', onlyIf);
+    // A replica whose claim lapsed and was taken over must not write over the new holder's frames.
+    if (holder !== undefined) q = q.where('claimed_by', '=', holder);
+    return q.returning('seq');
+  });
+  return rows[0]?.seq;
 }
 
 /**
