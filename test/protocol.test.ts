@@ -18,6 +18,7 @@ import {
   PromptRejectedSchema,
   QueueSchema,
   type PreviewMetadata,
+  WsMessageSchema,
 } from '../src/comfyui/protocol.js';
 
 const PID = '13db95ca-0435-4ce2-959b-4528f886242b';
@@ -53,6 +54,34 @@ describe('parseWsMessage', () => {
       }),
     );
     expect(msg.type === 'progress_state' && msg.data.nodes['31']).toMatchObject({ value: 5, max: 20, state: 'running' });
+  });
+
+  it('checks the per-step messages (progress, progress_state) by hand exactly as their schemas do', () => {
+    const samples: unknown[] = [
+      { value: 3, max: 12, prompt_id: PID, node: '31' },
+      { value: 3.5, max: 12, prompt_id: null, node: null },
+      { value: 3, max: 12 },
+      { value: '3', max: 12, prompt_id: PID },
+      { value: 3, max: null, prompt_id: PID },
+      { value: 3, max: 12, prompt_id: 7 },
+      { value: 3, max: 12, node: 31 },
+      { prompt_id: PID, nodes: { '31': { value: 5, max: 20, state: 'running' } } },
+      { prompt_id: PID, nodes: {} },
+      { prompt_id: PID, nodes: [] },
+      { prompt_id: PID, nodes: null },
+      { prompt_id: null, nodes: {} },
+      { nodes: {} },
+      null,
+      'x',
+    ];
+    for (const type of ['progress', 'progress_state']) {
+      for (const data of samples) {
+        const raw = { type, data };
+        const schema = WsMessageSchema.safeParse(raw);
+        if (schema.success) expect(parseWsMessage(JSON.stringify(raw)), JSON.stringify(raw)).toEqual(schema.data);
+        else expect(() => parseWsMessage(JSON.stringify(raw)), JSON.stringify(raw)).toThrow();
+      }
+    }
   });
 
   it('parses progress, executed (with and without UI output) and the execution_* messages', () => {
