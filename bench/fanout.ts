@@ -171,7 +171,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: basePair(sse.round.bare),
         ratio: sse.ratio,
         ratioLabel: `x the baseline p99 delay, ${median} (the goal: <= 1.5)`,
-        note: `${sse.spread}; as graphql-ws, each event's bytes written straight to the Node response (direct-sse.ts, which consumes the watch itself: nothing of Yoga's request is held); the SSE subscribers connected last, so they come after the ${WS_SUBSCRIBERS} sockets in each frame's loop; p50 ${(percentile(sse.round.svc.sse.values, 50) / percentile(sse.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(sse.round.svc.sse, SSE_SUBSCRIBERS)}; ${clientNote(sse.round)}`,
+        note: `${sse.spread}; as graphql-ws, each event's bytes written straight to the Node response (direct-sse.ts, which consumes the watch itself: nothing of Yoga's request is held); each frame goes to the kind of subscribers with fewer members first (task-watch-hub.ts): the ${SSE_SUBSCRIBERS} SSE streams, then the ${WS_SUBSCRIBERS} sockets, which wait for those writes; p50 ${(percentile(sse.round.svc.sse.values, 50) / percentile(sse.round.bare.delays, 50)).toFixed(2)}x the baseline's${folded(sse.round.svc.sse, SSE_SUBSCRIBERS)}; ${clientNote(sse.round)}`,
       },
       {
         name: `Fan-out: service RSS per subscriber (${WS_SUBSCRIBERS + SSE_SUBSCRIBERS} subscribers)`,

@@ -146,3 +146,52 @@ describe('a directly written subscriber', () => {
     expect(bus.subscriberCount()).toBe(0);
   });
 });
+
+describe('the order of a frame\'s fan-out', () => {
+  it('goes to the kinds of subscribers with fewer members first (the transport names its kind), in joining order within one', async () => {
+    const bus = createMemoryProgressBus();
+    const hub = new TaskWatchHub(bus, async () => undefined);
+    const got: string[] = [];
+    /** A subscriber of kind `kind` (undefined: an iterated watch) that records its name on each write. */
+    const subscribe = async (name: string, kind?: string) => {
+      const watch = new TaskWatch('t1', hub);
+      await hub.add('t1', watch);
+      watch.start(frame(1));
+      const sink: LiveSink = {
+        ...(kind !== undefined ? { kind } : {}),
+        claim: () => true,
+        write: (result) => {
+          if ((result.data as { seq: number }).seq > 1) got.push(name);
+          return true;
+        },
+      };
+      directSubscriber(watch, sink, (f): ExecutionResult => ({ data: { seq: f.seq } }), (err) => err);
+      return watch;
+    };
+    const settled = () => new Promise((resolve) => setImmediate(resolve)); // the bus delivers asynchronously
+    await subscribe('ws1', 'graphql-ws');
+    await subscribe('ws2', 'graphql-ws');
+    await subscribe('ws3', 'graphql-ws');
+    await subscribe('it1'); // no kind named: with the iterated watches
+    const sse1 = await subscribe('sse1', 'sse');
+    bus.publish(frame(2));
+    await settled();
+    expect(got).toEqual(['it1', 'sse1', 'ws1', 'ws2', 'ws3']);
+    // More SSE streams than graphql-ws sockets now: graphql-ws first.
+    got.length = 0;
+    const sse2 = await subscribe('sse2', 'sse');
+    for (const n of ['sse3', 'sse4']) await subscribe(n, 'sse');
+    bus.publish(frame(3));
+    await settled();
+    expect(got).toEqual(['it1', 'ws1', 'ws2', 'ws3', 'sse1', 'sse2', 'sse3', 'sse4']);
+    // Those that leave are out of their kind's count.
+    sse1.close();
+    sse2.close();
+    (await subscribe('ws4', 'graphql-ws')).close();
+    got.length = 0;
+    bus.publish(frame(4));
+    await settled();
+    expect(got).toEqual(['it1', 'sse3', 'sse4', 'ws1', 'ws2', 'ws3']);
+    expect(hub.watchers).toBe(6);
+  });
+});

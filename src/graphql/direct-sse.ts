@@ -33,6 +33,7 @@ const pinged = new KeepAliveSet<SseSink>(SSE_PING_MS, (sink) => sink.ping());
 
 /** The sink of one SSE request; see the file comment. */
 export class SseSink implements LiveSink {
+  readonly kind = 'sse';
   #claimed = false;
   /** Writes made before the head; undefined once open. `null` stands for the end. */
   #pending: (Uint8Array | null)[] | undefined = [];

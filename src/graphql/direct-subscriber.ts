@@ -110,6 +110,6 @@ export function directSubscriber(
   wrapError: (err: unknown) => unknown,
 ): DirectResults {
   const subscriber = new DirectSubscriber(watch, sink, execute, wrapError);
-  watch.listen(subscriber);
+  watch.listen(subscriber, sink.kind);
   return subscriber;
 }

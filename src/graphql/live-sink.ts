@@ -10,6 +10,11 @@ import { sharedJson } from './shared-payload.js';
 
 /** A connection that takes shared results directly. */
 export interface LiveSink {
+  /**
+   * The transport's name: its subscribers are one kind in a task's fan-out, and kinds with fewer
+   * subscribers get each frame first (task-watch-hub.ts). @default the iterated watches' kind
+   */
+  readonly kind?: string;
   /** True the first time: one subscription per sink (a graphql-ws operation, an SSE request). */
   claim(): boolean;
   /**
@@ -31,6 +36,7 @@ export const MAX_BEHIND_BYTES = 1024 * 1024;
 
 /** The sink of one graphql-ws operation: `{"id":…,"type":"next","payload":…}` messages on its socket. */
 export class WsSink implements LiveSink {
+  readonly kind = 'graphql-ws';
   #claimed = false;
   /** The message up to its payload; only the payload changes per frame. */
   readonly #head: string;

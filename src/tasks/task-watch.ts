@@ -5,7 +5,7 @@
  * them straight to their sockets) or iterated (an async iterator, for everything else).
  */
 import { isFinal, type ProgressFrame } from './progress-frame.js';
-import type { FrameWatcher, TaskWatchHub } from './task-watch-hub.js';
+import { DEFAULT_KIND, type FrameWatcher, type TaskWatchHub } from './task-watch-hub.js';
 
 /** Frames kept for a reader that does not keep up before the oldest plain ones are dropped (frames are absolute). */
 const MAX_BUFFERED = 256;
@@ -67,13 +67,19 @@ export class TaskWatch implements FrameWatcher, AsyncIterableIterator<ProgressFr
     }
   }
 
-  /** Hands every frame from the snapshot on to `listener`, synchronously as they come; instead of iterating. */
-  listen(listener: FrameListener): void {
+  /**
+   * Hands every frame from the snapshot on to `listener`, synchronously as they come; instead of
+   * iterating. `kind`: the transport's name, which orders the task's fan-out (task-watch-hub.ts).
+   * @default the iterated watches' kind
+   */
+  listen(listener: FrameListener, kind = DEFAULT_KIND): void {
     const pending = this.#buffered;
     this.#buffered = [];
     const last = pending.length - 1;
     pending.forEach((frame, i) => listener.deliver(frame, this.#ended && i === last));
-    if (!this.#ended) this.#listener = listener;
+    if (this.#ended) return;
+    this.#listener = listener;
+    if (kind !== DEFAULT_KIND) this.hub.setKind(this.taskId, this, kind);
   }
 
   /** Stops the frames (a subscriber left); no final frame comes. */
