@@ -138,7 +138,7 @@ export async function benchUploads(): Promise<BenchRow[]> {
         baseline: `${checkedGrowth.toFixed(0)} MB checked plain server`,
         ratio: growth / Math.max(1, checkedGrowth),
         ratioLabel: 'x the baseline growth',
-        note: `${ROUNDS + 1} batches, a service process of its own; streaming: memory follows the socket buffers and at most 1 MiB queued per upload, not the file sizes`,
+        note: `${ROUNDS + 1} batches, a service process of its own; streaming: memory follows the socket buffers and two 256 KiB staging buffers per upload (pooled, staged-writes.ts), not the file sizes`,
       });
     }
     return rows;

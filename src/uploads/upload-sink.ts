@@ -17,6 +17,7 @@ import { link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'no
 import { dirname, join, resolve } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { FileEnds } from './file-ends.js';
+import { StagedWrites } from './staged-writes.js';
 import { checkStructure, readFrom, readImageHeader, SIGNATURE_BYTES, sniffImageFormat, TAIL_BYTES, type ImageFormat, type ImageHeader } from './image-format.js';
 import { UploadRejectedError } from './upload-rejected-error.js';
 
@@ -70,9 +71,6 @@ export interface StoreUploadOptions {
 export const DEFAULT_IMAGE_LIMITS = { maxPixels: 16_777_216, maxSide: 16_384, minSide: 16 } as const;
 
 type Limits = Required<Omit<StoreUploadOptions, 'dir'>>;
-
-/** Most bytes a receiving upload holds in memory while its previous write is in flight. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /**
  * Streams `source` into `options.dir` and stores it as `${sha256}.${ext}` once it proved to be a
@@ -161,6 +159,7 @@ function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<
   return new Promise<Received>((resolvePromise, reject) => {
     const hash = createHash('sha256');
     const ends = new FileEnds(SIGNATURE_BYTES, TAIL_BYTES);
+    const staged = new StagedWrites(file);
     let format: ImageFormat | undefined;
     let settled = false;
 
@@ -169,6 +168,7 @@ function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<
       settled = true;
       source.unpipe(sink);
       drain(source);
+      void staged.abandon();
       reject(err);
     };
 
@@ -198,26 +198,25 @@ function receive(source: Readable, file: FileHandle, maxBytes: number): Promise<
       resolvePromise({ sha256: hash.digest('hex'), format, ends });
     };
 
-    // Chunks that arrive while a write is in flight wait in the sink (up to WRITE_BATCH_BYTES, then
-    // the source pauses) and go to disk together in one writev: fewer, larger writes, and the socket
-    // keeps flowing meanwhile instead of stopping at every 64 KiB chunk.
+    // Each chunk is copied into a staging buffer as it arrives and written with others in one
+    // write while the next buffer fills (staged-writes.ts): the socket keeps flowing, and its chunk
+    // is free at once. The source pauses only while both buffers are busy.
     const sink = new Writable({
-      highWaterMark: WRITE_BATCH_BYTES,
-      writev(entries, done) {
+      write(chunk: Buffer, _encoding, done) {
         if (settled) return done();
-        const chunks = entries.map((e) => e.chunk as Buffer);
-        for (const chunk of chunks) {
-          const rejection = take(chunk);
-          if (rejection) {
-            stop(rejection);
-            return done();
-          }
+        const rejection = take(chunk);
+        if (rejection) {
+          stop(rejection);
+          return done();
         }
-        writeAll(file, chunks).then(() => done(), done);
+        staged.append(chunk).then(() => done(), done);
       },
       final(done) {
-        if (!settled) finish();
-        done();
+        if (settled) return done();
+        staged.end().then(() => {
+          if (!settled) finish();
+          done();
+        }, done);
       },
     });
     sink.on('error', stop);
@@ -306,23 +305,6 @@ async function exists(path: string): Promise<boolean> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
-}
-
-/** Writes every chunk, in order, with as few writev calls as the file system allows. */
-async function writeAll(file: FileHandle, chunks: Buffer[]): Promise<void> {
-  let rest = chunks;
-  while (rest.length) {
-    const { bytesWritten } = await file.writev(rest);
-    rest = after(rest, bytesWritten);
-  }
-}
-
-/** What of `chunks` is left once its first `n` bytes are written (a short write). */
-function after(chunks: Buffer[], n: number): Buffer[] {
-  let i = 0;
-  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
-  if (i === chunks.length) return [];
-  return [chunks[i]!.subarray(n), ...chunks.slice(i + 1)];
 }
 
 function ignoreError(): void {}
