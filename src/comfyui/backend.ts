@@ -93,8 +93,9 @@ export interface ComfyBackend {
   /** Uploads an input image; use the returned `name`, which the server may change. @default options.overwrite false */
   uploadImage(data: Buffer, filename: string, options?: { overwrite?: boolean }): Promise<Uploaded>;
   /**
-   * Downloads an output file to `destPath`, whole or not at all; refuses files over `maxBytes`
-   * (`ComfyBadReplyError`); `durable: false` skips syncing it (a temp file the caller syncs or drops).
+   * Downloads an output file to `destPath`, whole or not at all, making its folder when missing;
+   * refuses files over `maxBytes` (`ComfyBadReplyError`); `durable: false` skips syncing it (a temp
+   * file the caller syncs or drops).
    * @default options.maxBytes unlimited, options.durable true
    */
   download(file: FileRef, destPath: string, options?: { maxBytes?: number; durable?: boolean }): Promise<Download>;

@@ -5,7 +5,7 @@
  * `images/<task>/<index>.<ext>` in the BlobStore (DATA_DIR, a shared folder or S3).
  * The work happens in this replica's temp folder; only the finished file reaches the store.
  */
-import { mkdir, open, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { ComfyBackend } from '../comfyui/backend.js';
@@ -23,12 +23,6 @@ const MAX_RESULT_BYTES = 200 * 1024 * 1024;
 const STORED_QUALITY: Readonly<Record<OutputFormat, number | undefined>> = { png: undefined, jpeg: 90, webp: 90, avif: 65 };
 
 export class ResultStore {
-  /**
-   * The temp folder, made by the first store (not by each: a mkdir waits its turn on the thread pool
-   * behind fsyncs). Removed since (by hand), it is made again by the download as it creates its file.
-   */
-  private tmpMade: Promise<unknown> | undefined;
-
   /**
    * @param store where finished images go
    * @param tmpDir this replica's local temp folder (absolute), for downloads in progress
@@ -49,7 +43,7 @@ export class ResultStore {
     // Whatever the store has not taken is removed at the end.
     let leftovers = [tmp, converted];
     try {
-      await this.makeTmp();
+      // The download makes the temp folder when it is missing (the first store, or removed by hand).
       // A temp file: the store syncs what it keeps (a folder store once, as it moves it into place;
       // S3 never needs it), so syncing the download and the stripped copy too cost two more
       // flushes of ~1.5 MB on the last image's way to the client.
@@ -82,14 +76,6 @@ export class ResultStore {
     }
   }
 
-  /** Makes the temp folder once; a failure is tried again by the next call. */
-  private makeTmp(): Promise<unknown> {
-    this.tmpMade ??= mkdir(this.tmpDir, { recursive: true }).catch((err: unknown) => {
-      this.tmpMade = undefined;
-      throw err;
-    });
-    return this.tmpMade;
-  }
 }
 
 /** The first bytes of a file, enough to tell its format. */

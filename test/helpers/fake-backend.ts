@@ -5,7 +5,8 @@
  * classes it has, `finish()` / `fail()` for the prompts it holds.
  */
 import { EventEmitter } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type {
   AttachOptions,
   BackendHealth,
@@ -142,11 +143,12 @@ export class FakeBackend implements ComfyBackend {
     return { name: filename, subfolder: '', type: 'input' };
   }
 
-  /** Writes the file's name as its content. */
+  /** Writes the file's name as its content (its folder made, as the real download makes it). */
   async download(file: FileRef, destPath: string): Promise<Download> {
     this.calls.push(`download ${file.filename}`);
     this.ensureUp('GET /view');
     const bytes = Buffer.from(file.filename);
+    await mkdir(dirname(destPath), { recursive: true });
     await writeFile(destPath, bytes);
     return { bytes: bytes.length, contentType: 'image/png' };
   }
