@@ -58,4 +58,17 @@ describe('staged writes', () => {
     await file.close();
     expect((await readFile(path)).length).toBe(0);
   });
+
+  it('given up while an append waits for the running write, starts no further write', async () => {
+    const path = join(dir, 'd.bin');
+    const file = await open(path, 'wx+');
+    const staged = new StagedWrites(file);
+    await staged.append(randomBytes(STAGE_BYTES)); // the first buffer full: its write runs
+    const waiting = staged.append(randomBytes(STAGE_BYTES)); // the second full: waits for that write
+    const abandoned = staged.abandon();
+    await expect(waiting).rejects.toThrow(/abandoned/);
+    await abandoned;
+    await file.close();
+    expect((await readFile(path)).length).toBe(STAGE_BYTES);
+  });
 });

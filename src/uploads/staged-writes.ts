@@ -41,7 +41,9 @@ export class StagedWrites {
   #writing: Promise<void> | undefined;
   /** The first failed write: every later call rejects with it. */
   #failure: unknown;
-  #done = false;
+  /** Abandoned: no write starts any more. */
+  #stopped = false;
+  #released = false;
 
   constructor(private readonly file: FileHandle) {}
 
@@ -74,6 +76,7 @@ export class StagedWrites {
    * back to the pool while the file system still reads it. Never rejects.
    */
   async abandon(): Promise<void> {
+    this.#stopped = true;
     await this.#writing?.catch(() => undefined);
     this.#release();
   }
@@ -82,7 +85,8 @@ export class StagedWrites {
   async #rotate(): Promise<void> {
     await this.#writing;
     if (this.#failure !== undefined) throw this.#failure;
-    if (this.#done) throw new Error('StagedWrites: abandoned');
+    // Checked after the wait: an append waiting here when the upload was given up starts nothing.
+    if (this.#stopped) throw new Error('StagedWrites: abandoned');
     const full = this.#filling!;
     this.#filling = this.#spare;
     this.#spare = undefined;
@@ -97,8 +101,8 @@ export class StagedWrites {
   }
 
   #release(): void {
-    if (this.#done) return;
-    this.#done = true;
+    if (this.#released) return;
+    this.#released = true;
     for (const buffer of [this.#filling, this.#spare]) if (buffer) giveBack(buffer);
     this.#filling = this.#spare = undefined;
   }
