@@ -7,9 +7,9 @@
  * hands out `url(format:, width:)` and `thumbnailUrl`, OUTPUT_FORMAT chooses the stored format, and
  * an S3 store keeps variants beside its originals.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -343,6 +343,7 @@ describe('OUTPUT_FORMAT', () => {
       const store = new FileStore(join(dir, 'data'));
       const png = await makeImage('png', 96, 64);
       const download = async (_file: unknown, dest: string) => {
+        await mkdir(dirname(dest), { recursive: true }); // ComfyBackend.download makes the folder
         await writeFile(dest, png);
         return { bytes: png.length, contentType: 'image/png' };
       };
