@@ -72,7 +72,7 @@ export async function benchGrowthCleanup(): Promise<BenchRow[]> {
           baseline: `the ${LIMIT_MS} ms limit`,
           ratio: run.maxMs / LIMIT_MS,
           ratioLabel: `of the ${LIMIT_MS} ms limit (goal <= 1)`,
-          note: 'batches of 50 tasks found on tasks_queue (status, created_at), a turn of the event loop between them, folders deleted 16 at a time, WAL checkpoints in a worker thread; left: each batch\'s delete (~3 ms, 150 image rows and their 4 indexes) and, on a loaded machine, the disk and the scheduler: the longest block used little CPU',
+          note: 'batches of 50 tasks found on tasks_queue (status, created_at), a turn of the event loop between them, folders deleted 16 at a time, each batch\'s delete (~3 ms, 150 image rows and their 4 indexes) and the WAL checkpoints on a connection in a worker thread; left: the batch reads and, on a loaded machine, the scheduler',
         },
       ];
     } finally {

@@ -100,7 +100,7 @@ describe('cleanup', () => {
 
 /**
  * A cleanup in a process of its own that stops for good in its second batch, after the first one
- * committed, with its connection's automatic checkpoints off (background-checkpoints.ts): it
+ * committed, with its connection's automatic checkpoints off (side-writer.ts): it
  * prints the setting and `stuck`, then the test kills it.
  */
 const KILLED_CLEANUP = `

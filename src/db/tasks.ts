@@ -3,7 +3,7 @@
  * for that table. Status changes are called only from the transitions (src/tasks/transitions/),
  * each inside its own transaction.
  */
-import { sql } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import type { Db } from './database.js';
 import { dialectOf } from './dialect.js';
 import { fairHead, keptFairOrder, queueChanged } from './fair-queue.js';
@@ -314,10 +314,9 @@ export async function findFinishedBefore(db: Db, cutoff: string, limit: number):
   return found.slice(0, limit).map(({ id, upload_sha256 }) => ({ id, upload_sha256 }));
 }
 
-/** Deletes tasks; their image rows go with them (foreign key cascade). */
-export async function deleteTasks(db: Db, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db.deleteFrom('tasks').where('id', 'in', ids).execute();
+/** The statement that deletes tasks (`ids` not empty); their image rows go with them (foreign key cascade). Compiled, so cleanup can run it on a connection of its own (side-writer.ts). */
+export function deleteTasksQuery(db: Db, ids: readonly string[]): CompiledQuery {
+  return db.deleteFrom('tasks').where('id', 'in', ids).compile();
 }
 
 /** Tasks of the old service (no image rows) that recorded result paths, for the file check. */

@@ -2,16 +2,17 @@
  * Deleting old finished tasks with their files (TASK_CLEANUP_DAYS): used by the engine's timer and
  * by `kontext cleanup`. An upload shared by several tasks stays while one of them still uses it.
  * It runs in the service's process next to requests, so it goes in batches (a few hundred rows per
- * database round, each a short synchronous step on SQLite) with a turn of the event loop between
- * them, and deletes files a bounded number at a time (each an async rm on libuv's threads).
+ * database round) with a turn of the event loop between them, deletes the rows on a connection of
+ * its own (on SQLite in a worker thread, side-writer.ts) and the files a bounded number at a time
+ * (each an async rm on libuv's threads).
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Db } from '../db/database.js';
 import { imageFiles } from '../db/images.js';
-import { deleteTasks, findFinishedBefore } from '../db/tasks.js';
+import { openSideWriter, type SideWriter } from '../db/side-writer.js';
+import { deleteTasksQuery, findFinishedBefore } from '../db/tasks.js';
 import { deleteUnreferenced } from '../db/uploads.js';
 import { silentLogger, type Logger } from '../log.js';
-import { backgroundCheckpoints } from './background-checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 /** Options of `deleteOldTasks`. */
@@ -35,13 +36,13 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
   const cutoff = new Date(Date.now() - days * 86_400_000).toISOString();
   const concurrency = options.concurrency ?? 16;
   // Made with the first batch: a run with nothing to delete (most of them) starts no worker thread.
-  let checkpoints: Awaited<ReturnType<typeof backgroundCheckpoints>> | undefined;
+  let writer: SideWriter | undefined;
   let deleted = 0;
   try {
     for (;;) {
       const tasks = await findFinishedBefore(db, cutoff, options.batch ?? 50);
       if (tasks.length === 0) return deleted;
-      checkpoints ??= await backgroundCheckpoints(db);
+      writer ??= await openSideWriter(db);
       const ids = tasks.map((t) => t.id);
       // Files first: a crash in between leaves rows without files (reported by `kontext images check`), never files without rows.
       // The task's folder holds its images, their variants and (folder store) older versions' downloads:
@@ -49,16 +50,16 @@ export async function deleteOldTasks(options: CleanupOptions): Promise<number> {
       const elsewhere = (await imageFiles(db, ids)).filter((f) => !f.file_path!.startsWith(`images/${f.task_id}/`)).map((f) => f.file_path!);
       await eachLimited(elsewhere, concurrency, (key) => deleteStored(store, key));
       await eachLimited(ids, concurrency, (id) => store.deleteFolder(`images/${id}`));
-      await deleteTasks(db, ids);
+      await writer.run(deleteTasksQuery(db, ids));
       const shas = [...new Set(tasks.map((t) => t.upload_sha256).filter((s): s is string => s !== null))];
       await eachLimited(await deleteUnreferenced(db, shas), concurrency, (u) => deleteStored(store, u.file_path));
       deleted += ids.length;
       log.info('old tasks deleted', { count: ids.length, older_than_days: days });
       // Requests waiting behind this batch go first, while the WAL it wrote is checkpointed elsewhere.
-      await Promise.all([checkpoints.after(), yieldToLoop()]);
+      await Promise.all([writer.checkpoint(), yieldToLoop()]);
     }
   } finally {
-    await checkpoints?.close();
+    await writer?.close();
   }
 }
 
