@@ -93,6 +93,37 @@ describe('the task engine', () => {
     expect(sawPosition).toBe(true);
   });
 
+  it('announces changed queue positions one task per turn of the event loop: a burst of them never holds the loop', async () => {
+    stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 40 } });
+    const post = async (d: string) => ((await (await postGenerate(stack!.app.url, { description: d, steps: '50', size: '256x256' })).json()) as { task_id: string }).task_id;
+    const running = await post('running');
+    const queued: string[] = [];
+    for (let i = 0; i < 4; i++) queued.push(await post(`queued ${i}`));
+    await until('the first task to run and the others to know their place', async () => {
+      const last = await taskStatus(stack!.app.url, queued[3]!);
+      return (await taskStatus(stack!.app.url, running)).status === 'processing' && last.queue_position === 4;
+    });
+    // Turns of the event loop, counted in its check phase, where the announcement yields too.
+    let turn = 0;
+    let ticker = setImmediate(function tick() {
+      turn++;
+      ticker = setImmediate(tick);
+    });
+    try {
+      // Once the running task is cancelled, queued[0] runs and queued[1..3] move up to 1..3.
+      const watches = await Promise.all(queued.slice(1).map((id) => stack!.app.service.watch(id, OPEN_CALLER)));
+      const arrived = watches.map(async (watch, i) => {
+        for await (const f of watch!) if (f.status === 'pending' && f.queuePosition === i + 1) return turn;
+        throw new Error(`queued ${i + 1} never got position ${i + 1}`);
+      });
+      await fetch(`${stack.app.url}/api/task/${running}/cancel`, { method: 'POST' });
+      const turns = await Promise.all(arrived);
+      expect(new Set(turns).size).toBe(3);
+    } finally {
+      clearImmediate(ticker);
+    }
+  });
+
   it('cancels a pending task at once, and nothing of it reaches ComfyUI', async () => {
     stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 40 } });
     const first = ((await (await postGenerate(stack.app.url, { description: 'first', steps: '10', size: '256x256' })).json()) as { task_id: string }).task_id;
