@@ -3,7 +3,7 @@
  * another process, a full disk, requests during start-up, a ComfyUI server that hangs and comes back.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, statfs, writeFile, open } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -22,6 +22,7 @@ import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
 import { transitions, type Transitions } from '../src/tasks/transitions/index.js';
 import { WorkerPool } from '../src/tasks/worker-pool.js';
 import type { Logger } from '../src/log.js';
+import { pngOfSize } from './helpers/images.js';
 import { closedPort } from './helpers/ports.js';
 import { tryUpgrade } from './helpers/upgrade.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
@@ -131,6 +132,45 @@ describe('a database that cannot be written', () => {
     for (const url of done.images) expect((await fetch(url)).status).toBe(200);
     await until('/ready to recover', async () => (await ready(app.url)).status === 200);
     expect(await successes(stack.sims, [promptIdFor(id, 0), promptIdFor(id, 1)])).toBe(2);
+  }, 60_000);
+
+  it('a disk that fills during an upload: 503 naming the full disk, nothing of the upload left, and the same upload taken once there is room', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kontext-fills-'));
+    const mnt = join(dir, 'disk');
+    await mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    cleanups.push(async () => {
+      execFileSync('umount', ['-l', mnt]);
+      await rm(dir, { recursive: true, force: true });
+    });
+    const dataDir = join(mnt, 'data');
+    stack = await startStack({ config: { dataDir }, app: { ...FAST, writeProbeMs: 100 } });
+    const { app } = stack;
+    const free = async () => {
+      const s = await statfs(mnt);
+      return s.bavail * s.bsize;
+    };
+    // 4 MiB left: more than the 1 MiB below which /ready and the routes call the disk full, less than the upload.
+    await writeFile(join(mnt, 'filler'), Buffer.alloc((await free()) - 4 * 1024 * 1024));
+    const before = await free();
+    const big = await pngOfSize(8 * 1024 * 1024);
+    const refused = await postGenerate(app.url, { description: 'more than the room', size: '256x256', steps: '2' }, big);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/cannot store data right now: .*full/);
+    // The partial file is gone: its space is free again and no upload or task was recorded.
+    expect(await free()).toBeGreaterThanOrEqual(before - 64 * 1024);
+    const files = async (sub: string) => (await readdir(join(dataDir, sub), { recursive: true, withFileTypes: true }).catch(() => [])).filter((f) => f.isFile());
+    expect(await files('uploads')).toEqual([]);
+    expect(await files('tmp')).toEqual([]);
+    expect(await app.db.selectFrom('tasks').select('id').execute()).toEqual([]);
+    expect((await fetch(`${app.url}/health`)).status).toBeLessThan(600); // the process lives
+
+    await rm(join(mnt, 'filler'));
+    const taken = await postGenerate(app.url, { description: 'now it fits', size: '256x256', steps: '2' }, big);
+    expect(taken.status).toBe(200);
+    const id = ((await taken.json()) as { task_id: string }).task_id;
+    expect((await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled'], 30_000)).status).toBe('completed');
   }, 60_000);
 });
 
