@@ -1,14 +1,14 @@
 /**
  * The fan-out baseline: a bare `ws` server in a child process broadcasting frames of the same size
  * as the service's to as many sockets at the same pace, each frame stamped with its send time
- * (bench/ws-frame-delays.ts's `wallNow()`, comparable across processes on one machine).
+ * (bench/ws-frame-delays.ts's `clockNow()`, the machine's monotonic clock, which every process reads alike).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance as eventLoop } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { processMemory } from './process-memory.js';
-import { openAll, wallNow } from './ws-frame-delays.js';
+import { clockNow, openAll } from './ws-frame-delays.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -58,7 +58,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
         step++;
         const progress = frame.payload.data.taskProgress;
         progress.step = step;
-        progress.sentAt = performance.timeOrigin + performance.now();
+        progress.sentAt = Number(process.hrtime.bigint()) / 1e6; // clockNow()
         const text = JSON.stringify(frame);
         for (const ws of rooms.get('0') ?? []) ws.send(text);
         if (step < steps) setTimeout(tick, stepMs);
@@ -90,7 +90,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
       const ws = new WebSocket(`${url}/?room=${i % rooms}`);
       sockets.push(ws);
       ws.on('message', (data: Buffer) => {
-        const at = wallNow();
+        const at = clockNow();
         const p = (JSON.parse(data.toString()) as { payload: { data: { taskProgress: { step: number; sentAt: number } } } }).payload.data.taskProgress;
         received.push(at - p.sentAt);
         if (p.step === steps && --remaining === 0) allDone();

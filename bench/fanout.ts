@@ -8,9 +8,8 @@
  * The baseline is a bare `ws` server in a child process broadcasting frames of the same size to
  * 1000 sockets at the same pace, each frame stamped with its send time. Both sides' ws subscribers
  * parse each message once with a bare socket (bench/ws-frame-delays.ts), so the bench process does
- * the same work per message for either. Times on both sides are
- * `performance.timeOrigin + performance.now()`, which is wall-clock based and so comparable
- * across processes on one machine.
+ * the same work per message for either. Times on both sides are the machine's monotonic clock
+ * (bench/ws-frame-delays.ts's `clockNow()`), which every process on it reads alike.
  *
  * The parts the replica fan-out shares live apart: the subscribers and delays
  * (bench/ws-frame-delays.ts, bench/sse-subscriber.ts), the simulator's stamps

@@ -1,11 +1,11 @@
 /**
  * A simulator that stamps when it sends each `progress` message of one measured prompt (its
  * `onMessageSent` hook), the start of every frame delay the fan-out benchmarks measure. Times are
- * bench/ws-frame-delays.ts's `wallNow()`, comparable with the subscribers' receive times.
+ * bench/ws-frame-delays.ts's `clockNow()`, comparable with the subscribers' receive times.
  */
 import { join } from 'node:path';
 import { startSimulator, type Simulator } from '../simulator/server.js';
-import { wallNow } from './ws-frame-delays.js';
+import { clockNow } from './ws-frame-delays.js';
 
 /** The simulator and the stamps of the prompt being measured. */
 export interface StampingSimulator {
@@ -27,7 +27,7 @@ export async function startStampingSimulator(dir: string, stepMs: number): Promi
     baseDir: join(dir, 'comfyui'),
     onMessageSent: (text) => {
       if (!text.startsWith('{"type": "progress"')) return;
-      const at = wallNow();
+      const at = clockNow();
       const { data } = JSON.parse(text) as { data: { value: number; prompt_id: string } };
       if (data.prompt_id === measured && !sentAt.has(data.value)) sentAt.set(data.value, at);
     },

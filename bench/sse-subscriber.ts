@@ -4,7 +4,7 @@
  * streams), its frames recorded as bench/ws-frame-delays.ts records a graphql-ws subscriber's.
  */
 import { request as httpRequest, type ClientRequest } from 'node:http';
-import { frameRecorder, SUBSCRIPTION, wallNow, type FrameData, type Subscriber } from './ws-frame-delays.js';
+import { clockNow, frameRecorder, SUBSCRIPTION, type FrameData, type Subscriber } from './ws-frame-delays.js';
 
 /** Subscribes to `taskId` at the GraphQL endpoint `url`; resolves once the first frame arrived. */
 export async function sseSubscriber(url: string, taskId: string): Promise<Subscriber> {
@@ -23,7 +23,7 @@ export async function sseSubscriber(url: string, taskId: string): Promise<Subscr
       res.setEncoding('utf8');
       let buffer = '';
       res.on('data', (chunk: string) => {
-        const at = wallNow();
+        const at = clockNow();
         buffer += chunk;
         let end: number;
         while ((end = buffer.indexOf('\n\n')) !== -1) {

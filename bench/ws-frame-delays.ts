@@ -2,8 +2,8 @@
  * Frame delays, as bench/fanout.ts and bench/replica-fanout.ts measure them: subscribers (here the
  * graphql-ws client, one socket each; SSE in bench/sse-subscriber.ts) record the step and receive
  * time of every frame; a frame's delay is from the simulator sending that step's `progress` to a
- * subscriber receiving its frame. Times are `performance.timeOrigin + performance.now()`,
- * wall-clock based, so comparable across processes.
+ * subscriber receiving its frame. Times are the machine's monotonic clock (`clockNow`), which every
+ * process reads alike.
  */
 import { randomUUID } from 'node:crypto';
 import { performance as eventLoop } from 'node:perf_hooks';
@@ -23,8 +23,13 @@ export interface FrameData {
   step: number | null;
 }
 
-/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
-export const wallNow = (): number => performance.timeOrigin + performance.now();
+/**
+ * Milliseconds of the machine's monotonic clock (CLOCK_MONOTONIC, through `process.hrtime`), with
+ * sub-millisecond resolution: the same clock in every process, and never stepped. Wall-clock time
+ * (`performance.timeOrigin + performance.now()`) was stepped by ~7.6 s during one bench run, so
+ * processes started before and after the step disagreed and a baseline's delays came out negative.
+ */
+export const clockNow = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /** One subscriber's view: the step of each frame it received, in order, and when. */
 export interface Subscriber {
@@ -69,7 +74,7 @@ export async function wsSubscriber(wsUrl: string, taskId: string, onFirst: (data
     socket.once('close', (code, reason) => reject(new Error(`socket closed before the first frame: ${code} ${String(reason)}`)));
     socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: {} })));
     socket.on('message', (data: Buffer) => {
-      const at = wallNow();
+      const at = clockNow();
       const message = JSON.parse(data.toString()) as { type: string; payload?: { data?: { taskProgress?: FrameData }; errors?: unknown } };
       if (message.type === 'connection_ack') {
         // A UUID per operation, as the graphql-ws client makes.
