@@ -29,6 +29,20 @@ import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type 
 
 let stack: Stack | undefined;
 const cleanups: (() => Promise<unknown> | void)[] = [];
+
+/** A 24 MB disk of its own (a tmpfs; tests run as root here, as in CI), unmounted after the test. */
+async function smallDisk(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'kontext-disk-'));
+  const mnt = join(dir, 'disk');
+  await mkdir(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+  cleanups.push(async () => {
+    execFileSync('umount', ['-l', mnt]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return mnt;
+}
+
 afterEach(async () => {
   await stack?.close();
   stack = undefined;
@@ -84,15 +98,7 @@ describe('a database that cannot be written', () => {
   });
 
   it('a full disk: the process lives, /ready says 503, and when space comes back the work finishes without running twice', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kontext-full-'));
-    const mnt = join(dir, 'disk');
-    await mkdir(mnt);
-    // A small disk of its own (tests run as root here, as in CI).
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
-    cleanups.push(async () => {
-      execFileSync('umount', ['-l', mnt]);
-      await rm(dir, { recursive: true, force: true });
-    });
+    const mnt = await smallDisk();
     stack = await startStack({ sim: { stepMs: 100 }, config: { dataDir: join(mnt, 'data') }, app: { ...FAST, writeProbeMs: 100 } });
     const { app } = stack;
     // Two images of 2 s each: the task is still writing frames while the disk is full.
@@ -135,14 +141,7 @@ describe('a database that cannot be written', () => {
   }, 60_000);
 
   it('a disk that fills during an upload: 503 naming the full disk, nothing of the upload left, and the same upload taken once there is room', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kontext-fills-'));
-    const mnt = join(dir, 'disk');
-    await mkdir(mnt);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
-    cleanups.push(async () => {
-      execFileSync('umount', ['-l', mnt]);
-      await rm(dir, { recursive: true, force: true });
-    });
+    const mnt = await smallDisk();
     const dataDir = join(mnt, 'data');
     stack = await startStack({ config: { dataDir }, app: { ...FAST, writeProbeMs: 100 } });
     const { app } = stack;
