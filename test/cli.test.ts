@@ -36,14 +36,12 @@ function kontext(args: string[], env: Record<string, string> = {}, timeoutMs = 3
 }
 
 /**
- * Runs `kontext` once per entry (its args, or args and env), three processes at a time: a dozen
- * at once, each loading the code, went past the test's time on a busy 2-core machine.
+ * Runs the given `kontext` runs three at a time: a dozen at once, each loading the code, went past
+ * the test's time on a busy 2-core machine.
  */
-async function fewAtOnce(runs: (string[] | [string[], Record<string, string>])[]): Promise<Run[]> {
+async function fewAtOnce(runs: (() => Promise<Run>)[]): Promise<Run[]> {
   const results: Run[] = [];
-  for (let i = 0; i < runs.length; i += 3) {
-    results.push(...(await Promise.all(runs.slice(i, i + 3).map((r) => (Array.isArray(r[0]) ? kontext(r[0], r[1] as Record<string, string>) : kontext(r as string[]))))));
-  }
+  for (let i = 0; i < runs.length; i += 3) results.push(...(await Promise.all(runs.slice(i, i + 3).map((run) => run()))));
   return results;
 }
 
@@ -71,7 +69,7 @@ async function createTask(url: string, fields: Record<string, string>): Promise<
 describe('help and usage', () => {
   it('every command has --help (exit 0); unknown commands, bad flags and bad config exit 2 with one line', async () => {
     const commands = ['generate', 'tasks list', 'tasks show', 'tasks cancel', 'repair', 'images check', 'cleanup', 'keys create', 'keys list', 'keys revoke', 'db copy'];
-    const [top, ...helps] = await fewAtOnce([['--help'], ...commands.map((c) => [...c.split(' '), '--help'])]);
+    const [top, ...helps] = await fewAtOnce([() => kontext(['--help']), ...commands.map((c) => () => kontext([...c.split(' '), '--help']))]);
     expect(top!.code).toBe(0);
     for (const c of commands) expect(top!.stdout).toContain(c);
     helps.forEach((run, i) => {
@@ -81,11 +79,11 @@ describe('help and usage', () => {
     });
 
     const [badFlag, unknown, badValue, badConfig, noPrompt] = await fewAtOnce([
-      ['generate', '--bogus'],
-      ['frobnicate'],
-      ['tasks', 'list', '--limit', '0'],
-      [['tasks', 'list'], { PORT: 'abc', DATA_DIR: scratch }],
-      ['generate', '--image', 'x.png', '--out', 'out'],
+      () => kontext(['generate', '--bogus']),
+      () => kontext(['frobnicate']),
+      () => kontext(['tasks', 'list', '--limit', '0']),
+      () => kontext(['tasks', 'list'], { PORT: 'abc', DATA_DIR: scratch }),
+      () => kontext(['generate', '--image', 'x.png', '--out', 'out']),
     ]);
     for (const run of [badFlag!, unknown!, badValue!, noPrompt!]) {
       expect(run.code).toBe(2);

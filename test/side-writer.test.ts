@@ -110,6 +110,14 @@ describe('side writer (SQLite: a connection in a worker thread)', () => {
     expect((await db.selectFrom('tasks').select('id').orderBy('id').execute()).map((t) => t.id)).toEqual(['a', 'b', 'big']);
   });
 
+  it('close() stops the worker also when the database was closed first (a service stopping under a cleanup)', async () => {
+    const other = await openDatabase({ file });
+    const writer = await openSideWriter(other);
+    await other.destroy();
+    await expect(writer.close()).rejects.toThrow();
+    await expect(writer.run(deleteTasksQuery(db, ['a']))).rejects.toThrow('the side writer stopped');
+  });
+
   it('a writer whose worker is gone rejects every statement instead of waiting forever', async () => {
     const writer = await openSideWriter(db);
     await writer.close();

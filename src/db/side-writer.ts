@@ -109,9 +109,13 @@ export async function openSideWriter(db: Db, options: SideWriterOptions = {}): P
       await ask({ kind: 'checkpoint' });
     },
     async close() {
-      await sql.raw(`pragma wal_autocheckpoint = ${pages}`).execute(db);
-      if (!broken) worker.postMessage({ kind: 'close' });
-      await exited;
+      try {
+        await sql.raw(`pragma wal_autocheckpoint = ${pages}`).execute(db);
+      } finally {
+        // Also when the database was closed under a running cleanup: a worker left running would keep the process alive.
+        if (!broken) worker.postMessage({ kind: 'close' });
+        await exited;
+      }
     },
   };
 }
