@@ -4,9 +4,9 @@
  * image. A user brings their own exported workflow by writing a binding for it (env `WORKFLOW`).
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { isLink, type ApiPrompt, type Link } from './protocol.js';
 
 /** The request parameters a binding can place into a prompt. */
@@ -61,7 +61,7 @@ export class WorkflowError extends Error {
 }
 
 /** The built-in Flux Kontext dev workflow's binding file. */
-export const DEFAULT_WORKFLOW = resolve(dirname(fileURLToPath(import.meta.url)), '../../workflows/flux-kontext-dev.binding.json');
+export const DEFAULT_WORKFLOW = join(PACKAGE_ROOT, 'workflows', 'flux-kontext-dev.binding.json');
 
 /**
  * Loads and checks a workflow. `path` is a binding file, or an API prompt with a

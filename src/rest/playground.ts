@@ -10,14 +10,14 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { sendDetail } from './respond.js';
 
 /** URL path of the hashed files (Vite's `base` plus `assets`). */
 export const PLAYGROUND_ASSETS_PATH = '/playground/assets';
 
-/** Where the build is, next to the sources. */
-const DIST = fileURLToPath(new URL('../../playground/dist/', import.meta.url));
+/** Where the build is, in the package. */
+const DIST = join(PACKAGE_ROOT, 'playground', 'dist');
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -59,7 +59,7 @@ export function playgroundCsp(publicUrl: string | undefined): string {
   ].join('; ');
 }
 
-/** Serves the built playground; `dir` is for tests. @default playground/dist next to src/ */
+/** Serves the built playground; `dir` is for tests. @default playground/dist in the package */
 export class PlaygroundAssets {
   private loaded: Promise<{ page: BuiltFile | undefined; assets: Map<string, BuiltFile> }> | undefined;
 

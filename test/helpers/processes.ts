@@ -16,9 +16,10 @@ export interface Child {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Runs a TypeScript entry point of this repository and waits until it prints a URL matching `ready`. */
+/** Runs an entry point of this repository (TypeScript under tsx, or a built .js) and waits until it prints a URL matching `ready`. */
 async function startChild(entry: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Child> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
+  const child = spawn(process.execPath, [...loader, entry, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -58,9 +59,17 @@ export function startSimulatorProcess(args: string[]): Promise<Child> {
   return startChild('simulator/cli.ts', args, {}, /listening on (http:\/\/\S+)/);
 }
 
-/** The service process (`npm start`), configured through its environment; `args` go to src/main.ts (default none). */
+/** The service's log line once it accepts connections, with its URL. */
+const SERVICE_LISTENING = /"msg":"Kontext Gateway listening","url":"(http:\/\/[^"]+)"/;
+
+/** The service process from its TypeScript sources under tsx (what `npm start` bundles), configured through its environment; `args` go to src/main.ts (default none). */
 export function startServiceProcess(env: Record<string, string>, args: string[] = []): Promise<Child> {
-  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, /"msg":"Kontext Gateway listening","url":"(http:\/\/[^"]+)"/);
+  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING);
+}
+
+/** The service from a bundle `scripts/build-service.mjs` wrote (as `npm start` runs it), configured through its environment. */
+export function startBuiltServiceProcess(bundle: string, env: Record<string, string>, args: string[] = []): Promise<Child> {
+  return startChild(bundle, args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING);
 }
 
 /** Runs the service until it exits by itself (a start that must fail); returns its exit code and output. */
