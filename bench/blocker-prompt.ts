@@ -3,7 +3,6 @@
  * measured task waits behind it in ComfyUI's queue, and starts when the blocker is cancelled.
  */
 import { randomUUID } from 'node:crypto';
-import type { Simulator } from '../simulator/server.js';
 import { ComfyWorker } from '../src/comfyui/worker.js';
 import { bindWorkflow, loadWorkflow } from '../src/comfyui/workflow.js';
 
@@ -15,9 +14,9 @@ export interface Blocker {
   stop(): Promise<void>;
 }
 
-/** Connects a blocker to `sim`, with `reference` uploaded for its prompts. */
-export async function startBlocker(sim: Simulator, reference: Buffer): Promise<Blocker> {
-  const worker = new ComfyWorker(sim.url);
+/** Connects a blocker to the ComfyUI (simulator) at `comfyuiUrl`, with `reference` uploaded for its prompts. */
+export async function startBlocker(comfyuiUrl: string, reference: Buffer): Promise<Blocker> {
+  const worker = new ComfyWorker(comfyuiUrl);
   const workflow = await loadWorkflow();
   await worker.start();
   try {

@@ -42,7 +42,7 @@ interface ServiceResult {
 }
 
 async function throughService(dir: string): Promise<ServiceResult> {
-  const { sim, measure } = await startStampingSimulator(dir, STEP_MS);
+  const sim = await startStampingSimulator(dir, STEP_MS);
   let blocker: Blocker | undefined;
   let service: Child | undefined;
   let subs: Subscriber[] = [];
@@ -55,12 +55,12 @@ async function throughService(dir: string): Promise<ServiceResult> {
     const reference = await makeImage('png', 320, 240);
     for await (const f of client.watch(await generateTask(client, reference, 'fan-out warm-up', 2, 1))) if (f.status !== 'PENDING' && f.status !== 'PROCESSING') break;
 
-    blocker = await startBlocker(sim, reference);
+    blocker = await startBlocker(sim.url, reference);
     const release = await blocker.hold(2);
     // The first task runs first once the blocker goes; the others wait in the queue with their subscribers.
     const tasks: string[] = [];
     for (let i = 0; i < TASKS; i++) tasks.push(await generateTask(client, reference, `fan-out ${i}`, STEPS, 3 + i));
-    const sentAt = measure(promptIdFor(tasks[0]!, 0));
+    await sim.measure(promptIdFor(tasks[0]!, 0));
 
     const before = (await processMemory(pid)).rss;
     const wsUrl = `${service.url}/graphql`.replace(/^http/, 'ws');
@@ -73,6 +73,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     const after = (await processMemory(pid)).rss;
     const measured = all.filter((_, i) => i % TASKS === 0);
     const clientBusy = await measuredWindow(pid, () => releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks'));
+    const sentAt = await sim.stamps();
     if (sentAt.size !== STEPS) throw new Error(`fan-out over many tasks: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
     return { values: delays(measured, sentAt).values, rssPerSubscriber: (after - before) / all.length, clientBusy, sampleFrame };
   } finally {

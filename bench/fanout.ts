@@ -1,7 +1,8 @@
 /**
  * Live progress fan-out: 1000 graphql-ws subscribers (the graphql-ws client, one socket each) and
- * 200 SSE subscribers on one running task. The delay of a frame is the time from the simulator
- * sending a `progress` message (observed with its `onMessageSent` hook) to a subscriber receiving
+ * 200 SSE subscribers on one running task. The delay of a frame is the time from the simulator (a
+ * process of its own, as ComfyUI is) sending a `progress` message (observed with its
+ * `onMessageSent` hook) to a subscriber receiving
  * the frame for that step. The service runs as a child process, so its RSS is its own: RSS per
  * subscriber is the growth from before the first subscriber to all of them subscribed.
  *
@@ -76,7 +77,7 @@ interface ServiceResult {
 
 /** The measured task through the service process, with every subscriber on it. */
 async function throughService(dir: string): Promise<ServiceResult> {
-  const { sim, measure } = await startStampingSimulator(dir, STEP_MS);
+  const sim = await startStampingSimulator(dir, STEP_MS);
   let blocker: Blocker | undefined;
   let service: Child | undefined;
   let subs: Subscriber[] = [];
@@ -90,10 +91,10 @@ async function throughService(dir: string): Promise<ServiceResult> {
     // A warm-up task, start to finish: the service's code paths are loaded and compiled before measuring.
     for await (const f of client.watch(await generateTask(client, reference, 'fan-out', 2, 1))) if (f.status !== 'PENDING' && f.status !== 'PROCESSING') break;
 
-    blocker = await startBlocker(sim, reference);
+    blocker = await startBlocker(sim.url, reference);
     const release = await blocker.hold(2);
     const measured = await generateTask(client, reference, 'fan-out', STEPS, 3);
-    const sentAt = measure(promptIdFor(measured, 0));
+    await sim.measure(promptIdFor(measured, 0));
 
     const before = (await processMemory(pid)).rss;
     const graphqlUrl = `${service.url}/graphql`;
@@ -107,6 +108,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     const after = (await processMemory(pid)).rss;
 
     const clientBusy = await measuredWindow(pid, () => releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'fan-out'));
+    const sentAt = await sim.stamps();
     if (sentAt.size !== STEPS) throw new Error(`fan-out: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
     return {
       ws: delays(wsSubs, sentAt),

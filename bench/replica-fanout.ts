@@ -62,7 +62,7 @@ async function poll<T>(what: string, check: () => Promise<T | undefined>, timeou
 
 /** The fan-out rows' measurements, both placements in one run. */
 async function measure(dir: string): Promise<{ one: Measured; spread: Measured }> {
-  const { sim, measure: measurePrompt } = await startStampingSimulator(dir, STEP_MS);
+  const sim = await startStampingSimulator(dir, STEP_MS);
   const database = await createTestDatabase('postgres');
   const replicas: Child[] = [];
   let blocker: Blocker | undefined;
@@ -86,20 +86,21 @@ async function measure(dir: string): Promise<{ one: Measured; spread: Measured }
     await Promise.all(watchers.map((w) => w.done));
     for (const w of watchers) w.close();
 
-    blocker = await startBlocker(sim, reference);
+    blocker = await startBlocker(sim.url, reference);
     const holder = blocker;
 
     /** One measured task; `placeOn(i, runner)` is the replica of the i-th subscriber. */
     const run = async (seed: number, placeOn: (i: number, runner: number) => number): Promise<Measured> => {
       const release = await holder.hold(seed);
       const measured = await generateTask(kontext, reference, 'replica fan-out', STEPS, seed);
-      const sentAt = measurePrompt(promptIdFor(measured, 0));
+      await sim.measure(promptIdFor(measured, 0));
       const claimedBy = await poll('the measured task to be claimed', async () => (await findTask(db!, measured))?.claimed_by ?? undefined);
       const runner = instances.indexOf(claimedBy);
       if (runner < 0) throw new Error(`replica fan-out: the task was claimed by ${claimedBy}, not a bench replica`);
       subs = await openAll(SUBSCRIBERS, (i) => wsSubscriber(wsUrls[placeOn(i, runner)]!, measured));
 
       const clientBusy = await releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'replica fan-out');
+      const sentAt = await sim.stamps();
       if (sentAt.size !== STEPS) throw new Error(`replica fan-out: saw ${sentAt.size} progress messages of the measured prompt, expected ${STEPS}`);
       const result = { ...delays(subs, sentAt), clientBusy };
       for (const s of subs) s.close();
