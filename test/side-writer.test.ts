@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { insertImages } from '../src/db/images.js';
 import { openSideWriter } from '../src/db/side-writer.js';
+import { WriteHealth } from '../src/db/write-health.js';
 import { deleteTasksQuery, insertTask } from '../src/db/tasks.js';
 
 const at = new Date().toISOString();
@@ -90,6 +91,27 @@ describe('side writer (SQLite: a connection in a worker thread)', () => {
     } finally {
       holder.close();
       await writer.close();
+    }
+  });
+
+  it('tells the WriteHealth the database was opened with: a failed statement makes it fail (/ready 503), the next one that succeeds clears it', async () => {
+    const health = new WriteHealth({ probeIntervalMs: 60_000 });
+    const other = await openDatabase({ file, health });
+    const writer = await openSideWriter(other, { busyTimeoutMs: 30 });
+    const holder = new BetterSqlite3(file);
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      await expect(writer.run(deleteTasksQuery(other, ['a']))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+      expect(health.ok).toBe(false);
+      expect(health.reason).toBe('the database is locked by another process');
+      holder.exec('ROLLBACK');
+      await writer.run(deleteTasksQuery(other, ['a']));
+      expect(health.ok).toBe(true);
+    } finally {
+      holder.close();
+      health.stop();
+      await writer.close();
+      await other.destroy();
     }
   });
 

@@ -57,7 +57,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
     await db.destroy();
     throw err;
   }
+  if (options.health) healthOf.set(db, options.health);
   return db;
+}
+
+/** Each handle's WriteHealth, for writes made on connections of its own (side-writer.ts). */
+const healthOf = new WeakMap<Db, WriteHealth>();
+
+/** The WriteHealth `db` was opened with; undefined when none. */
+export function writeHealthOf(db: Db): WriteHealth | undefined {
+  return healthOf.get(db);
 }
 
 function openSqlite(options: SqliteDatabaseOptions): Db {

@@ -14,8 +14,9 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { sql, type CompiledQuery } from 'kysely';
-import type { Db } from './database.js';
+import { writeHealthOf, type Db } from './database.js';
 import { dialectOf } from './dialect.js';
+import type { WriteHealth } from './write-health.js';
 
 /** Runs write statements and checkpoints beside the service's connection; `close` when done. */
 export interface SideWriter {
@@ -58,6 +59,8 @@ parentPort.on('message', (m) => {
 export interface SideWriterOptions {
   /** How long the worker's statements wait for another connection's write lock, in ms. @default 5000 */
   busyTimeoutMs?: number;
+  /** Told of every statement's outcome, as the driver tells it of its own writes. @default the one `db` was opened with */
+  health?: WriteHealth;
 }
 
 /** A side writer for `db`: a worker thread if it is an SQLite file in WAL mode, otherwise `db` itself. */
@@ -70,6 +73,8 @@ export async function openSideWriter(db: Db, options: SideWriterOptions = {}): P
   if (mode.rows[0]?.journal_mode !== 'wal' || !file) return inline;
   const before = await sql<{ wal_autocheckpoint: number }>`pragma wal_autocheckpoint`.execute(db);
   const pages = Number(before.rows[0]?.wal_autocheckpoint ?? 1000);
+  // A full disk or a lock seen here shows on /ready as the driver's own failures do.
+  const health = options.health ?? writeHealthOf(db);
   const worker = new Worker(WORKER, {
     eval: true,
     // Not the process's flags: `--input-type=module` (a `node --eval` script) would make this CommonJS code ESM.
@@ -103,7 +108,10 @@ export async function openSideWriter(db: Db, options: SideWriterOptions = {}): P
   return {
     async run(query) {
       const { error } = await ask({ kind: 'run', sql: query.sql, parameters: query.parameters });
-      if (error) throw Object.assign(new Error(error.message), error.code ? { code: error.code } : {});
+      if (!error) return void health?.succeeded();
+      const err = Object.assign(new Error(error.message), error.code ? { code: error.code } : {});
+      health?.failed(err);
+      throw err;
     },
     async checkpoint() {
       await ask({ kind: 'checkpoint' });
