@@ -8,6 +8,7 @@ import { openDatabase } from '../src/db/database.js';
 import { imagesOfTask } from '../src/db/images.js';
 import { countByStatus } from '../src/db/tasks.js';
 import type { ProgressFrame } from '../src/tasks/progress-frame.js';
+import { WATCHERS_PER_TURN } from '../src/tasks/task-watch-hub.js';
 import { transitions, type Transitions } from '../src/tasks/transitions/index.js';
 import { makeImage } from './helpers/images.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
@@ -93,7 +94,7 @@ describe('the task engine', () => {
     expect(sawPosition).toBe(true);
   });
 
-  it('announces changed queue positions one task per turn of the event loop: a burst of them never holds the loop', async () => {
+  it('hands changed queue positions to their watchers over several turns of the event loop: a burst of them never holds the loop', async () => {
     stack = await startStack({ config: { maxConcurrentTasks: 1 }, sim: { stepMs: 40 } });
     const post = async (d: string) => ((await (await postGenerate(stack!.app.url, { description: d, steps: '50', size: '256x256' })).json()) as { task_id: string }).task_id;
     const running = await post('running');
@@ -103,16 +104,17 @@ describe('the task engine', () => {
       const last = await taskStatus(stack!.app.url, queued[3]!);
       return (await taskStatus(stack!.app.url, running)).status === 'processing' && last.queue_position === 4;
     });
-    // Turns of the event loop, counted in its check phase, where the announcement yields too.
+    // Turns of the event loop, counted in its check phase, where the hub's next turn starts too.
     let turn = 0;
     let ticker = setImmediate(function tick() {
       turn++;
       ticker = setImmediate(tick);
     });
+    // A full turn's worth of watchers on each task that moves up: no two of their frames fit in one turn.
+    const watches = await Promise.all(queued.slice(1).map((id) => Promise.all(Array.from({ length: WATCHERS_PER_TURN }, () => stack!.app.service.watch(id, OPEN_CALLER)))));
     try {
       // Once the running task is cancelled, queued[0] runs and queued[1..3] move up to 1..3.
-      const watches = await Promise.all(queued.slice(1).map((id) => stack!.app.service.watch(id, OPEN_CALLER)));
-      const arrived = watches.map(async (watch, i) => {
+      const arrived = watches.map(async ([watch], i) => {
         for await (const f of watch!) if (f.status === 'pending' && f.queuePosition === i + 1) return turn;
         throw new Error(`queued ${i + 1} never got position ${i + 1}`);
       });
@@ -121,6 +123,7 @@ describe('the task engine', () => {
       expect(new Set(turns).size).toBe(3);
     } finally {
       clearImmediate(ticker);
+      for (const w of watches.flat()) await w?.return?.();
     }
   });
 

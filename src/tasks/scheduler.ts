@@ -3,7 +3,6 @@
  * `maxConcurrentTasks` processing), announces queue positions in that order, hands waiting images to free worker slots in queue order, renews this
  * instance's claims, and fails tasks that no worker could take for longer than an image may run.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { waitingImages } from '../db/images.js';
 import { cancelRequestedIds, findTask, pendingTaskIds, renewLeases } from '../db/tasks.js';
 import type { TaskRow } from '../db/types.js';
@@ -131,17 +130,8 @@ export class Scheduler {
     // One transaction for all; each frame is then published in its task's chain. A transition of
     // that task written meanwhile has a higher seq, and watchers drop the older frame behind it.
     const frames = await transitions.announcePositions(db, changed);
-    // A turn of the event loop between tasks: published together, 99 queued tasks' frames to their
-    // 100 watchers each were written in one go, and the loop stood still for ~0.5 s whenever a task
-    // finished (the many-tasks fan-out bench), holding the running task's frames and every request.
-    const published: Promise<unknown>[] = [];
-    for (const [i, frame] of frames.entries()) {
-      if (i > 0) await yieldToLoop();
-      const run = publisher.run(frame.taskId, async () => frame);
-      run.catch(() => undefined); // seen by Promise.all below; not unhandled while this loop yields
-      published.push(run);
-    }
-    await Promise.all(published);
+    // Published together; the watchers get them over several turns of the event loop (task-watch-hub.ts).
+    await Promise.all(frames.map((frame) => publisher.run(frame.taskId, async () => frame)));
   }
 
   /**
