@@ -78,6 +78,45 @@ describe('a task watched by many subscribers', () => {
   });
 });
 
+describe('a graphql-ws socket that never says connection_init', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ sim: { stepMs: 25 } });
+  });
+  afterAll(async () => stack?.close());
+
+  it('is closed with 4408 once the wait is over; a socket that said it in time stays open', async () => {
+    const { service, auth, signer } = stack.app;
+    const yoga = createGraphQLServer({ service, auth, signer, maxFileSize: 1 << 20, publicUrl: undefined, corsOrigins: [] });
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const ws = attachGraphQLWs(server, { yoga, auth, connectionInitWaitTimeout: 150 });
+    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
+    try {
+      const [silent, polite] = [new WebSocket(url, 'graphql-transport-ws'), new WebSocket(url, 'graphql-transport-ws')];
+      await Promise.all([silent, polite].map((s) => new Promise((resolve) => s.once('open', resolve))));
+      const acked = new Promise((resolve) => polite.once('message', resolve));
+      polite.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+      expect(JSON.parse(String(await acked))).toEqual({ type: 'connection_ack' });
+      const [code, reason] = await new Promise<[number, string]>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the silent socket was still open after 5 s')), 5_000);
+        silent.once('close', (c, r) => (clearTimeout(timer), resolve([c, String(r)])));
+      });
+      expect([code, reason]).toEqual([4408, 'Connection initialisation timeout']);
+      // Well past the wait: the socket that said connection_init is still open and still answers.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(polite.readyState).toBe(WebSocket.OPEN);
+      const pong = new Promise((resolve) => polite.once('message', resolve));
+      polite.send(JSON.stringify({ type: 'ping' }));
+      expect(JSON.parse(String(await pong))).toEqual({ type: 'pong' });
+      polite.close();
+    } finally {
+      await ws.dispose();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe('a directly written subscriber', () => {
   /** A watch fed by hand through a hub on an in-process bus; `sink` takes what `accepts` says. */
   async function setUp(accepts: (seq: number) => boolean) {

@@ -77,6 +77,8 @@ interface Extra {
   caller?: Caller;
   /** graphql-ws's state of the connection, once it is accepted: shared subscriptions enter theirs in it. */
   state?: ConnectionState;
+  /** Closes the socket (4408) unless `connection_init` comes first; cleared when it does. */
+  initWait?: NodeJS.Timeout;
 }
 
 /** Close code for a missing, wrong or revoked key at `connection_init` (graphql-ws' Unauthorized). */
@@ -105,9 +107,13 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
   // Shareable subscriptions skip graphql-ws's per-operation machinery (ws-shared-subscriptions.ts).
   const shared = new SharedSubscriptions(yoga, maxSubscriptions);
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload ?? 64 * 1024, handleProtocols: (protocols) => handleProtocols(protocols) });
+  const initWaitMs = options.connectionInitWaitTimeout ?? 3_000;
   const graphqlWs = makeServer<Record<string, unknown> | undefined, Extra>({
-    connectionInitWaitTimeout: options.connectionInitWaitTimeout ?? 3_000,
+    // Ours instead (Connection): graphql-ws keeps its timer, fired or not, until the socket closes.
+    connectionInitWaitTimeout: 0,
     onConnect: async (ctx) => {
+      clearTimeout(ctx.extra.initWait);
+      ctx.extra.initWait = undefined;
       const result = await options.auth.authenticate(keyOfConnection(ctx.connectionParams));
       if (!result.ok) {
         // graphql-ws would close with 4403 on `false`; this close comes first, so the client sees 4401.
@@ -237,10 +243,12 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
 
   const onConnection = (socket: WebSocket, request: IncomingMessage) => {
     const connection = new Connection(socket, request);
+    if (initWaitMs > 0 && Number.isFinite(initWaitMs)) connection.extra.initWait = setTimeout(closeUninitialised, initWaitMs, socket).unref();
     socket.on('error', (err: Error & { code?: string }) => connection.error(err));
     socket.on('pong', onPong);
     const closed = graphqlWs.opened(connection, connection.extra);
     socket.once('close', (code, reason) => {
+      clearTimeout(connection.extra.initWait);
       awaitingPong.delete(socket);
       closed(code, String(reason)).catch((err: unknown) => log.error('graphql-ws: ending subscriptions failed', { error: err instanceof Error ? err.message : String(err) }));
     });
@@ -300,6 +308,11 @@ function keyOfConnection(params: Readonly<Record<string, unknown>> | undefined):
   const apiKey = params?.['apiKey'];
   if ((authorization !== undefined && typeof authorization !== 'string') || (apiKey !== undefined && typeof apiKey !== 'string')) return '';
   return presentedKey(authorization, apiKey);
+}
+
+/** A socket whose `connection_init` did not come in time, closed as graphql-ws closes it. */
+function closeUninitialised(socket: WebSocket): void {
+  socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
 }
 
 /** The upgrade socket's 'error' listener until ws owns it: the socket is gone. */
