@@ -93,4 +93,6 @@ const [dir, mode] = process.argv.slice(2);
 if (!dir || (mode !== 'checked' && mode !== 'bare')) throw new Error('usage: plain-upload-server.ts <dir> checked|bare');
 const handle = mode === 'checked' ? handleChecked : handleBare;
 const server = createServer((req, res) => handle(dir, req, res));
+// Exits through 'exit' handlers (bench/cpu-profile-preload.mjs writes its profile there).
+process.once('SIGTERM', () => process.exit(0));
 server.listen(0, '127.0.0.1', () => console.log(`plain listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`));

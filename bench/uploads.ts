@@ -32,10 +32,10 @@ const UPLOADS = 20;
 // wants many of them (it was 8).
 const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? BALANCED_ROUNDS.length);
 
-/** A baseline server of bench/plain-upload-server.ts writing into `dir`. */
-async function startPlainServer(dir: string, mode: 'checked' | 'bare'): Promise<Child> {
+/** A baseline server of bench/plain-upload-server.ts writing into `dir`; `env` is added to this process's. */
+export async function startPlainServer(dir: string, mode: 'checked' | 'bare', env: Record<string, string> = {}): Promise<Child> {
   const entry = new URL('./plain-upload-server.ts', import.meta.url).pathname;
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, dir, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, dir, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const url = await new Promise<string>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`plain-upload-server ${mode} exited with ${code}`)));
     child.stdout.on('data', (c: Buffer) => {
@@ -44,7 +44,7 @@ async function startPlainServer(dir: string, mode: 'checked' | 'bare'): Promise<
     });
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  return { url, process: child, output: () => '', kill: async () => void (child.kill('SIGKILL'), await exited) };
+  return { url, process: child, output: () => '', kill: async (signal = 'SIGKILL') => void (child.kill(signal), await exited) };
 }
 
 interface Side {
