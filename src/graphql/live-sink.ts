@@ -38,15 +38,17 @@ export const MAX_BEHIND_BYTES = 1024 * 1024;
 export class WsSink implements LiveSink {
   readonly kind = 'graphql-ws';
   #claimed = false;
-  /** The message up to its payload; only the payload changes per frame. */
-  readonly #head: string;
+  /**
+   * The operation id as JSON, the one part of the message that is the subscriber's own. Not the whole
+   * message head: built once and kept, that was a concatenated string of 7 parts, ~230 B per subscriber.
+   */
+  readonly #quotedId: string;
 
   constructor(
     readonly socket: WebSocket,
     id: string,
   ) {
-    // As graphql-ws's stringifyMessage writes it.
-    this.#head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    this.#quotedId = JSON.stringify(id);
   }
 
   claim(): boolean {
@@ -60,7 +62,8 @@ export class WsSink implements LiveSink {
     const socket = this.socket;
     if (socket.readyState !== socket.OPEN) return true; // it is closing: its operations end with it
     if (!final && socket.bufferedAmount > MAX_BEHIND_BYTES) return true;
-    socket.send(`${this.#head}${json}}`);
+    // As graphql-ws's stringifyMessage writes it.
+    socket.send(`{"id":${this.#quotedId},"type":"next","payload":${json}}`);
     return true;
   }
 }
