@@ -31,30 +31,42 @@ export class DirectOperation extends WsSink {
   }
 
   /**
-   * Subscribes with `args` and answers until the stream ends. A task's watch is subscribed without
-   * Yoga's envelope (shared-execution.ts's subscribeDirect: its per-operation wrappers would be most
-   * of a subscriber's memory); what its sink does not take, and anything else, goes through
-   * `subscribe` (Yoga's enveloped subscribe: masking, bounded messages) as before. `ctx`: the
-   * connection's table; the operation is over for the client once it is no longer there.
+   * Subscribes with `args` and answers until the stream ends, then calls `ended` (with the error when
+   * the answering failed unexpectedly: ws.ts then closes the socket with 4500). A task's watch is
+   * subscribed without Yoga's envelope (shared-execution.ts's subscribeDirect: its per-operation
+   * wrappers would be most of a subscriber's memory); what its sink does not take, and anything else,
+   * goes through `subscribe` (Yoga's enveloped subscribe: masking, bounded messages) as before.
+   * `ctx`: the connection's table; the operation is over for the client once it is no longer there.
+   * Resolves once subscribed: until the stream carries something (most never do before their last
+   * frame) a directly written subscriber waits as a callback in its watch, not as pending promises.
    */
-  async run(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown): Promise<void> {
+  async start(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown, ended: (error?: unknown) => void): Promise<void> {
     let first: Awaited<ReturnType<typeof subscribeDirect>>;
     try {
       first = await subscribeDirect(args, this);
     } catch (err) {
       if (this.#here(ctx)) delete ctx.subscriptions[this.id];
-      throw err;
+      return ended(err ?? new Error('the subscription failed'));
     }
+    const answer = (): void =>
+      void this.#answer(ctx, args, subscribe, first).then(
+        () => ended(),
+        (err: unknown) => ended(err ?? new Error('the subscription failed')),
+      );
     const raw = first.direct;
-    if (!raw) return this.#answer(ctx, args, subscribe, first);
-    if (!this.#here(ctx)) return void (await raw.return());
+    if (!raw) return answer();
+    if (!this.#here(ctx)) {
+      // Completed by the client while subscribing.
+      return raw.return().then(
+        () => ended(),
+        (err: unknown) => ended(err ?? new Error('the subscription failed')),
+      );
+    }
     this.#results = raw;
-    // Returned, not awaited: until the stream carries something (most never do before their last
-    // frame) no async frame of this subscriber waits, only the watch's callback.
-    return new Promise<void>((resolve) => raw.whenReady(resolve)).then(() => this.#answer(ctx, args, subscribe, first));
+    raw.whenReady(answer);
   }
 
-  /** The operation's answer from `first` on (see run). */
+  /** The operation's answer from `first` on (see start). */
   async #answer(
     ctx: { subscriptions: OperationTable },
     args: ExecutionArgs,

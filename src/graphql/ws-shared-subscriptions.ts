@@ -92,12 +92,15 @@ export class SharedSubscriptions {
     // Entered now, as graphql-ws enters an operation before its first await: the next message sees it.
     const operation = new DirectOperation(socket, id);
     ctx.subscriptions[id] = operation;
-    this.#run(ctx, operation, group, delegate).catch(fail);
+    this.#run(ctx, operation, group, delegate, fail).catch(fail);
     return true;
   }
 
-  /** Waits for the group, then runs the operation; returns at once (its frame, holding `delegate` and the message, ends). */
-  async #run(ctx: ConnectionState, operation: DirectOperation, group: Group, delegate: () => void): Promise<void> {
+  /**
+   * Waits for the group, then starts the operation; resolves once it is subscribed (its frame,
+   * holding `delegate` and the message, ends then). The group is left when the operation ends.
+   */
+  async #run(ctx: ConnectionState, operation: DirectOperation, group: Group, delegate: () => void, fail: (err: unknown) => void): Promise<void> {
     let shared: GroupArgs | undefined;
     try {
       shared = await group.ready;
@@ -110,9 +113,11 @@ export class SharedSubscriptions {
       if (ctx.subscriptions[operation.id] === operation) delete ctx.subscriptions[operation.id];
       return delegate();
     }
-    // Not awaited here: this frame (and the message it holds) ends now; the group's arguments are
-    // shared by every member as they are (the sink is the operation itself, not in the context).
-    return operation.run(ctx, shared.args, shared.subscribe).finally(() => this.#leave(group));
+    // The group's arguments are shared by every member as they are (the sink is the operation itself, not in the context).
+    await operation.start(ctx, shared.args, shared.subscribe, (error) => {
+      this.#leave(group);
+      if (error !== undefined) fail(error);
+    });
   }
 
   #leave(group: Group): void {
