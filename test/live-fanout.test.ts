@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { OPEN_CALLER } from '../src/auth/caller.js';
 import { directSubscriber } from '../src/graphql/direct-subscriber.js';
 import type { LiveSink } from '../src/graphql/live-sink.js';
-import { attachGraphQLWs } from '../src/graphql/ws.js';
+import { attachGraphQLWs, type GraphQLWsOptions } from '../src/graphql/ws.js';
 import { createGraphQLServer } from '../src/graphql/yoga.js';
 import { createMemoryProgressBus } from '../src/tasks/progress-bus.js';
 import { emptyFrame, type ProgressFrame } from '../src/tasks/progress-frame.js';
@@ -23,7 +23,7 @@ import { startStack, type Stack } from './helpers/stack.js';
 
 const frame = (seq: number, status: ProgressFrame['status'] = 'processing'): ProgressFrame => ({ ...emptyFrame('t1', status, seq), seq });
 
-describe('a task watched by many subscribers', () => {
+describe('a task watched by many subscribers, and the graphql-ws connections', () => {
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack({ sim: { stepMs: 25 } });
@@ -53,14 +53,23 @@ describe('a task watched by many subscribers', () => {
     }
   });
 
-  it('a socket that stops answering pings is terminated, after more sockets than one batch of pings; those that answer stay', async () => {
+  /** graphql-ws alone on a server of its own over the stack's service, with `options`; `run` gets its URL. */
+  async function withWsServer(options: Partial<GraphQLWsOptions>, run: (url: string) => Promise<void>): Promise<void> {
     const { service, auth, signer } = stack.app;
     const yoga = createGraphQLServer({ service, auth, signer, maxFileSize: 1 << 20, publicUrl: undefined, corsOrigins: [] });
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const ws = attachGraphQLWs(server, { yoga, auth, keepAlive: 100 });
-    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
+    const ws = attachGraphQLWs(server, { yoga, auth, ...options });
     try {
+      await run(`ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`);
+    } finally {
+      await ws.dispose();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  it('a socket that stops answering pings is terminated, after more sockets than one batch of pings; those that answer stay', async () => {
+    await withWsServer({ keepAlive: 100 }, async (url) => {
       // A round pings 64 sockets per turn of the event loop (keep-alive.ts): the silent one, connected last, is in a later batch.
       const answering = Array.from({ length: 70 }, () => new WebSocket(url, 'graphql-transport-ws'));
       await Promise.all(answering.map((s) => new Promise((resolve) => s.once('open', resolve))));
@@ -71,28 +80,11 @@ describe('a task watched by many subscribers', () => {
       await closed;
       expect(answering.filter((s) => s.readyState !== WebSocket.OPEN)).toEqual([]);
       for (const s of answering) s.close();
-    } finally {
-      await ws.dispose();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
   });
-});
 
-describe('a graphql-ws socket that never says connection_init', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ sim: { stepMs: 25 } });
-  });
-  afterAll(async () => stack?.close());
-
-  it('is closed with 4408 once the wait is over; a socket that said it in time stays open', async () => {
-    const { service, auth, signer } = stack.app;
-    const yoga = createGraphQLServer({ service, auth, signer, maxFileSize: 1 << 20, publicUrl: undefined, corsOrigins: [] });
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const ws = attachGraphQLWs(server, { yoga, auth, connectionInitWaitTimeout: 150 });
-    const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/graphql`;
-    try {
+  it('a socket that never says connection_init is closed with 4408 once the wait is over; one that said it in time stays open', async () => {
+    await withWsServer({ connectionInitWaitTimeout: 150 }, async (url) => {
       const [silent, polite] = [new WebSocket(url, 'graphql-transport-ws'), new WebSocket(url, 'graphql-transport-ws')];
       await Promise.all([silent, polite].map((s) => new Promise((resolve) => s.once('open', resolve))));
       const acked = new Promise((resolve) => polite.once('message', resolve));
@@ -110,10 +102,7 @@ describe('a graphql-ws socket that never says connection_init', () => {
       polite.send(JSON.stringify({ type: 'ping' }));
       expect(JSON.parse(String(await pong))).toEqual({ type: 'pong' });
       polite.close();
-    } finally {
-      await ws.dispose();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
   });
 });
 

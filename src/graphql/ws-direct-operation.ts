@@ -41,27 +41,20 @@ export class DirectOperation extends WsSink {
    * frame) a directly written subscriber waits as a callback in its watch, not as pending promises.
    */
   async start(ctx: { subscriptions: OperationTable }, args: ExecutionArgs, subscribe: (args: ExecutionArgs) => unknown, ended: (error?: unknown) => void): Promise<void> {
+    const fail = (err: unknown) => ended(err ?? new Error('the subscription failed'));
     let first: Awaited<ReturnType<typeof subscribeDirect>>;
     try {
       first = await subscribeDirect(args, this);
     } catch (err) {
       if (this.#here(ctx)) delete ctx.subscriptions[this.id];
-      return ended(err ?? new Error('the subscription failed'));
+      return fail(err);
     }
-    const answer = (): void =>
-      void this.#answer(ctx, args, subscribe, first).then(
-        () => ended(),
-        (err: unknown) => ended(err ?? new Error('the subscription failed')),
-      );
+    const endAfter = (work: Promise<unknown>): void => void work.then(() => ended(), fail);
+    const answer = (): void => endAfter(this.#answer(ctx, args, subscribe, first));
     const raw = first.direct;
     if (!raw) return answer();
-    if (!this.#here(ctx)) {
-      // Completed by the client while subscribing.
-      return raw.return().then(
-        () => ended(),
-        (err: unknown) => ended(err ?? new Error('the subscription failed')),
-      );
-    }
+    // Completed by the client while subscribing.
+    if (!this.#here(ctx)) return endAfter(raw.return());
     this.#results = raw;
     raw.whenReady(answer);
   }
