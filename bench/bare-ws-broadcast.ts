@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance as eventLoop } from 'node:perf_hooks';
 import WebSocket from 'ws';
-import { processMemory } from './process-memory.js';
+import { collectable } from './collect-garbage.js';
 import { clockNow, openAll } from './ws-frame-delays.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -18,7 +18,7 @@ export interface BroadcastResult {
   delays: number[];
   /** Share of the broadcast the bench process's event loop was busy (0-1). */
   clientBusy: number;
-  /** The server's RSS growth per connected socket, bytes. */
+  /** The server's RSS growth per connected socket, bytes, each reading after a full collection. */
   rssPerSocket: number;
 }
 
@@ -65,9 +65,10 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
       };
       tick();
     });`;
+  const gc = collectable();
   const child = spawn(process.execPath, ['-e', code], {
     cwd: ROOT,
-    env: { ...process.env, FRAME: sampleFrame, STEPS: String(steps), STEP_MS: String(stepMs) },
+    env: { ...process.env, ...gc.env, FRAME: sampleFrame, STEPS: String(steps), STEP_MS: String(stepMs) },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -80,7 +81,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
         if (m) resolve(m[1]!);
       });
     });
-    const before = (await processMemory(child.pid!)).rss;
+    const before = await gc.rss(child.pid!);
     const received: number[] = [];
     const measured = Math.ceil(count / rooms);
     let remaining = measured;
@@ -101,7 +102,7 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
       });
     };
     await openAll(count, open);
-    const after = (await processMemory(child.pid!)).rss;
+    const after = await gc.rss(child.pid!);
     const busyFrom = eventLoop.eventLoopUtilization();
     child.stdin.write('go\n');
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('bare ws: not every socket got every frame')), steps * stepMs + 30_000).unref());
@@ -113,5 +114,6 @@ export async function bareBroadcast({ sampleFrame, sockets: count, steps, stepMs
     for (const ws of sockets) ws.terminate();
     child.kill('SIGKILL');
     await exited;
+    await gc.dispose();
   }
 }

@@ -18,8 +18,8 @@ import { startServiceProcess, type Child } from '../test/helpers/processes.js';
 import { alternateRounds, medianRound } from './alternating.js';
 import { bareBroadcast } from './bare-ws-broadcast.js';
 import { startBlocker, type Blocker } from './blocker-prompt.js';
+import { collectable } from './collect-garbage.js';
 import { generateTask } from './generate-task.js';
-import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
 import { measuredWindow, profiledEnv, stopSignal } from './service-profile.js';
 import { percentile } from './stats.js';
@@ -47,9 +47,11 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let service: Child | undefined;
   let subs: Subscriber[] = [];
   let client: KontextClient | undefined;
+  // Memory is read after a full collection in the service, as in the baseline's server (bench/collect-garbage.ts).
+  const gc = collectable(profiledEnv());
   try {
     // Room for every subscriber besides the bench's own client (MAX_LIVE_CONNECTIONS is 10 000 by default).
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100), ...profiledEnv() });
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, MAX_LIVE_CONNECTIONS: String(TASKS * PER_TASK + 100), ...gc.env });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -62,7 +64,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     for (let i = 0; i < TASKS; i++) tasks.push(await generateTask(client, reference, `fan-out ${i}`, STEPS, 3 + i));
     await sim.measure(promptIdFor(tasks[0]!, 0));
 
-    const before = (await processMemory(pid)).rss;
+    const before = await gc.rss(pid);
     const wsUrl = `${service.url}/graphql`.replace(/^http/, 'ws');
     let sampleFrame = '';
     // Subscriber i watches task i % TASKS, so the measured task's subscribers are spread over the connecting.
@@ -70,7 +72,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
       wsSubscriber(wsUrl, tasks[i % TASKS]!, (data) => (sampleFrame ||= JSON.stringify({ id: randomUUID(), type: 'next', payload: { data } }))),
     );
     subs = all;
-    const after = (await processMemory(pid)).rss;
+    const after = await gc.rss(pid);
     const measured = all.filter((_, i) => i % TASKS === 0);
     const clientBusy = await measuredWindow(pid, () => releaseAndWait(measured, release, STEPS * STEP_MS + 60_000, 'fan-out over many tasks'));
     const sentAt = await sim.stamps();
@@ -82,6 +84,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     await blocker?.stop();
     await service?.kill(stopSignal());
     await sim.close();
+    await gc.dispose();
   }
 }
 
@@ -123,7 +126,7 @@ export async function benchFanoutManyTasks(): Promise<BenchRow[]> {
         baseline: `${(rss.round.bare.rssPerSocket / 1024).toFixed(1)} KB per socket, bare ws server with rooms`,
         ratio: rss.ratio,
         ratioLabel: `x the baseline, ${median} (the goal: <= 1.5)`,
-        note: `${rss.spread}; per subscriber: its socket and graphql-ws connection, its record in its group (ws-shared-subscriptions.ts: one envelope per group), its TaskWatch and DirectSubscriber; RSS growth includes heap not yet collected (the subscribes' garbage)`,
+        note: `${rss.spread}; per subscriber: its socket and graphql-ws connection, its record in its group (ws-shared-subscriptions.ts: one envelope per group), its TaskWatch and DirectSubscriber; RSS growth read after a full collection in the server, as the baseline's (bench/collect-garbage.ts)`,
       },
     ];
   } finally {

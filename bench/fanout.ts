@@ -4,7 +4,8 @@
  * process of its own, as ComfyUI is) sending a `progress` message (observed with its
  * `onMessageSent` hook) to a subscriber receiving
  * the frame for that step. The service runs as a child process, so its RSS is its own: RSS per
- * subscriber is the growth from before the first subscriber to all of them subscribed.
+ * subscriber is the growth from before the first subscriber to all of them subscribed, each
+ * reading after a full garbage collection in the server (bench/collect-garbage.ts), as the baseline's.
  *
  * The baseline is a bare `ws` server in a child process broadcasting frames of the same size to
  * 1000 sockets at the same pace, each frame stamped with its send time. Both sides' ws subscribers
@@ -29,8 +30,8 @@ import { startServiceProcess, type Child } from '../test/helpers/processes.js';
 import { alternateRounds, medianRound, type Round } from './alternating.js';
 import { bareBroadcast, type BroadcastResult } from './bare-ws-broadcast.js';
 import { startBlocker, type Blocker } from './blocker-prompt.js';
+import { collectable } from './collect-garbage.js';
 import { generateTask } from './generate-task.js';
-import { processMemory } from './process-memory.js';
 import { startStampingSimulator } from './progress-stamps.js';
 import { measuredWindow, profiledEnv, stopSignal } from './service-profile.js';
 import { sseSubscriber } from './sse-subscriber.js';
@@ -82,9 +83,11 @@ async function throughService(dir: string): Promise<ServiceResult> {
   let service: Child | undefined;
   let subs: Subscriber[] = [];
   let client: KontextClient | undefined;
+  // Memory is read after a full collection in the service, as in the baseline's server (bench/collect-garbage.ts).
+  const gc = collectable(profiledEnv());
   try {
     // FANOUT_PROFILE_DIR=<dir>: a CPU profile of the service and its measured window (bench/service-profile.ts).
-    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, ...profiledEnv() });
+    service = await startServiceProcess({ DATA_DIR: join(dir, 'data'), COMFYUI_URL: sim.url, ...gc.env });
     const pid = service.process.pid!;
     client = createKontextClient({ url: `${service.url}/graphql`, webSocketImpl: WebSocket });
     const reference = await makeImage('png', 320, 240);
@@ -96,7 +99,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     const measured = await generateTask(client, reference, 'fan-out', STEPS, 3);
     await sim.measure(promptIdFor(measured, 0));
 
-    const before = (await processMemory(pid)).rss;
+    const before = await gc.rss(pid);
     const graphqlUrl = `${service.url}/graphql`;
     const wsUrl = graphqlUrl.replace(/^http/, 'ws');
     let sampleFrame = '';
@@ -105,7 +108,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     );
     const sseSubs = await openAll(SSE_SUBSCRIBERS, () => sseSubscriber(graphqlUrl, measured));
     subs = [...wsSubs, ...sseSubs];
-    const after = (await processMemory(pid)).rss;
+    const after = await gc.rss(pid);
 
     const clientBusy = await measuredWindow(pid, () => releaseAndWait(subs, release, STEPS * STEP_MS + 30_000, 'fan-out'));
     const sentAt = await sim.stamps();
@@ -124,6 +127,7 @@ async function throughService(dir: string): Promise<ServiceResult> {
     await blocker?.stop();
     await service?.kill(stopSignal());
     await sim.close();
+    await gc.dispose();
   }
 }
 
@@ -182,7 +186,7 @@ export async function benchFanout(): Promise<BenchRow[]> {
         baseline: `${(rss.round.bare.rssPerSocket / 1024).toFixed(1)} KB per socket, bare ws server`,
         ratio: rss.ratio,
         ratioLabel: `x the baseline, ${median}`,
-        note: `${rss.spread}; RSS growth from before the first subscriber to all subscribed, heap not yet collected included; see the README for the heap per subscriber after a full GC`,
+        note: `${rss.spread}; RSS growth from before the first subscriber to all subscribed, each read after a full collection in the server (bench/collect-garbage.ts), as the baseline's`,
       },
     ];
   } finally {
