@@ -2,8 +2,7 @@
  * The promise "nothing lost, nothing run twice, never down" under faults: a database locked by
  * another process, a full disk, requests during start-up, a ComfyUI server that hangs and comes back.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -23,6 +22,7 @@ import { transitions, type Transitions } from '../src/tasks/transitions/index.js
 import { WorkerPool } from '../src/tasks/worker-pool.js';
 import type { Logger } from '../src/log.js';
 import { pngOfSize } from './helpers/images.js';
+import { emptyDisk, fillDisk, smallDisk as mountSmallDisk } from './helpers/small-disk.js';
 import { closedPort } from './helpers/ports.js';
 import { tryUpgrade } from './helpers/upgrade.js';
 import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type Stack } from './helpers/stack.js';
@@ -30,17 +30,11 @@ import { FAST, postGenerate, startStack, taskStatus, until, waitForStatus, type 
 let stack: Stack | undefined;
 const cleanups: (() => Promise<unknown> | void)[] = [];
 
-/** A 24 MB disk of its own (a tmpfs; tests run as root here, as in CI), unmounted after the test. */
+/** A 24 MB disk of its own, unmounted after the test. */
 async function smallDisk(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'kontext-disk-'));
-  const mnt = join(dir, 'disk');
-  await mkdir(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
-  cleanups.push(async () => {
-    execFileSync('umount', ['-l', mnt]);
-    await rm(dir, { recursive: true, force: true });
-  });
-  return mnt;
+  const disk = await mountSmallDisk();
+  cleanups.push(disk.dispose);
+  return disk.path;
 }
 
 afterEach(async () => {
@@ -106,18 +100,7 @@ describe('a database that cannot be written', () => {
     const id = ((await res.json()) as { task_id: string }).task_id;
     await until('the task to sample', async () => (await taskStatus(app.url, id)).progress > 0);
 
-    const filler = join(mnt, 'filler');
-    const fd = await open(filler, 'w');
-    try {
-      const chunk = Buffer.alloc(1024 * 1024);
-      for (;;) await fd.write(chunk);
-    } catch (err) {
-      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    } finally {
-      await fd.close();
-    }
-    // Small writes may still fit in a last block: take that too.
-    for (let i = 0; (await statfs(mnt)).bavail > 0 && i < 1000; i++) await writeFile(join(mnt, `f${i}`), Buffer.alloc(4096)).catch(() => undefined);
+    await fillDisk(mnt);
 
     // SQLite may still succeed (it reuses pages of its write-ahead log); /ready asks the file system.
     const now = await ready(app.url);
@@ -129,8 +112,7 @@ describe('a database that cannot be written', () => {
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('5');
     expect(((await refused.json()) as { detail: string }).detail).toMatch(/cannot store data right now: .*full/);
-    await rm(filler);
-    for (let i = 0; i < 1000; i++) await rm(join(mnt, `f${i}`), { force: true });
+    await emptyDisk(mnt);
 
     const done = await waitForStatus(app.url, id, ['completed', 'failed', 'cancelled'], 30_000);
     expect(done.status).toBe('completed');

@@ -4,7 +4,7 @@
  * and their order the same as SQLite's.
  */
 import { once } from 'node:events';
-import { createServer, type Server, type Socket, connect } from 'node:net';
+import { createServer } from 'node:net';
 import pg from 'pg';
 import { expect, it } from 'vitest';
 import { openDatabase } from '../src/db/database.js';
@@ -14,6 +14,7 @@ import { isStorageUnavailable, WriteHealth } from '../src/db/write-health.js';
 import { promptIdFor } from '../src/tasks/ids.js';
 import { transitions } from '../src/tasks/transitions/index.js';
 import { ADMIN_URL, createTestDatabase, forEachDialect } from './helpers/databases.js';
+import { startProxy } from './helpers/tcp-proxy.js';
 
 const createdAt = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
 
@@ -97,7 +98,7 @@ forEachDialect(
     });
 
     it('a server that refuses connections makes writes fail as storage unavailable; they work again when it is back', async () => {
-      const proxy = await startProxy(5432);
+      const proxy = await startProxy(5432, new URL(ADMIN_URL).hostname);
       const url = new URL((ctx.database.target as { url: string }).url);
       url.port = String(proxy.port);
       const health = new WriteHealth({ probeIntervalMs: 50 });
@@ -166,42 +167,6 @@ forEachDialect('the same rows on both dialects', (ctx) => {
     if (other) expect(rows).toEqual(other);
   });
 });
-
-/** A TCP proxy to the PostgreSQL server, which can stop (refusing, cutting connections) and start again on its port. */
-async function startProxy(targetPort: number): Promise<{ port: number; stop(): Promise<void>; restart(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const listen = async (): Promise<void> => {
-    const s = createServer((client) => {
-      const upstream = connect(targetPort, new URL(ADMIN_URL).hostname);
-      for (const sock of [client, upstream]) {
-        sockets.add(sock);
-        sock.on('error', () => undefined);
-        sock.on('close', () => sockets.delete(sock));
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    s.listen(port, '127.0.0.1');
-    await once(s, 'listening');
-    port = (s.address() as { port: number }).port;
-    server = s;
-  };
-  await listen();
-  return {
-    port,
-    stop: async () => {
-      const s = server;
-      server = undefined;
-      if (!s) return;
-      for (const sock of sockets) sock.destroy();
-      await new Promise<void>((resolve) => s.close(() => resolve()));
-    },
-    restart: listen,
-  };
-}
 
 /** A port nothing listens on. */
 async function freePort(): Promise<number> {

@@ -10,6 +10,7 @@ import { insertImages } from '../src/db/images.js';
 import { openSideWriter } from '../src/db/side-writer.js';
 import { WriteHealth } from '../src/db/write-health.js';
 import { deleteTasksQuery, insertTask } from '../src/db/tasks.js';
+import { emptyDisk, fillDisk, smallDisk } from './helpers/small-disk.js';
 
 const at = new Date().toISOString();
 
@@ -112,6 +113,30 @@ describe('side writer (SQLite: a connection in a worker thread)', () => {
       health.stop();
       await writer.close();
       await other.destroy();
+    }
+  });
+
+  it('a full disk in the worker (SQLITE_FULL) fails the WriteHealth with the full disk as its reason; once there is room the next statement succeeds and clears it', async () => {
+    const disk = await smallDisk('8m');
+    const health = new WriteHealth({ probeIntervalMs: 60_000 });
+    const onDisk = await openDatabase({ file: join(disk.path, 'kontext.db'), health });
+    const writer = await openSideWriter(onDisk);
+    try {
+      // Bigger than anything in the write-ahead log so far: the worker's connection must grow a file.
+      const big = (id: string) => onDisk.insertInto('tasks').values({ id, description: 'x'.repeat(1024 * 1024), status: 'pending', created_at: at, updated_at: at }).compile();
+      await fillDisk(disk.path);
+      await expect(writer.run(big('full'))).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+      expect(health.ok).toBe(false);
+      expect(health.reason).toBe('the disk holding the database is full');
+      await emptyDisk(disk.path);
+      await writer.run(big('room'));
+      expect(health.ok).toBe(true);
+      expect((await onDisk.selectFrom('tasks').select('id').execute()).map((t) => t.id)).toEqual(['room']);
+    } finally {
+      health.stop();
+      await writer.close();
+      await onDisk.destroy();
+      await disk.dispose();
     }
   });
 
