@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Db } from '../src/db/database.js';
+import { openDatabase, PAGE_CACHE_KIB, type Db } from '../src/db/database.js';
 import { beat } from '../src/db/heartbeats.js';
 import { assignImage, finishOpenImages, imagesOfTask, imagesOfTasks, insertImages, waitingImages } from '../src/db/images.js';
 import {
@@ -160,6 +160,18 @@ describe('SQLite only', () => {
       const sqlite = new BetterSqlite3((database.target as { file: string }).file);
       expect(sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
       sqlite.close();
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('its connection keeps a page cache of PAGE_CACHE_KIB, not better-sqlite3\'s 16 000 KiB (which reads spread over 100 000 tasks kept missing)', async () => {
+    const database = await createTestDatabase('sqlite');
+    try {
+      const db = await database.open();
+      const { rows } = await sql<{ cache_size: number }>`pragma cache_size`.execute(db);
+      expect(rows[0]!.cache_size).toBe(-PAGE_CACHE_KIB);
+      expect(PAGE_CACHE_KIB).toBeGreaterThanOrEqual(32 * 1024);
     } finally {
       await database.drop();
     }

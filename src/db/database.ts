@@ -45,6 +45,9 @@ export interface PostgresDatabaseOptions extends CommonOptions {
 /** Options of `openDatabase`: `{ file }` for SQLite, `{ url }` for PostgreSQL. */
 export type OpenDatabaseOptions = SqliteDatabaseOptions | PostgresDatabaseOptions;
 
+/** SQLite's page cache per connection, in KiB. @default 65536 (64 MiB; better-sqlite3 builds SQLite with 16 000 KiB) */
+export const PAGE_CACHE_KIB = 64 * 1024;
+
 /**
  * Opens (and migrates) the database. Throws one readable line when it cannot: a data folder that
  * is not writable, or (PostgreSQL) a bad DATABASE_URL or a server that does not answer.
@@ -83,6 +86,11 @@ function openSqlite(options: SqliteDatabaseOptions): Db {
   sqlite.pragma('busy_timeout = 10');
   sqlite.pragma('synchronous = NORMAL'); // durable with WAL, much faster commits
   sqlite.pragma('foreign_keys = ON');
+  // better-sqlite3's default page cache is ~16 MB: with 100 000 stored tasks, status reads spread
+  // over the table (~20 MB of pages for 1000 of them) kept missing it and read pages through system
+  // calls (0.86-0.90 of the rate at 1000 tasks; 0.94-0.97 with 64 MiB). Pages are cached as they are
+  // read, so a small database never takes more than its size.
+  sqlite.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   const dialect = new RetryingSqliteDialect({
     database: sqlite,
     ...(options.health ? { health: options.health } : {}),
