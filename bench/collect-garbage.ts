@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from '../test/helpers/stack.js';
 import { processMemory } from './process-memory.js';
 
 /** A child's way to collect on demand: start it with `env`, then read `rss(pid)`; `dispose()` removes the acknowledgement file. */
@@ -29,12 +29,8 @@ export function collectable(base: Record<string, string> = {}, timeoutMs = 10_00
     async rss(pid) {
       const before = await runs();
       process.kill(pid, 'SIGUSR2');
-      const deadline = Date.now() + timeoutMs;
       // A file caught mid-write reads as 0, never as a later run.
-      while ((await runs()) <= before) {
-        if (Date.now() > deadline) throw new Error(`process ${pid} did not collect garbage within ${timeoutMs} ms (started without collectable().env?)`);
-        await sleep(5);
-      }
+      await until(`process ${pid} to collect garbage (started with collectable().env?)`, async () => (await runs()) > before, timeoutMs);
       return (await processMemory(pid)).rss;
     },
     dispose: () => rm(ackFile, { force: true }),

@@ -1,9 +1,10 @@
 /**
  * Uploads: rounds of 20 concurrent ~10 MB uploads, each with different bytes. Every round posts the
  * same batch to each server (the two services store into folders of their own, so each stores every
- * file; every side keeps what it stored until the end, see KEPT_NOTE), in an order that changes every round (bench/balanced-order.ts: each side in every place,
- * after every other side equally often) so a burst of load on the shared machine spoils one round
- * rather than one side, with a `sync` after each batch; the throughput ratios are the median round's:
+ * file; every side keeps what it stored until the end, see KEPT_NOTE), in an order that changes
+ * every round (bench/balanced-order.ts: each side in every place, after every other side equally
+ * often) so a burst of load on the shared machine spoils one round rather than one side, with a
+ * `sync` after each batch; the throughput ratios are the median round's:
  * - the service through REST (`POST /generate-image`, busboy) and through GraphQL multipart
  *   (`generate`, graphql-upload-minimal), each upload received, checked and stored, a task queued;
  * - the checked baseline: plain node:http + busboy + pipeline with the same checks (size limit, type
