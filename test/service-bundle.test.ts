@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildService } from '../scripts/build-service.mjs';
 import { findPackageRoot, PACKAGE_ROOT } from '../src/package-root.js';
-import { startBuiltServiceProcess } from './helpers/processes.js';
+import { SERVICE_NODE_FLAGS, startBuiltServiceProcess } from './helpers/processes.js';
 import { processScope } from './helpers/process-scope.js';
 import { postGenerate, waitForStatus } from './helpers/stack.js';
 import { startSimulator, type Simulator } from '../simulator/server.js';
@@ -52,6 +52,16 @@ describe('the bundled service', () => {
     expect(image.status).toBe(200);
     expect(image.headers.get('content-type')).toMatch(/^image\//);
   }, 60_000);
+});
+
+describe('the service\'s Node flags', () => {
+  it('are the ones npm start and npm run demo pass, which the tests and benchmarks start the service with', async () => {
+    const { scripts } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    for (const name of ['start', 'demo']) {
+      const flags = /node ((?:--\S+ )*)dist\/main\.js/.exec(scripts[name]!)?.[1]?.trim().split(' ');
+      expect(flags, `npm run ${name}`).toEqual(['--enable-source-maps', ...SERVICE_NODE_FLAGS]);
+    }
+  });
 });
 
 describe('findPackageRoot', () => {

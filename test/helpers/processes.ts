@@ -16,10 +16,21 @@ export interface Child {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Runs an entry point of this repository (TypeScript under tsx, or a built .js) and waits until it prints a URL matching `ready`. */
-async function startChild(entry: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Child> {
+/**
+ * Node's flags for the service, as `npm start` and `npm run demo` pass them (package.json; a test in
+ * service-bundle.test.ts checks they agree). --initial-old-space-size=128: V8's old generation starts
+ * with a 128 MB allocation limit, which stays its floor. Under uploads (each 64 KiB socket chunk is
+ * memory outside the JS heap) a service whose limit V8 had set low, at ~60-75 MB for ~36 MB live,
+ * ran 80-97 full collections over the upload bench's rounds against 0-2 and used ~1.7x the CPU
+ * (bench/uploads.ts); with the floor, no process fell into that. It costs nothing until garbage
+ * reaches it: the upload rows' peak RSS growth went down (~80 to ~63 MB).
+ */
+export const SERVICE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
+
+/** Runs an entry point of this repository (TypeScript under tsx, or a built .js) with `nodeFlags` and waits until it prints a URL matching `ready`. */
+async function startChild(entry: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 30_000, nodeFlags: readonly string[] = []): Promise<Child> {
   const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
-  const child = spawn(process.execPath, [...loader, entry, ...args], {
+  const child = spawn(process.execPath, [...loader, ...nodeFlags, entry, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -64,12 +75,12 @@ const SERVICE_LISTENING = /"msg":"Kontext Gateway listening","url":"(http:\/\/[^
 
 /** The service process from its TypeScript sources under tsx (what `npm start` bundles), configured through its environment; `args` go to src/main.ts (default none). */
 export function startServiceProcess(env: Record<string, string>, args: string[] = []): Promise<Child> {
-  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING);
+  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, undefined, SERVICE_NODE_FLAGS);
 }
 
 /** The service from a bundle `scripts/build-service.mjs` wrote (as `npm start` runs it), configured through its environment. */
 export function startBuiltServiceProcess(bundle: string, env: Record<string, string>, args: string[] = []): Promise<Child> {
-  return startChild(bundle, args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING);
+  return startChild(bundle, args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, undefined, SERVICE_NODE_FLAGS);
 }
 
 /** Runs the service until it exits by itself (a start that must fail); returns its exit code and output. */
