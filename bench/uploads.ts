@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { startServiceProcess, type Child } from '../test/helpers/processes.js';
 import { BALANCED_ROUNDS, balancedOrder } from './balanced-order.js';
 import { processMemory } from './process-memory.js';
+import { cpuSeconds, gcCounts, type GcCounts } from './process-work.js';
 import { percentile } from './stats.js';
 import type { BenchRow } from './table.js';
 import { bigPng, uploadAll, variant, type UploadForm } from './upload-bodies.js';
@@ -42,6 +43,20 @@ const ROUNDS = Number(process.env.UPLOAD_ROUNDS ?? BALANCED_ROUNDS.length);
  */
 const KEPT_NOTE = 'every side keeps its files, so all write into new disk blocks';
 
+/*
+ * Why each service row names its process's CPU and full collections. Started as plain `node`, the
+ * service's ratio was bimodal per process (0.78-0.86 or 1.0-1.1 for a whole run), and so was its
+ * CPU: the slow process used ~1.7x the user CPU of the fast one for the same uploads. With
+ * --trace-gc, the slow one ran 80-97 full collections over the rounds, started at the old
+ * generation's allocation limit (V8 had set it at ~60-75 MB for ~36 MB live, too close to leave a
+ * young generation's worth of room) or by a V8 task, while the fast one ran 2, both at start-up, and
+ * freed the uploads' 64 KiB socket chunks with young-generation collections only. Whichever service
+ * was started first was the slow one, REST or GraphQL; with 6 s idle before the first batch both
+ * were. The service now runs with a 128 MB floor under that limit (SERVICE_NODE_FLAGS, as npm start
+ * runs it): 0-1 full collections, 1.01-1.06 for both routes in 3 runs. The figures come from the
+ * service's own /metrics (nodejs_gc_duration_seconds), so an operator sees them too.
+ */
+
 /** A baseline server of bench/plain-upload-server.ts writing into `dir`; `env` is added to this process's. */
 export async function startPlainServer(dir: string, mode: 'checked' | 'bare', env: Record<string, string> = {}): Promise<Child> {
   const entry = new URL('./plain-upload-server.ts', import.meta.url).pathname;
@@ -55,6 +70,12 @@ export async function startPlainServer(dir: string, mode: 'checked' | 'bare', en
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return { url, process: child, output: () => '', kill: async (signal = 'SIGKILL') => void (child.kill(signal), await exited) };
+}
+
+/** A service process's CPU seconds and collections at one moment. */
+interface ServiceWork {
+  cpu: number;
+  gc: GcCounts;
 }
 
 interface Side {
@@ -107,12 +128,19 @@ export async function benchUploads(): Promise<BenchRow[]> {
     // order, so the first round follows the last one's last side as the balanced orders assume.
     const warmUp = Array.from({ length: UPLOADS }, (_, i) => variant(png, `warm-up upload ${i}`));
     for (const k of balancedOrder(ROUNDS - 1)) await batch(sides[k]!, warmUp);
+    // What each server process spends on the measured rounds (bench/process-work.ts).
+    const work = async (): Promise<{ services: ServiceWork[]; checked: number }> => ({
+      services: await Promise.all(services.map(async (s) => ({ cpu: await cpuSeconds(s.process.pid!), gc: await gcCounts(s.url) }))),
+      checked: await cpuSeconds(checked.process.pid!),
+    });
+    const workBefore = await work();
     for (let round = 0; round < ROUNDS; round++) {
       // Made before the round and shared: every side gets the very same bytes, and the client makes
       // no 200 MB of garbage between one side's batch and the next.
       const bodies = Array.from({ length: UPLOADS }, (_, i) => variant(png, `round ${round} upload ${i}`));
       for (const k of balancedOrder(round)) sides[k]!.ms.push(await batch(sides[k]!, bodies));
     }
+    const workAfter = await work();
     const after = await Promise.all(services.map((s) => processMemory(s.process.pid!)));
     const checkedAfter = await processMemory(checked.process.pid!);
 
@@ -127,7 +155,10 @@ export async function benchUploads(): Promise<BenchRow[]> {
     };
     const rounds = `${ROUNDS} rounds in balanced orders after a warm-up batch each, medians`;
     const rows: BenchRow[] = [];
-    for (const side of [rest, graphql]) {
+    const checkedCpu = workAfter.checked - workBefore.checked;
+    for (const [i, side] of [rest, graphql].entries()) {
+      const [was, now] = [workBefore.services[i]!, workAfter.services[i]!];
+      const spent = `its process over the rounds: ${(now.cpu - was.cpu).toFixed(1)} s CPU (the checked baseline's ${checkedCpu.toFixed(1)} s), ${now.gc.major - was.gc.major} full garbage collections, ${(now.gc.seconds - was.gc.seconds).toFixed(2)} s collecting`;
       const route = side === rest ? 'REST POST /generate-image (busboy)' : 'GraphQL multipart generate (graphql-upload-minimal)';
       const vsChecked = ratioOf(side, checkedSide);
       const vsBare = ratioOf(side, bareSide);
@@ -137,7 +168,7 @@ export async function benchUploads(): Promise<BenchRow[]> {
         baseline: `${rate(median(checkedSide.ms))} plain node:http + busboy + pipeline with the same checks (size, type sniff, SHA-256, fdatasync)`,
         ratio: vsChecked.ratio,
         ratioLabel: 'of the baseline',
-        note: `${rounds}, ${KEPT_NOTE}, ratio spread ${vsChecked.spread}; ${vsBare.ratio.toFixed(2)} of a bare pipe-to-disk server (${rate(median(bareSide.ms))}, no parsing, hash or fsync); the service also checks the image's end and header, renames it under its hash and records the upload and a task`,
+        note: `${rounds}, ${KEPT_NOTE}, ratio spread ${vsChecked.spread}; ${vsBare.ratio.toFixed(2)} of a bare pipe-to-disk server (${rate(median(bareSide.ms))}, no parsing, hash or fsync); the service also checks the image's end and header, renames it under its hash and records the upload and a task; ${spent}`,
       });
     }
     const checkedGrowth = (checkedAfter.peak - checkedBefore.rss) / 1e6;

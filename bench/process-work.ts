@@ -1,0 +1,36 @@
+/**
+ * What a server process spent on a stretch of work, for benchmarks whose servers are child processes:
+ * its CPU time (Linux's /proc/<pid>/stat, any process) and, for the service, its garbage
+ * collections as its own `GET /metrics` counts them (prom-client's `nodejs_gc_duration_seconds`).
+ * Two service processes doing the same uploads were seen to differ by 1.7x in CPU, the slower one
+ * running ~90 full collections where the other ran 2; these figures show which kind a run had.
+ */
+import { readFile } from 'node:fs/promises';
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux's usual builds). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) process `pid` has used so far. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** A service's collections so far: full (`major`) ones, and the seconds of all kinds. */
+export interface GcCounts {
+  major: number;
+  seconds: number;
+}
+
+/** The collections the service at `baseUrl` reports on /metrics (without METRICS_TOKEN). */
+export async function gcCounts(baseUrl: string): Promise<GcCounts> {
+  const res = await fetch(`${baseUrl}/metrics`);
+  if (!res.ok) throw new Error(`GET /metrics: ${res.status}`);
+  const text = await res.text();
+  const major = /^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m.exec(text)?.[1];
+  let seconds = 0;
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="[a-z]+"\} (\S+)$/gm)) seconds += Number(m[1]);
+  return { major: Number(major ?? 0), seconds };
+}
