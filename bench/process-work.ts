@@ -6,6 +6,7 @@
  * running ~90 full collections where the other ran 2; these figures show which kind a run had.
  */
 import { readFile } from 'node:fs/promises';
+import { parsePrometheusText } from '../test/helpers/prometheus-text.js';
 
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux's usual builds). */
 const TICKS_PER_SECOND = 100;
@@ -24,13 +25,13 @@ export interface GcCounts {
   seconds: number;
 }
 
-/** The collections the service at `baseUrl` reports on /metrics (without METRICS_TOKEN). */
+/** The collections the service at `baseUrl` reports on /metrics (with this process's METRICS_TOKEN, which the service's child process inherits, if set). */
 export async function gcCounts(baseUrl: string): Promise<GcCounts> {
-  const res = await fetch(`${baseUrl}/metrics`);
+  const token = process.env['METRICS_TOKEN'];
+  const res = await fetch(`${baseUrl}/metrics`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   if (!res.ok) throw new Error(`GET /metrics: ${res.status}`);
-  const text = await res.text();
-  const major = /^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m.exec(text)?.[1];
-  let seconds = 0;
-  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="[a-z]+"\} (\S+)$/gm)) seconds += Number(m[1]);
-  return { major: Number(major ?? 0), seconds };
+  const { samples } = parsePrometheusText(await res.text());
+  const major = samples.find((m) => m.name === 'nodejs_gc_duration_seconds_count' && m.labels['kind'] === 'major')?.value ?? 0;
+  const seconds = samples.filter((m) => m.name === 'nodejs_gc_duration_seconds_sum').reduce((sum, m) => sum + m.value, 0);
+  return { major, seconds };
 }

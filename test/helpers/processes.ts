@@ -27,8 +27,8 @@ export interface Child {
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
 
-/** Runs an entry point of this repository (TypeScript under tsx, or a built .js) with `nodeFlags` and waits until it prints a URL matching `ready`. */
-async function startChild(entry: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 30_000, nodeFlags: readonly string[] = []): Promise<Child> {
+/** Runs an entry point of this repository (TypeScript under tsx, or a built .js) with `nodeFlags` (@default none) and waits until it prints a URL matching `ready`. */
+async function startChild(entry: string, args: string[], env: Record<string, string>, ready: RegExp, nodeFlags: readonly string[] = [], timeoutMs = 30_000): Promise<Child> {
   const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : ['--enable-source-maps'];
   const child = spawn(process.execPath, [...loader, ...nodeFlags, entry, ...args], {
     cwd: ROOT,
@@ -75,12 +75,12 @@ const SERVICE_LISTENING = /"msg":"Kontext Gateway listening","url":"(http:\/\/[^
 
 /** The service process from its TypeScript sources under tsx (what `npm start` bundles), configured through its environment; `args` go to src/main.ts (default none). */
 export function startServiceProcess(env: Record<string, string>, args: string[] = []): Promise<Child> {
-  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, undefined, SERVICE_NODE_FLAGS);
+  return startChild('src/main.ts', args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, SERVICE_NODE_FLAGS);
 }
 
 /** The service from a bundle `scripts/build-service.mjs` wrote (as `npm start` runs it), configured through its environment. */
 export function startBuiltServiceProcess(bundle: string, env: Record<string, string>, args: string[] = []): Promise<Child> {
-  return startChild(bundle, args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, undefined, SERVICE_NODE_FLAGS);
+  return startChild(bundle, args, { HOST: '127.0.0.1', PORT: '0', ...env }, SERVICE_LISTENING, SERVICE_NODE_FLAGS);
 }
 
 /** Runs the service until it exits by itself (a start that must fail); returns its exit code and output. */
