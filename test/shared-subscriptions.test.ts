@@ -4,7 +4,7 @@
  * snapshot first, `seq` without gaps, its own completion and errors, and no key's data for another.
  */
 import { parse, type ExecutionArgs } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { OPEN_CALLER, type Caller } from '../src/auth/caller.js';
 import { createApiKey } from '../src/auth/create-api-key.js';
@@ -76,6 +76,23 @@ describe('open mode: many subscribers of one task', () => {
       }
     } finally {
       await client.dispose();
+    }
+  });
+
+  it('writes the shared `next` messages to the socket’s stream itself, each one whole frame (ws-next-frames.ts), not through ws’ send', async () => {
+    const id = await generateTask(stack.app.url, TASK, ref);
+    const send = vi.spyOn(WebSocket.prototype, 'send');
+    try {
+      const messages = await rawWatch(stack.app.url, id);
+      expect(messages.length).toBeGreaterThan(3);
+      const sent = send.mock.calls.map(([data]) => String(data));
+      // The spy sees the server's own sends (its ack and the final complete) ...
+      expect(sent.some((m) => m.includes('"type":"connection_ack"'))).toBe(true);
+      expect(sent.some((m) => m.includes('"type":"complete"'))).toBe(true);
+      // ... and none of the frames.
+      expect(sent.filter((m) => m.includes('"type":"next"'))).toEqual([]);
+    } finally {
+      send.mockRestore();
     }
   });
 

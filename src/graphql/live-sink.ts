@@ -6,7 +6,8 @@
  */
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
-import { sharedJson } from './shared-payload.js';
+import { sharedNextRest } from './shared-payload.js';
+import { sendMessage } from './ws-next-frames.js';
 
 /** A connection that takes shared results directly. */
 export interface LiveSink {
@@ -57,13 +58,12 @@ export class WsSink implements LiveSink {
   }
 
   write(result: ExecutionResult, final: boolean): boolean {
-    const json = sharedJson(result);
-    if (json === undefined) return false;
+    const rest = sharedNextRest(result);
+    if (rest === undefined) return false;
     const socket = this.socket;
     if (socket.readyState !== socket.OPEN) return true; // it is closing: its operations end with it
     if (!final && socket.bufferedAmount > MAX_BEHIND_BYTES) return true;
-    // As graphql-ws's stringifyMessage writes it.
-    socket.send(`{"id":${this.#quotedId},"type":"next","payload":${json}}`);
+    sendMessage(socket, this.#quotedId, rest);
     return true;
   }
 }

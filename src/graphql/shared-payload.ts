@@ -2,7 +2,7 @@
  * One serialised payload per shared result. A subscription result that many subscribers receive
  * (shared-execution.ts) is serialised here once; the transports then send that text (graphql-ws,
  * spliced into each subscriber's `next` message, which differs only by its `id`) or those bytes
- * (SSE) instead of serialising the same object again per subscriber.
+ * (SSE; the tail of a graphql-ws `next` message) instead of serialising the same object again per subscriber.
  */
 import type { ExecutionResult } from 'graphql';
 
@@ -10,6 +10,7 @@ import type { ExecutionResult } from 'graphql';
 interface SharedPayload {
   json?: string;
   sse?: Uint8Array;
+  next?: Uint8Array;
 }
 
 /** Results marked as shared; a WeakMap, so a payload lives as long as its result object. */
@@ -43,4 +44,16 @@ export function sharedSseEvent(value: unknown): Uint8Array | undefined {
   if (json === undefined) return undefined;
   const payload = shared.get(value as object)!;
   return (payload.sse ??= encoder.encode(`event: next\ndata: ${json}\n\n`));
+}
+
+/**
+ * What follows the id in a graphql-ws `next` message of a shared result, `,"type":"next","payload":<json>}`
+ * as graphql-ws's stringifyMessage writes it, encoded once (ws-next-frames.ts puts the id in front);
+ * undefined when `value` is not a shared result. Never written to, as `sharedSseEvent`'s bytes.
+ */
+export function sharedNextRest(value: unknown): Uint8Array | undefined {
+  const json = sharedJson(value);
+  if (json === undefined) return undefined;
+  const payload = shared.get(value as object)!;
+  return (payload.next ??= encoder.encode(`,"type":"next","payload":${json}}`));
 }

@@ -29,6 +29,7 @@ import { keepAliveRounds } from './keep-alive.js';
 import { LiveConnections } from './live-connections.js';
 import { WsSink } from './live-sink.js';
 import { sharedJson } from './shared-payload.js';
+import { rememberWire } from './ws-next-frames.js';
 import { SharedSubscriptions, type ConnectionState } from './ws-shared-subscriptions.js';
 import type { GraphQLServer } from './yoga.js';
 
@@ -186,7 +187,10 @@ export function attachGraphQLWs(server: Server, options: GraphQLWsOptions): Grap
     }
     // Counted from here until the TCP socket closes, also when the handshake below fails.
     if (!live.tryHold(socket)) return refuseUpgrade(socket, 503, { errors: [{ message: live.refusal, extensions: { code: 'TOO_MANY_CONNECTIONS' } }] });
-    wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      rememberWire(ws, socket); // shared `next` messages are written to it directly (ws-next-frames.ts)
+      onConnection(ws, request);
+    });
   };
 
   /**
