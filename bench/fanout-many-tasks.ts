@@ -5,6 +5,13 @@
  * server's per socket. Delay: the first task runs while all 10 000 are held, its 100 subscribers
  * receive its frames (simulator progress to frame, as bench/fanout.ts measures it); the bare server
  * broadcasts frames of the same size at the same pace to the 100 sockets of one room.
+ *
+ * On a 2-vCPU machine the delay is as much the scheduler's as the service's. `perf sched record -a`
+ * over one round (10 s windows): the service's main thread waited runnable 178 ms (146 waits over
+ * 0.5 ms), 152 ms of it behind this process on the same vCPU while the other vCPU was idle, and
+ * this process waited 326 ms behind the service likewise; the bare server never waited, only this
+ * process behind it (122 ms). The longer a frame's burst (the simulator's message, the SQL, then
+ * 100 writes), the more of it shares one vCPU with its readers; so cost per subscriber counts twice.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';

@@ -53,7 +53,7 @@ const KEPT_NOTE = 'every side keeps its files, so all write into new disk blocks
  * freed the uploads' 64 KiB socket chunks with young-generation collections only. Whichever service
  * was started first was the slow one, REST or GraphQL; with 6 s idle before the first batch both
  * were. The service now runs with a 128 MB floor under that limit (SERVICE_NODE_FLAGS, as npm start
- * runs it): 0-1 full collections, 1.01-1.06 for both routes in 3 runs. The figures come from the
+ * runs it): 0-1 full collections, 1.01-1.14 for both routes in six runs. The figures come from the
  * service's own /metrics (nodejs_gc_duration_seconds), so an operator sees them too.
  */
 
