@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { messageFrame, rememberWire, sendMessage } from '../src/graphql/ws-next-frames.js';
@@ -28,13 +29,14 @@ afterEach(async () => {
 });
 
 /** A server socket and its client; `remember`: whether the server records the socket's stream (as ws.ts does). */
-async function connect({ remember = true, deflate = false } = {}): Promise<Pair> {
+async function connect({ remember = true, deflate = false, onWire = (_: Duplex) => undefined as unknown } = {}): Promise<Pair> {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: deflate });
   const accepted = new Promise<WebSocket>((resolve) => {
     httpServer = createServer();
     httpServer.on('upgrade', (request, socket, head) =>
       wss.handleUpgrade(request, socket, head, (ws) => {
         if (remember) rememberWire(ws, socket);
+        onWire(socket);
         resolve(ws);
       }),
     );
@@ -101,6 +103,16 @@ describe('graphql-ws messages written as whole frames', () => {
     sendMessage(pair.server, '"op"', rest);
     pair.server.send('{"type":"third"}');
     expect(await pair.receivedAll(3)).toEqual(['{"type":"first"}', '{"id":"op","type":"next","payload":{"n":2}}', '{"type":"third"}']);
+  });
+
+  it('drops a frame for a stream destroyed under a still OPEN socket, without an error reaching the process', async () => {
+    let wire: Duplex | undefined;
+    const pair = await connect({ onWire: (w) => (wire = w) });
+    wire!.destroy(); // a reset: ws sees the close only on a later turn
+    expect(pair.server.readyState).toBe(WebSocket.OPEN);
+    expect(() => sendMessage(pair.server, '"op"', Buffer.from(',"type":"next","payload":{}}'))).not.toThrow();
+    // ws' close follows; an error emitted on the stream would fail this test as unhandled.
+    await new Promise<void>((resolve) => pair.server.once('close', () => resolve()));
   });
 
   it.each<[string, { remember?: boolean; deflate?: boolean }]>([

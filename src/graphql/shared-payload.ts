@@ -40,10 +40,7 @@ export function sharedJson(value: unknown): string | undefined {
  * may enqueue the same array.
  */
 export function sharedSseEvent(value: unknown): Uint8Array | undefined {
-  const json = sharedJson(value);
-  if (json === undefined) return undefined;
-  const payload = shared.get(value as object)!;
-  return (payload.sse ??= encoder.encode(`event: next\ndata: ${json}\n\n`));
+  return encodedOnce(value, 'sse', (json) => `event: next\ndata: ${json}\n\n`);
 }
 
 /**
@@ -52,8 +49,13 @@ export function sharedSseEvent(value: unknown): Uint8Array | undefined {
  * undefined when `value` is not a shared result. Never written to, as `sharedSseEvent`'s bytes.
  */
 export function sharedNextRest(value: unknown): Uint8Array | undefined {
+  return encodedOnce(value, 'next', (json) => `,"type":"next","payload":${json}}`);
+}
+
+/** `value`'s JSON wrapped by `text` and encoded, kept under `form`; undefined when `value` is not shared. */
+function encodedOnce(value: unknown, form: 'sse' | 'next', text: (json: string) => string): Uint8Array | undefined {
   const json = sharedJson(value);
   if (json === undefined) return undefined;
   const payload = shared.get(value as object)!;
-  return (payload.next ??= encoder.encode(`,"type":"next","payload":${json}}`));
+  return (payload[form] ??= encoder.encode(text(json)));
 }

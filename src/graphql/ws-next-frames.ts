@@ -17,9 +17,12 @@ import type { WebSocket } from 'ws';
 /** The stream under each accepted socket, as the upgrade handed it to ws; gone with the socket. */
 const wires = new WeakMap<WebSocket, Duplex>();
 
-/** Records `wire` as the stream `socket` (accepted by ws from that upgrade) writes to. */
+/**
+ * Records `wire` as the stream `socket` (accepted by ws from that upgrade) writes to, unless the
+ * handshake negotiated an extension: extensions are fixed by then, so `sendMessage` need not ask.
+ */
 export function rememberWire(socket: WebSocket, wire: Duplex): void {
-  wires.set(socket, wire);
+  if (socket.extensions === '') wires.set(socket, wire);
 }
 
 /** RFC 6455 §5.2: FIN and opcode 1 (text) in the first byte. */
@@ -31,11 +34,12 @@ const ID_KEY = Buffer.from('{"id":');
 /**
  * Sends a graphql-ws message on `socket` (which must be OPEN): `{"id":` then `quotedId` (the operation
  * id as JSON) then `rest` (UTF-8: the message's other fields and its closing brace). One frame and
- * one write on the stream when the socket's stream is known, else ws' `send`.
+ * one write on the stream when the socket's stream is known, else ws' `send`. A stream destroyed under
+ * an OPEN socket (a reset not yet seen by ws) drops the write, as ws' own writes then do.
  */
 export function sendMessage(socket: WebSocket, quotedId: string, rest: Uint8Array): void {
   const wire = wires.get(socket);
-  if (!wire || socket.extensions !== '') {
+  if (!wire) {
     socket.send(Buffer.concat([ID_KEY, Buffer.from(quotedId), rest]), { binary: false });
     return;
   }
